@@ -1,0 +1,52 @@
+# pmx-connector: every developer and CI task is one target here.
+#
+#   make demo    run the embedded Kafka, the venue simulator and the connector, with a live view
+#   make test    the whole test suite (what CI runs through .ci/run)
+#   make check   ruff, ruff format --check, mypy --strict, import-linter
+#   make bench   the performance benchmarks (not part of make test)
+#   make protos  regenerate connector/_pb from protos/
+#
+# `make test` and `make demo` create .venv and install the project into it when needed; the
+# install is keyed on a hash of pyproject.toml, so it is skipped when nothing changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+TOOLS  := .tools
+
+.PHONY: venv test check bench protos demo clean tools
+
+$(STAMP): pyproject.toml
+	@scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
+	@echo "installing pmx-connector and its test dependencies into $(VENV) ..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+tools: venv
+	@scripts/install-tools.sh "$(TOOLS)"
+
+test: venv tools
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m pytest
+
+check: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: venv
+	$(BIN)/python -m tests.perf.bench
+
+protos: venv
+	$(BIN)/python scripts/generate_protos.py
+
+demo: venv
+	$(BIN)/pmx-connector demo
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,124 @@
+"""Command-line interface of ``pmx-connector``: the one composition root.
+
+Each sub-command lives in the module that owns its subject and exposes two functions,
+``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them, turns the
+connector's own errors into one clear line and an exit code.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol, cast
+
+from connector import __version__
+from connector.errors import ConfigError, ConnectorError
+
+EXIT_OK: Final = 0
+EXIT_RUNTIME_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+
+
+class CommandModule(Protocol):
+    """What a module must offer to be a sub-command."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the command's flags on its parser."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the command and return its exit code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A sub-command: its name, one-line help, longer description and implementing module."""
+
+    name: str
+    summary: str
+    description: str
+    module: str
+
+
+COMMANDS: Final[tuple[Command, ...]] = (
+    Command(
+        name="dev-kafka",
+        summary="run an embedded Kafka cluster (librdkafka's mock brokers) for development and tests",
+        description=(
+            "Start an embedded, in-memory Kafka cluster on localhost and keep it running until "
+            "interrupted (Ctrl-C or SIGTERM). It speaks the real Kafka protocol, so any client can "
+            "use it. A loopback HTTP control endpoint can take brokers down and up, inject request "
+            "errors and create topics. Data is lost when it stops."
+        ),
+        module="connector.embedded.devkafka",
+    ),
+    Command(
+        name="simulator",
+        summary="run the venue simulator (gRPC order stream, REST search, OAuth token endpoint)",
+        description=(
+            "Start a simulated Polymarket US venue on localhost: the CreateOrderSubscription gRPC "
+            "stream, the REST execution/order search, and the OAuth token endpoint, with a seeded "
+            "order flow, a journal of every event it produced, and fault injection."
+        ),
+        module="connector.simulator.command",
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="pmx-connector",
+        description=(
+            "Deliver the Polymarket US order and execution stream into Kafka as Avro records keyed "
+            "by order ID: at-least-once, with no gaps."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default: INFO)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.summary, description=command.description)
+        module = _load(command)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _load(command: Command) -> CommandModule:
+    return cast(CommandModule, importlib.import_module(command.module))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pmx-connector`` and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = cast(Callable[[argparse.Namespace], int], args.handler)
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"pmx-connector {args.command}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConnectorError as exc:
+        print(f"pmx-connector {args.command}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK

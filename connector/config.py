@@ -1,0 +1,305 @@
+"""Typed, frozen settings: one YAML file plus ``PMX_CONNECTOR_`` environment overrides, validated once.
+
+Environment variables override file values: ``PMX_CONNECTOR_KAFKA__BOOTSTRAP_SERVERS=b:9092`` sets
+``kafka.bootstrap_servers`` (``__`` nests; names are case-insensitive; values are parsed as YAML
+scalars or flow collections, so ``[a, b]`` is a list and ``true`` a bool). Every problem becomes one
+:class:`~connector.errors.ConfigError` line naming the key: unknown keys (with a "did you mean"),
+missing keys, wrong types, and unsafe combinations such as plaintext to a non-loopback venue.
+Secrets (librdkafka passwords, registry credentials) are held as ``SecretStr`` and never printed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connector.errors import ConfigError
+
+ENV_PREFIX: Final = "PMX_CONNECTOR_"
+ENV_NESTING: Final = "__"
+
+# librdkafka properties whose values are credentials: kept as SecretStr, never logged.
+SECRET_KAFKA_PROPERTIES: Final = frozenset(
+    {
+        "sasl.password",
+        "sasl.oauthbearer.client.secret",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+    }
+)
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class VenueSettings(_Section):
+    """Where the venue is and what to subscribe to."""
+
+    grpc_target: str = Field(min_length=1, description="host:port of the venue's gRPC API")
+    rest_url: str = Field(min_length=1, description="base URL of the venue's REST API")
+    insecure: bool = Field(False, description="plaintext gRPC/HTTP; only allowed for loopback endpoints")
+    participant_id: str = Field(pattern=r"^firms/[^/]+/users/[^/]+$", description="x-participant-id")
+    symbols: tuple[str, ...] = Field((), description="symbol filter; empty means all")
+    accounts: tuple[str, ...] = Field((), description="account filter; empty means all of the user's")
+    heartbeat_timeout_s: PositiveSeconds = Field(90.0, description="silence after which the stream is dead")
+    max_receive_message_bytes: int = Field(64 * 1024 * 1024, ge=4 * 1024 * 1024)
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest_url_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            msg = "must be an http(s) URL such as https://api.prod.polymarketexchange.com"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
+    @field_validator("grpc_target")
+    @classmethod
+    def _grpc_target_has_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            msg = "must be host:port, such as grpc-api.prod.polymarketexchange.com:443"
+            raise ValueError(msg)
+        return value
+
+
+class AuthSettings(_Section):
+    """The private-key JWT client credentials (venue-api.md §4)."""
+
+    token_url: str = Field(min_length=1, description="the OAuth token endpoint; also the assertion's aud")
+    client_id: str = Field(min_length=1)
+    private_key_file: Path = Field(description="PEM file of the RSA private key (a mounted Secret)")
+    audience: str = Field(min_length=1, description="the API audience, i.e. the REST base URL")
+    refresh_margin_s: PositiveSeconds = Field(30.0, description="renew the token this long before expiry")
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url_is_http(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"}:
+            msg = "must be an http(s) URL such as https://pmx-prod.us.auth0.com/oauth/token"
+            raise ValueError(msg)
+        return value
+
+
+class TopicSettings(_Section):
+    """Topic names relative to ``kafka.topic_prefix`` (a name containing a dot is used as is)."""
+
+    executions: str = "orders.executions"
+    snapshots: str = "orders.snapshots"
+    cancel_rejects: str = "orders.cancel-rejects"
+    heartbeats: str = "connector.heartbeats"
+    checkpoints: str = "connector.checkpoints"
+    dlq: str = "connector.dlq"
+
+
+KafkaPropertyValue = str | int | float | bool | SecretStr
+
+
+class KafkaSettings(_Section):
+    """The Kafka cluster, topic names and raw librdkafka properties."""
+
+    bootstrap_servers: str = Field(min_length=1)
+    topic_prefix: str = Field("pmx", pattern=r"^[A-Za-z0-9._-]*$")
+    topics: TopicSettings = TopicSettings()
+    create_topics: bool = Field(True, description="create missing topics at start (if permitted)")
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(3, ge=1)
+    properties: dict[str, KafkaPropertyValue] = Field(default_factory=dict)
+
+    @field_validator("properties", mode="before")
+    @classmethod
+    def _hide_secret_properties(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                key: SecretStr(str(item))
+                if key in SECRET_KAFKA_PROPERTIES and isinstance(item, (str, int, float))
+                else item
+                for key, item in value.items()
+            }
+        return value
+
+    def topic(self, name: str) -> str:
+        """Return the full topic name for a configured relative name."""
+        return f"{self.topic_prefix}.{name}" if self.topic_prefix else name
+
+
+class SchemaRegistrySettings(_Section):
+    """Confluent Schema Registry; without a URL, records use Avro single-object encoding."""
+
+    url: str | None = None
+    basic_auth_user_info: SecretStr | None = None
+    auto_register: bool = True
+    subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+
+
+class HttpSettings(_Section):
+    """The HTTP endpoint for /metrics, /healthz, /readyz and /status."""
+
+    listen: str = "0.0.0.0:9400"  # a pod's metrics port must be reachable by Prometheus
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            msg = "must be host:port, such as 0.0.0.0:9400"
+            raise ValueError(msg)
+        return value
+
+
+class ConnectorSettings(_Section):
+    """The connector instance."""
+
+    name: str = Field("pmx-connector", pattern=r"^[A-Za-z0-9._-]+$")
+    heartbeat_interval_s: PositiveSeconds = 10.0
+
+
+class Settings(_Section):
+    """Every setting of the connector."""
+
+    venue: VenueSettings
+    auth: AuthSettings
+    kafka: KafkaSettings
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    http: HttpSettings = HttpSettings()
+    connector: ConnectorSettings = ConnectorSettings()
+
+    @model_validator(mode="after")
+    def _plaintext_only_to_loopback(self) -> Settings:
+        if self.venue.insecure:
+            for key, endpoint in (
+                ("venue.grpc_target", f"//{self.venue.grpc_target}"),
+                ("venue.rest_url", self.venue.rest_url),
+                ("auth.token_url", self.auth.token_url),
+            ):
+                host = urlsplit(endpoint).hostname or ""
+                if not _is_loopback(host):
+                    msg = (
+                        f"venue.insecure: plaintext is only allowed to loopback endpoints; {key} is {host!r}"
+                    )
+                    raise ValueError(msg)
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the YAML file (optional), apply environment overrides, and validate once.
+
+    Raises:
+        ConfigError: one line naming the offending key and the problem.
+    """
+    raw: dict[str, Any] = _read_yaml(path) if path is not None else {}
+    _apply_environment(raw, os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read config file {str(path)!r}: {exc.strerror}"
+        raise ConfigError(msg) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        msg = f"config file {str(path)!r} is not valid YAML{where}: {problem}"
+        raise ConfigError(msg) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        msg = f"config file {str(path)!r} must hold a mapping of sections (venue, auth, kafka, ...)"
+        raise ConfigError(msg)
+    return loaded
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+        if not all(path):
+            msg = f"environment variable {name}: empty key segment (use __ between keys)"
+            raise ConfigError(msg)
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                msg = f"environment variable {name}: {'.'.join(path[:-1])} is not a section"
+                raise ConfigError(msg)
+            node = child
+        node[path[-1]] = _parse_env_value(value)
+
+
+def _parse_env_value(value: str) -> Any:
+    try:
+        return yaml.safe_load(value) if value.strip() else value
+    except yaml.YAMLError:
+        return value
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key{_did_you_mean(location)}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not location:
+        return message  # a cross-field check, whose message names its keys
+    shown = _shown_input(error.get("input"), location)
+    return f"{key}: {message}{shown}"
+
+
+def _shown_input(value: Any, location: list[str]) -> str:
+    if isinstance(value, (dict, list)) or "properties" in location or "basic_auth_user_info" in location:
+        return ""  # never echo secrets or whole sections
+    return f" (got {value!r})"
+
+
+def _did_you_mean(location: list[str]) -> str:
+    model: type[BaseModel] = Settings
+    for part in location[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(location[-1], list(model.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
