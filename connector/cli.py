@@ -2,7 +2,8 @@
 
 Each sub-command lives in the module that owns its subject and exposes two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them, turns the
-connector's own errors into one clear line and an exit code.
+connector's own errors into one clear line and an exit code. Only the module of the command being
+run is imported, so one command never drags in another's dependencies.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -70,8 +71,8 @@ COMMANDS: Final[tuple[Command, ...]] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with every sub-command."""
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser; only the ``selected`` sub-command gets its flags (and import)."""
     parser = argparse.ArgumentParser(
         prog="pmx-connector",
         description=(
@@ -89,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.summary, description=command.description)
-        module = _load(command)
-        module.add_arguments(sub)
-        sub.set_defaults(handler=module.run)
+        if command.name == selected:
+            module = _load(command)
+            module.add_arguments(sub)
+            sub.set_defaults(handler=module.run)
     return parser
 
 
@@ -101,8 +103,10 @@ def _load(command: Command) -> CommandModule:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmx-connector`` and return its exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    names = {command.name for command in COMMANDS}
+    parser = build_parser(next((argument for argument in arguments if argument in names), None))
+    args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

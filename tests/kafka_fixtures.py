@@ -1,0 +1,96 @@
+"""Kafka fixtures: which broker the tests use, and a fresh embedded cluster for fault tests.
+
+``kafka_bootstrap_servers`` (session) picks, in order:
+
+1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment (an external cluster);
+2. a testcontainers Kafka container, when a Docker engine answers a ping within two seconds;
+3. :class:`connector.embedded.EmbeddedKafka` with three brokers (librdkafka's mock cluster).
+
+``embedded_kafka`` (function) always gives a fresh three-broker ``EmbeddedKafka``: fault injection
+(broker down/up, request errors, RTT) is only possible there.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Final
+
+import pytest
+
+from connector.embedded import EmbeddedKafka
+
+_LOG: Final = logging.getLogger("tests.kafka")
+DOCKER_PING_TIMEOUT_S: Final = 2
+
+
+def _docker_socket_missing() -> bool:
+    """Whether DOCKER_HOST (or the default) names a unix socket that does not exist: no engine, no probe."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://"))
+
+
+def docker_engine_answers() -> bool:
+    """Whether a Docker engine answers a ping quickly (no Docker here means: use the embedded Kafka)."""
+    if _docker_socket_missing():
+        return False
+    try:
+        import docker
+        import requests
+    except ImportError:
+        return False
+    # A failed probe leaks the docker client's half-open socket; collect it here, where its
+    # ResourceWarning is expected, rather than in whichever test the garbage collector picks.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env(timeout=DOCKER_PING_TIMEOUT_S)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except (docker.errors.DockerException, requests.RequestException, OSError):
+            return False
+        finally:
+            gc.collect()
+
+
+def _announce(request: pytest.FixtureRequest, message: str) -> None:
+    _LOG.warning(message)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\n[kafka] {message}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_servers(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Bootstrap servers of the Kafka the tests use: external, testcontainers, or embedded."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if external:
+        _announce(request, f"using external Kafka from KAFKA_BOOTSTRAP_SERVERS={external}")
+        yield external
+        return
+    if docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer() as container:
+            servers = str(container.get_bootstrap_server())
+            _announce(request, f"using testcontainers Kafka at {servers}")
+            yield servers
+        return
+    with EmbeddedKafka(brokers=3) as kafka:
+        _announce(
+            request,
+            f"no KAFKA_BOOTSTRAP_SERVERS and no Docker: using EmbeddedKafka at {kafka.bootstrap_servers}",
+        )
+        yield kafka.bootstrap_servers
+
+
+@pytest.fixture
+def embedded_kafka() -> Iterator[EmbeddedKafka]:
+    """A fresh three-broker embedded Kafka, destroyed after the test."""
+    with EmbeddedKafka(brokers=3) as kafka:
+        yield kafka
