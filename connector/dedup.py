@@ -1,0 +1,39 @@
+"""Pure, bounded memory of recently published execution IDs, for dropping overlaps (no I/O).
+
+Overlaps happen by design: the backfill window starts before the watermark, and a restart re-reads
+from the checkpoint. The set is seeded at start-up from the tail of the executions topic, so a clean
+restart republishes nothing. It holds at most ``capacity`` IDs and forgets the oldest first: an
+overlap older than that is published again, which consumers absorb (every duplicate carries the
+same execution ID). Dropping a new execution by mistake is impossible: only exact IDs match.
+"""
+
+from __future__ import annotations
+
+
+class RecentExecutionIds:
+    """A first-in-first-out bounded set of execution IDs."""
+
+    __slots__ = ("_capacity", "_ids")
+
+    def __init__(self, capacity: int) -> None:
+        """Remember at most ``capacity`` IDs (at least 1)."""
+        if capacity < 1:
+            msg = f"capacity must be at least 1, got {capacity}"
+            raise ValueError(msg)
+        self._capacity = capacity
+        self._ids: dict[str, None] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, execution_id: object) -> bool:
+        return execution_id in self._ids
+
+    def add(self, execution_id: str) -> bool:
+        """Remember an ID; return False if it was already remembered (a duplicate)."""
+        if execution_id in self._ids:
+            return False
+        self._ids[execution_id] = None
+        if len(self._ids) > self._capacity:
+            del self._ids[next(iter(self._ids))]
+        return True
