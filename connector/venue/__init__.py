@@ -1,0 +1,1 @@
+"""Adapters to the venue: authentication, the order stream, and the REST search (backfill)."""
