@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
-from connector.encoding import SingleObjectEncoder
+from connector.kafka.encoding import SingleObjectEncoder
 from connector.mapping import EventContext, RecordMapper, Source
 from connector.record_schemas import RecordType, schema_dict
 

@@ -14,7 +14,12 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import to_parsing_canonical_form
 
-from connector.encoding import SingleObjectDecoder, SingleObjectEncoder, registry_encoder, schema_fingerprint
+from connector.kafka.encoding import (
+    SingleObjectDecoder,
+    SingleObjectEncoder,
+    registry_encoder,
+    schema_fingerprint,
+)
 from connector.record_schemas import RecordType, schema_dict
 
 CHECKPOINT: dict[str, Any] = {

@@ -1,0 +1,1 @@
+"""Adapters to Kafka: encodings, the publisher, topics and the checkpoint store."""

@@ -1,0 +1,214 @@
+"""Publishing records to Kafka: the idempotent producer, backpressure, and delivery tracking.
+
+One thread calls :meth:`Publisher.publish` and :meth:`Publisher.poll`; delivery callbacks run on
+that same thread inside ``poll``/``flush`` (librdkafka serves them there), so nothing here needs a
+lock. Each record that carries an arrival sequence reports its fate to the :class:`Watermark`:
+acknowledged, or failed (which freezes the watermark). Nothing is counted as delivered before Kafka
+acknowledged it.
+
+Backpressure: when librdkafka's queue is full, ``publish`` serves delivery callbacks until there is
+room again, so the caller (the stream reader) simply stops pulling from the venue.
+
+confluent-kafka's errors are translated here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from pydantic import SecretStr
+
+from connector.errors import RuntimeFailure
+from connector.watermark import Watermark
+
+_LOG: Final = logging.getLogger(__name__)
+
+BACKPRESSURE_POLL_S: Final = 0.05
+PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "compression.type": "lz4",
+    "message.timeout.ms": 120_000,
+    "queue.buffering.max.messages": 100_000,
+    "queue.buffering.max.kbytes": 262_144,
+}
+# These make the connector's delivery guarantee; raw properties may not weaken them.
+ENFORCED: Final[Mapping[str, Any]] = {"enable.idempotence": True, "acks": "all"}
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class FatalProducerError(RuntimeFailure):
+    """The producer hit a fatal error (fenced, authorisation, ...); the process must exit."""
+
+
+class KafkaProducerLike(Protocol):
+    """The part of ``confluent_kafka.Producer`` the publisher uses."""
+
+    def produce(self, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
+        """Queue one record."""
+
+    def poll(self, timeout: float) -> int:
+        """Serve delivery callbacks."""
+
+    def flush(self, timeout: float) -> int:
+        """Wait for every queued record; return how many remain."""
+
+    def __len__(self) -> int:
+        """Records queued or in flight."""
+
+
+def producer_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
+    """Merge defaults, the operator's raw librdkafka properties, and the enforced guarantees.
+
+    Secret values (``SecretStr``) are revealed here, at the boundary, and nowhere else.
+    """
+    config: dict[str, Any] = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap_servers}
+    for key, value in properties.items():
+        config[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    config.update(ENFORCED)
+    return config
+
+
+@dataclass(slots=True)
+class DeliveryCounts:
+    """Records acknowledged per topic and delivery errors per (topic, error name)."""
+
+    acknowledged: Counter[str] = field(default_factory=Counter)
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What a delivery callback tells the rest of the connector (for metrics and latency)."""
+
+    topic: str
+    error: str | None
+    venue_time_ns: int | None
+    received_time_ns: int | None
+
+
+class Publisher:
+    """Produces records, applies backpressure, and feeds delivery results to the watermark."""
+
+    def __init__(
+        self,
+        producer: KafkaProducerLike,
+        watermark: Watermark,
+        on_delivered: Callable[[Delivered], None] = lambda _delivered: None,
+    ) -> None:
+        """Wrap a producer (built by the caller) and the watermark it reports to."""
+        self._producer = producer
+        self._watermark = watermark
+        self._on_delivered = on_delivered
+        self.counts = DeliveryCounts()
+        self._fatal: str | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Records queued in the producer or awaiting acknowledgement."""
+        return len(self._producer)
+
+    def publish(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        *,
+        headers: Headers = (),
+        timestamp_ms: int | None = None,
+        sequence: int | None = None,
+        venue_time_ns: int | None = None,
+        received_time_ns: int | None = None,
+    ) -> None:
+        """Queue one record; block (serving callbacks) while the producer's queue is full.
+
+        Args:
+            topic: destination topic.
+            key: record key (the order id's UTF-8 bytes).
+            value: encoded record value.
+            headers: record headers.
+            timestamp_ms: record timestamp (venue time); None lets Kafka stamp it.
+            sequence: the record's arrival sequence in the watermark, if it counts towards it.
+            venue_time_ns: venue time of the event (for the latency metric).
+            received_time_ns: when the connector received the event (for the latency metric).
+
+        Raises:
+            FatalProducerError: the producer reported a fatal error.
+        """
+        self._raise_if_fatal()
+
+        def on_delivery(error: KafkaError | None, _message: object) -> None:
+            self._delivered(topic, sequence, error, venue_time_ns, received_time_ns)
+
+        kwargs: dict[str, Any] = {"headers": list(headers), "on_delivery": on_delivery}
+        if timestamp_ms is not None and timestamp_ms > 0:
+            kwargs["timestamp"] = timestamp_ms
+        while True:
+            try:
+                self._producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(BACKPRESSURE_POLL_S)  # backpressure: wait for room
+                self._raise_if_fatal()
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+                msg = f"cannot produce to {topic}: {name}"
+                raise FatalProducerError(msg) from None
+
+    def poll(self, timeout_s: float = 0.0) -> None:
+        """Serve delivery callbacks.
+
+        Raises:
+            FatalProducerError: the producer reported a fatal error.
+        """
+        self._producer.poll(timeout_s)
+        self._raise_if_fatal()
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for every queued record; return how many are still unacknowledged."""
+        deadline = time.monotonic() + timeout_s
+        remaining = len(self._producer)
+        while remaining and (left := deadline - time.monotonic()) > 0:
+            remaining = self._producer.flush(min(left, 1.0))
+        return remaining
+
+    def _delivered(
+        self,
+        topic: str,
+        sequence: int | None,
+        error: KafkaError | None,
+        venue_time_ns: int | None,
+        received_time_ns: int | None,
+    ) -> None:
+        if error is None:
+            self.counts.acknowledged[topic] += 1
+            if sequence is not None:
+                self._watermark.acknowledge(sequence)
+            self._on_delivered(Delivered(topic, None, venue_time_ns, received_time_ns))
+            return
+        name = error.name()
+        self.counts.errors[(topic, name)] += 1
+        if sequence is not None:
+            self._watermark.fail(sequence, name)
+        if error.fatal():
+            self._fatal = f"fatal producer error on {topic}: {name}: {error.str()}"
+        _LOG.error("delivery to %s failed: %s", topic, name)
+        self._on_delivered(Delivered(topic, name, venue_time_ns, received_time_ns))
+
+    def _raise_if_fatal(self) -> None:
+        if self._fatal is not None:
+            raise FatalProducerError(self._fatal)
+
+
+def build_producer(bootstrap_servers: str, properties: Mapping[str, object]) -> Producer:
+    """Create the confluent-kafka producer with the enforced delivery guarantees."""
+    return Producer(producer_config(bootstrap_servers, properties))
