@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, the HTTP endpoints, and the status the service reports."""
