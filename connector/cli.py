@@ -1,9 +1,10 @@
-"""Command-line interface of ``pmx-connector``: the one composition root.
+"""Command-line interface of ``pmx-connector``: wires the sub-commands.
 
 Each sub-command lives in the module that owns its subject and exposes two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them, turns the
 connector's own errors into one clear line and an exit code. Only the module of the command being
-run is imported, so one command never drags in another's dependencies.
+run is imported, so one command never drags in another's dependencies. The service itself is
+composed in :mod:`connector.composition` (the ``run`` command).
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -47,6 +48,17 @@ class Command:
 
 
 COMMANDS: Final[tuple[Command, ...]] = (
+    Command(
+        name="run",
+        summary="run the connector: venue order stream -> Avro records in Kafka",
+        description=(
+            "Subscribe to the venue's order stream and publish every snapshot order, execution and "
+            "cancel reject to Kafka as Avro records keyed by order ID, at-least-once. Serves "
+            "/metrics, /healthz, /readyz and /status on http.listen. Stops cleanly on SIGTERM or "
+            "SIGINT after flushing. Every setting comes from --config and PMX_CONNECTOR_* variables."
+        ),
+        module="connector.composition",
+    ),
     Command(
         name="dev-kafka",
         summary="run an embedded Kafka cluster (librdkafka's mock brokers) for development and tests",

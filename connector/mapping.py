@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -209,6 +209,17 @@ class RecordMapper:
         self._execution = _RecordPlan(_nested_record(execution_schema, "execution"), execution, {})
         self._order = _RecordPlan(_nested_record(snapshot_schema, "order"), order, {})
         self._cancel_reject = _RecordPlan(cancel_schema, cancel_reject, {}, skip=ENVELOPE_FIELDS)
+
+    @classmethod
+    def for_venue(cls) -> RecordMapper:
+        """A mapper for the venue messages of the generated code in ``connector._pb``."""
+        from connector._pb.polymarket.v1 import trading_pb2  # noqa: PLC0415 - keeps the module import-light
+
+        return cls(
+            cast(Descriptor, trading_pb2.Execution.DESCRIPTOR),
+            cast(Descriptor, trading_pb2.Order.DESCRIPTOR),
+            cast(Descriptor, trading_pb2.CancelReject.DESCRIPTOR),
+        )
 
     def missing_venue_fields(self) -> Sequence[str]:
         """Schema fields the venue messages do not have (filled with their Avro defaults)."""

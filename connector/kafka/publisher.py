@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import SecretStr
@@ -47,22 +47,6 @@ Headers = Sequence[tuple[str, bytes]]
 
 class FatalProducerError(RuntimeFailure):
     """The producer hit a fatal error (fenced, authorisation, ...); the process must exit."""
-
-
-class KafkaProducerLike(Protocol):
-    """The part of ``confluent_kafka.Producer`` the publisher uses."""
-
-    def produce(self, topic: str, value: bytes, key: bytes, **kwargs: Any) -> None:
-        """Queue one record."""
-
-    def poll(self, timeout: float) -> int:
-        """Serve delivery callbacks."""
-
-    def flush(self, timeout: float) -> int:
-        """Wait for every queued record; return how many remain."""
-
-    def __len__(self) -> int:
-        """Records queued or in flight."""
 
 
 def producer_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
@@ -100,7 +84,7 @@ class Publisher:
 
     def __init__(
         self,
-        producer: KafkaProducerLike,
+        producer: Producer,
         watermark: Watermark,
         on_delivered: Callable[[Delivered], None] = lambda _delivered: None,
     ) -> None:

@@ -137,9 +137,7 @@ def produce_all(bootstrap: str, make_value: Callable[[int], tuple[bytes, bytes]]
 
 
 def main() -> int:
-    mapper = RecordMapper(
-        trading_pb2.Execution.DESCRIPTOR, trading_pb2.Order.DESCRIPTOR, trading_pb2.CancelReject.DESCRIPTOR
-    )
+    mapper = RecordMapper.for_venue()
     encode = SingleObjectEncoder(schema_dict(RecordType.EXECUTION))
     context = EventContext(Source.STREAM, "bench-session", 1_763_800_000_000_000_000, 0, "bench")
     executions = [sample_execution(n) for n in range(1000)]

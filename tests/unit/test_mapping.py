@@ -36,9 +36,7 @@ CONTEXT = EventContext(
 
 @pytest.fixture(scope="module")
 def mapper() -> RecordMapper:
-    return RecordMapper(
-        trading_pb2.Execution.DESCRIPTOR, trading_pb2.Order.DESCRIPTOR, trading_pb2.CancelReject.DESCRIPTOR
-    )
+    return RecordMapper.for_venue()
 
 
 @st.composite

@@ -1,0 +1,215 @@
+"""The ``run`` command: the composition root that builds the service from validated settings.
+
+This is the one place that knows the concrete classes: settings -> private key -> token provider
+-> gRPC channel -> producer -> publisher -> mapper and encoders -> pipeline -> service, plus the
+HTTP endpoints and the signal handlers. Everything else is written against Protocols.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from connector.config import Settings, load_settings
+from connector.dedup import RecentExecutionIds
+from connector.errors import ConfigError, RuntimeFailure
+from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
+from connector.kafka.publisher import Delivered, Publisher, build_producer, producer_config
+from connector.mapping import RecordMapper
+from connector.observability.http import HealthServer, ServiceStatus
+from connector.observability.metrics import Metrics
+from connector.pipeline import Pipeline, Topics
+from connector.record_schemas import RecordType, schema_dict
+from connector.service import ConnectorService, ServiceSettings
+from connector.venue.auth import TokenProvider, load_private_key
+from connector.venue.stream import OrderStreamClient, open_channel
+from connector.watermark import Watermark
+
+_LOG: Final = logging.getLogger(__name__)
+
+RECENT_IDS_CAPACITY: Final = 200_000
+TOPIC_CHECK_TIMEOUT_S: Final = 15.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare ``run``'s flags."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="YAML settings file (optional when every key comes from PMX_CONNECTOR_* variables)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the service from the settings and run it until SIGTERM/SIGINT."""
+    settings = load_settings(args.config)
+    service, health, tokens = build(settings)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: service.stop())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: service.stop())
+    health.start()
+    tokens.start()
+    try:
+        return service.run()
+    finally:
+        tokens.stop()
+        health.stop()
+
+
+def subscription_key(settings: Settings) -> str:
+    """A stable description of the subscription filter (checkpoint and heartbeat key)."""
+    symbols = ",".join(sorted(settings.venue.symbols)) or "*"
+    accounts = ",".join(sorted(settings.venue.accounts)) or "*"
+    return f"symbols={symbols};accounts={accounts}"
+
+
+def topic_names(settings: Settings) -> dict[str, str]:
+    """Every topic the connector writes, by role."""
+    kafka = settings.kafka
+    return {
+        role: kafka.topic(getattr(kafka.topics, role))
+        for role in ("executions", "snapshots", "cancel_rejects", "heartbeats", "checkpoints", "dlq")
+    }
+
+
+def check_topics(settings: Settings, topics: list[str]) -> None:
+    """Verify that every topic exists (creating missing ones when allowed).
+
+    Raises:
+        RuntimeFailure: Kafka is unreachable, or a topic is missing and cannot be created.
+    """
+    config = {
+        key: value
+        for key, value in producer_config(settings.kafka.bootstrap_servers, settings.kafka.properties).items()
+        if key not in {"enable.idempotence", "acks", "linger.ms", "compression.type"}
+        and not key.startswith(("queue.buffering", "message.timeout"))
+    }
+    admin = AdminClient(config)
+    try:
+        metadata = admin.list_topics(timeout=TOPIC_CHECK_TIMEOUT_S)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args else str(exc)
+        msg = f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {reason}"
+        raise RuntimeFailure(msg) from None
+    missing = [topic for topic in topics if topic not in metadata.topics]
+    if not missing:
+        return
+    if not settings.kafka.create_topics:
+        msg = f"topics missing and kafka.create_topics is off: {', '.join(missing)}"
+        raise RuntimeFailure(msg)
+    _create_topics(admin, settings, missing)
+
+
+def _create_topics(admin: AdminClient, settings: Settings, missing: list[str]) -> None:
+    checkpoints = settings.kafka.topic(settings.kafka.topics.checkpoints)
+    requests = [
+        NewTopic(
+            topic,
+            num_partitions=1 if topic == checkpoints else settings.kafka.partitions,
+            replication_factor=settings.kafka.replication_factor,
+            config={"cleanup.policy": "compact"} if topic == checkpoints else {},
+        )
+        for topic in missing
+    ]
+    for topic, future in admin.create_topics(requests, request_timeout=TOPIC_CHECK_TIMEOUT_S).items():
+        try:
+            future.result()
+            _LOG.info("created topic %s", topic)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            msg = f"topic {topic} is missing and could not be created: {error.name()} ({error.str()})"
+            raise RuntimeFailure(msg) from None
+
+
+def build(settings: Settings) -> tuple[ConnectorService, HealthServer, TokenProvider]:
+    """Build the service, its HTTP endpoints and its token provider (no network I/O yet)."""
+    topics = topic_names(settings)
+    metrics = Metrics(tuple(topics.values()))
+    status = ServiceStatus(connector=settings.connector.name, subscription=subscription_key(settings))
+    key = load_private_key(settings.auth.private_key_file)
+    tokens = TokenProvider(
+        key=key,
+        client_id=settings.auth.client_id,
+        token_url=settings.auth.token_url,
+        audience=settings.auth.audience,
+        refresh_margin_s=settings.auth.refresh_margin_s,
+        on_refresh=lambda result: metrics.token_refreshes.labels(result).inc(),
+    )
+    check_topics(settings, list(topics.values()))
+    watermark = Watermark()
+    publisher = Publisher(
+        build_producer(settings.kafka.bootstrap_servers, settings.kafka.properties),
+        watermark,
+        on_delivered=lambda delivered: _record_delivery(metrics, delivered),
+    )
+    encoders = _encoders(settings)
+    pipeline = Pipeline(
+        mapper=RecordMapper.for_venue(),
+        encoders=encoders,
+        sink=publisher,
+        watermark=watermark,
+        topics=Topics(topics["executions"], topics["snapshots"], topics["cancel_rejects"], topics["dlq"]),
+        connector_name=settings.connector.name,
+        recent_ids=RecentExecutionIds(RECENT_IDS_CAPACITY),
+        observer=metrics,
+    )
+    channel = open_channel(settings.venue)
+    client = OrderStreamClient(channel, settings.venue, tokens.token)
+    heartbeat_encoder = encoders[RecordType.CONNECTOR_HEARTBEAT]
+    service = ConnectorService(
+        settings=ServiceSettings(
+            connector=settings.connector.name,
+            subscription=subscription_key(settings),
+            heartbeat_topic=topics["heartbeats"],
+            heartbeat_interval_s=settings.connector.heartbeat_interval_s,
+            heartbeat_timeout_s=settings.venue.heartbeat_timeout_s,
+        ),
+        open_stream=client.open,
+        pipeline=pipeline,
+        publisher=publisher,
+        watermark=watermark,
+        metrics=metrics,
+        status=status,
+        encode_heartbeat=lambda record: heartbeat_encoder(record, None),
+        invalidate_token=tokens.invalidate,
+    )
+    return service, HealthServer(settings.http.listen, status, metrics.registry), tokens
+
+
+def _encoders(settings: Settings) -> dict[RecordType, Encoder]:
+    registry = settings.schema_registry
+    if registry.url is None:
+        return {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
+
+    conf: dict[str, Any] = {"url": registry.url}
+    if registry.basic_auth_user_info is not None:
+        conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
+    try:
+        client = SchemaRegistryClient.new_client(conf)
+    except ValueError as exc:
+        msg = f"schema_registry.url: {exc}"
+        raise ConfigError(msg) from None
+    return {
+        record_type: registry_encoder(client, schema_dict(record_type), auto_register=registry.auto_register)
+        for record_type in RecordType
+    }
+
+
+def _record_delivery(metrics: Metrics, delivered: Delivered) -> None:
+    if delivered.error is None:
+        metrics.records_produced.labels(delivered.topic).inc()
+        if delivered.venue_time_ns is not None:
+            metrics.event_to_ack.observe(max(0.0, (time.time_ns() - delivered.venue_time_ns) / 1e9))
+    else:
+        metrics.produce_errors.labels(delivered.topic, delivered.error).inc()
