@@ -1,0 +1,14 @@
+"""The venue simulator: a fake Polymarket US venue for tests and the demo; never imported by the pipeline.
+
+It serves the ``CreateOrderSubscription`` gRPC stream, the REST report searches and the OAuth token
+endpoint on localhost, driven by a seeded order flow, with a journal of every event it produced and
+fault injection. :class:`SimulatedVenue` runs it in-process; ``pmx-connector simulator`` runs it as a
+process (:mod:`connector.simulator.command`).
+"""
+
+from __future__ import annotations
+
+from connector.simulator.faults import FaultSettings
+from connector.simulator.venue import SimulatedVenue, SimulatorConfig, VenueEndpoints
+
+__all__ = ["FaultSettings", "SimulatedVenue", "SimulatorConfig", "VenueEndpoints"]

@@ -1,0 +1,223 @@
+"""The simulated exchange: runs the order flow on its own thread, journals it, and feeds the subscribers.
+
+The venue trades whether or not anyone watches: from :meth:`Exchange.start` a thread steps the
+:class:`~connector.simulator.order_flow.OrderFlow` at the configured rate, journals each update and
+hands it to every open subscription. A subscription takes the snapshot of the open orders and joins
+the feed under the same lock the flow holds while it produces, so no update is lost or doubled
+between the snapshot and the first update.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+from connector._pb.polymarket.v1 import trading_pb2
+from connector.simulator.clock import Clock, utc_now
+from connector.simulator.journal import Journal, JournaledExecution
+from connector.simulator.order_flow import OrderFlow, VenueUpdate, is_open
+
+__all__ = ["Exchange", "OrderFilter", "Subscription"]
+
+_LOG: Final = logging.getLogger(__name__)
+_TICK_S: Final = 0.01
+_MAX_BATCH: Final = 10_000
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    """A stream's filter: empty tuples mean "all"."""
+
+    symbols: frozenset[str] = frozenset()
+    accounts: frozenset[str] = frozenset()
+
+    def matches(self, account: str, symbol: str) -> bool:
+        """Tell whether an event of this account and symbol passes the filter."""
+        return (not self.symbols or symbol in self.symbols) and (
+            not self.accounts or account in self.accounts
+        )
+
+    def select(self, update: VenueUpdate) -> VenueUpdate | None:
+        """Keep the parts of an update that pass the filter; None when nothing does."""
+        if not self.symbols and not self.accounts:
+            return update
+        executions = tuple(e for e in update.executions if self.matches(e.order.account, e.order.symbol))
+        reject = update.cancel_reject
+        if reject is not None and not self.matches(reject.account, reject.symbol):
+            reject = None
+        if not executions and reject is None:
+            return None
+        return VenueUpdate(executions=executions, cancel_reject=reject)
+
+
+class Subscription:
+    """One observer of the feed: a queue of updates that the exchange fills."""
+
+    def __init__(self, order_filter: OrderFilter) -> None:
+        self.order_filter = order_filter
+        self._queue: queue.SimpleQueue[VenueUpdate] = queue.SimpleQueue()
+
+    def deliver(self, update: VenueUpdate) -> None:
+        """Queue an update (called by the exchange under its lock)."""
+        self._queue.put(update)
+
+    def next(self, timeout_s: float) -> VenueUpdate | None:
+        """Wait up to ``timeout_s`` for the next update; None on timeout."""
+        try:
+            return self._queue.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return None
+
+
+class Exchange:
+    """The order flow, the journal and the subscribers, kept consistent by one lock."""
+
+    def __init__(self, flow: OrderFlow, journal: Journal, *, rate: float, clock: Clock = utc_now) -> None:
+        self._flow = flow
+        self._journal = journal
+        self._rate = rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._subscriptions: set[Subscription] = set()
+        self._updates = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def journal(self) -> Journal:
+        """The journal of everything produced."""
+        return self._journal
+
+    @property
+    def rate(self) -> float:
+        """Updates per second produced by the flow thread."""
+        return self._rate
+
+    def set_rate(self, rate: float) -> None:
+        """Change the flow rate (0 pauses the flow)."""
+        self._rate = rate
+
+    def start(self) -> None:
+        """Start the flow thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sim-order-flow", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the flow thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        produced = 0.0
+        last = time.monotonic()
+        while not self._stop.wait(_TICK_S):
+            now_mono = time.monotonic()
+            produced += (now_mono - last) * self._rate
+            last = now_mono
+            due = min(int(produced), _MAX_BATCH)
+            if due > 0:
+                produced -= due
+                self.advance(due)
+            elif self._rate <= 0:
+                produced = 0.0
+
+    def advance(self, count: int) -> list[VenueUpdate]:
+        """Produce ``count`` updates now: step the flow, journal, and deliver each.
+
+        Args:
+            count: How many updates.
+
+        Returns:
+            The updates, in order.
+        """
+        produced: list[VenueUpdate] = []
+        with self._lock:
+            for _ in range(count):
+                update = self._flow.step(self._clock())
+                self._journal.record(update)
+                self._updates += 1
+                for subscription in self._subscriptions:
+                    selected = subscription.order_filter.select(update)
+                    if selected is not None:
+                        subscription.deliver(selected)
+                produced.append(update)
+        return produced
+
+    def subscribe(self, order_filter: OrderFilter) -> tuple[list[trading_pb2.Order], Subscription]:
+        """Take the snapshot of matching open orders and join the feed, atomically.
+
+        Args:
+            order_filter: The stream's filter.
+
+        Returns:
+            Copies of the matching open orders (oldest first) and the subscription.
+        """
+        subscription = Subscription(order_filter)
+        with self._lock:
+            snapshot = []
+            for order in self._flow.open_orders():
+                if order_filter.matches(order.account, order.symbol):
+                    copy = trading_pb2.Order()
+                    copy.CopyFrom(order)
+                    snapshot.append(copy)
+            self._subscriptions.add(subscription)
+        return snapshot, subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Leave the feed."""
+        with self._lock:
+            self._subscriptions.discard(subscription)
+
+    def read(self, reader: Callable[[OrderFlow, Journal], _T]) -> _T:
+        """Run ``reader`` on the flow and the journal under the lock (for consistent queries)."""
+        with self._lock:
+            return reader(self._flow, self._journal)
+
+    def executions(self) -> Sequence[JournaledExecution]:
+        """Every journaled execution so far, in sequence order."""
+        with self._lock:
+            return self._journal.executions()
+
+    def orders_with_last_execution(self) -> list[tuple[trading_pb2.Order, trading_pb2.Execution | None]]:
+        """Copies of every order, oldest first, each with its latest execution."""
+
+        def collect(
+            flow: OrderFlow, journal: Journal
+        ) -> list[tuple[trading_pb2.Order, trading_pb2.Execution | None]]:
+            result = []
+            for order in flow.orders():
+                copy = trading_pb2.Order()
+                copy.CopyFrom(order)
+                result.append((copy, journal.last_execution(order.id)))
+            return result
+
+        return self.read(collect)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of what the exchange produced."""
+
+        def collect(flow: OrderFlow, journal: Journal) -> dict[str, int]:
+            counts = journal.counts
+            return {
+                "updates_produced": self._updates,
+                "executions_produced": counts["execution"],
+                "cancel_rejects_produced": counts["cancel_reject"],
+                "journal_seq": journal.last_seq,
+                "orders_total": sum(1 for _ in flow.orders()),
+                "orders_open": sum(1 for order in flow.orders() if is_open(order)),
+                "subscriptions": len(self._subscriptions),
+            }
+
+        return self.read(collect)

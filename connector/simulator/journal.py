@@ -1,0 +1,174 @@
+"""The venue's journal: every execution and cancel reject it produced, the ground truth for "nothing lost".
+
+The journal keeps each event in memory (the REST searches read it) and, when given a path, appends it
+as one JSON line, flushed per line, whether or not any stream saw it. A line looks like::
+
+    {"seq": 7, "kind": "execution", "execution_id": "SIM-E000000007", "order_id": "SIM-O000000003",
+     "clord_id": "SIM-C000000003", "account": "firms/SIM/accounts/A1", "symbol": "SIM-A-YES",
+     "type": "EXECUTION_TYPE_PARTIAL_FILL", "state": "ORDER_STATE_PARTIALLY_FILLED",
+     "transact_time": "2026-01-02T03:04:05.123456Z", "trade_id": "SIM-T000000002",
+     "last_shares": 1200, "last_px": 450, "cum_qty": 1200, "leaves_qty": 3800}
+
+``seq`` is the venue-global sequence (1, 2, ...). For ``"kind": "cancel_reject"`` the
+``execution_id``, ``trade_id`` and ``state`` are null, ``last_shares``/``last_px``/``cum_qty``/
+``leaves_qty`` are absent, ``type`` is the ``CxlRejReason`` name and ``is_replace`` is added.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
+from connector.errors import RuntimeFailure
+from connector.simulator.clock import from_timestamp, rfc3339
+from connector.simulator.order_flow import VenueUpdate
+
+__all__ = ["Journal", "JournaledExecution", "journal_lines"]
+
+
+@dataclass(frozen=True, slots=True)
+class JournaledExecution:
+    """An execution with its venue-global sequence number."""
+
+    seq: int
+    execution: trading_pb2.Execution
+
+
+def _execution_line(seq: int, execution: trading_pb2.Execution) -> dict[str, Any]:
+    order = execution.order
+    return {
+        "seq": seq,
+        "kind": "execution",
+        "execution_id": execution.id,
+        "order_id": order.id,
+        "clord_id": order.clord_id,
+        "account": order.account,
+        "symbol": order.symbol,
+        "type": enums_pb2.ExecutionType.Name(execution.type),
+        "state": enums_pb2.OrderState.Name(order.state),
+        "transact_time": rfc3339(from_timestamp(execution.transact_time)),
+        "trade_id": execution.trade_id or None,
+        "last_shares": execution.last_shares,
+        "last_px": execution.last_px,
+        "cum_qty": order.cum_qty,
+        "leaves_qty": order.leaves_qty,
+    }
+
+
+def _cancel_reject_line(
+    seq: int, reject: trading_pb2.CancelReject, account: str, symbol: str
+) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "kind": "cancel_reject",
+        "execution_id": None,
+        "order_id": reject.order_id,
+        "clord_id": reject.clord_id,
+        "account": account,
+        "symbol": symbol,
+        "type": enums_pb2.CxlRejReason.Name(reject.reject_reason),
+        "state": None,
+        "transact_time": rfc3339(from_timestamp(reject.transact_time)),
+        "trade_id": None,
+        "is_replace": reject.is_replace,
+        "text": reject.text,
+    }
+
+
+def journal_lines(update: VenueUpdate, first_seq: int) -> list[dict[str, Any]]:
+    """Describe an update as journal lines, numbered from ``first_seq``.
+
+    Executions come first in their order, then the cancel reject, if any.
+
+    Args:
+        update: The update.
+        first_seq: Sequence number of the update's first event.
+
+    Returns:
+        One JSON-ready dict per event.
+    """
+    lines = [_execution_line(first_seq + i, execution) for i, execution in enumerate(update.executions)]
+    if update.cancel_reject is not None:
+        event = update.cancel_reject
+        lines.append(_cancel_reject_line(first_seq + len(lines), event.reject, event.account, event.symbol))
+    return lines
+
+
+class Journal:
+    """Every event the venue produced, in memory and optionally as a JSON-lines file.
+
+    Appends are serialised by the venue's lock; readers may take :meth:`executions` at any time,
+    because entries are only ever appended and never changed.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._file: IO[str] | None = None
+        self._executions: list[JournaledExecution] = []
+        self._last_execution: dict[str, trading_pb2.Execution] = {}
+        self._seq = 0
+        self._counts = {"execution": 0, "cancel_reject": 0}
+        self._write_lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open the journal file (truncating it), if there is one.
+
+        Raises:
+            RuntimeFailure: The file cannot be opened.
+        """
+        if self._path is None or self._file is not None:
+            return
+        try:
+            self._file = self._path.open("w", encoding="utf-8")
+        except OSError as exc:
+            msg = f"cannot open the journal {self._path}: {exc}"
+            raise RuntimeFailure(msg) from exc
+
+    def close(self) -> None:
+        """Close the journal file."""
+        with self._write_lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the latest event (0 before the first)."""
+        return self._seq
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many executions and cancel rejects were journaled."""
+        return dict(self._counts)
+
+    def record(self, update: VenueUpdate) -> None:
+        """Append an update's events.
+
+        Args:
+            update: The update, exactly as the order flow produced it.
+        """
+        lines = journal_lines(update, self._seq + 1)
+        for i, execution in enumerate(update.executions):
+            self._executions.append(JournaledExecution(seq=self._seq + 1 + i, execution=execution))
+            self._last_execution[execution.order.id] = execution
+        self._seq += len(lines)
+        self._counts["execution"] += len(update.executions)
+        self._counts["cancel_reject"] += 0 if update.cancel_reject is None else 1
+        with self._write_lock:
+            if self._file is not None:
+                for line in lines:
+                    self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+                    self._file.flush()
+
+    def executions(self) -> Sequence[JournaledExecution]:
+        """The journaled executions so far, in sequence order (a stable prefix copy)."""
+        return self._executions[: len(self._executions)]
+
+    def last_execution(self, order_id: str) -> trading_pb2.Execution | None:
+        """The latest execution of an order, if it has one."""
+        return self._last_execution.get(order_id)
