@@ -45,14 +45,8 @@ bench: venv
 protos: venv
 	$(BIN)/python scripts/generate_protos.py
 
-# The demo needs the pipeline (issue #4); until then it says what it will do and fails.
 demo: venv
-	@echo "make demo will start the embedded Kafka, the venue simulator and the connector, show"
-	@echo "events flowing live, and verify Kafka against the simulator's journal."
-	@echo "Not available yet: the pipeline is still being built. Meanwhile try:"
-	@echo "  $(BIN)/pmx-connector dev-kafka --help"
-	@echo "  $(BIN)/pmx-connector simulator --help"
-	@exit 1
+	$(BIN)/pmx-connector demo
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

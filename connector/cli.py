@@ -60,6 +60,17 @@ COMMANDS: Final[tuple[Command, ...]] = (
         module="connector.composition",
     ),
     Command(
+        name="demo",
+        summary="run the embedded Kafka, the venue simulator and the connector, with a live view",
+        description=(
+            "Start an embedded Kafka cluster, a simulated venue and the connector in this process, "
+            "show events flowing live, and on exit (Ctrl-C or --duration) verify Kafka against the "
+            "venue's journal: executions produced, found, missing, duplicated. Exit code 1 if any "
+            "execution is missing."
+        ),
+        module="connector.demo",
+    ),
+    Command(
         name="dev-kafka",
         summary="run an embedded Kafka cluster (librdkafka's mock brokers) for development and tests",
         description=(

@@ -11,6 +11,7 @@ import argparse
 import logging
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,17 +53,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the service from the settings and run it until SIGTERM/SIGINT."""
-    settings = load_settings(args.config)
-    service, health, tokens = build(settings)
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: service.stop())
-    signal.signal(signal.SIGINT, lambda _signum, _frame: service.stop())
-    health.start()
-    tokens.start()
-    try:
-        return service.run()
-    finally:
-        tokens.stop()
-        health.stop()
+    built = build(load_settings(args.config))
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: built.service.stop())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: built.service.stop())
+    return built.run()
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltService:
+    """The service and what runs beside it."""
+
+    service: ConnectorService
+    health: HealthServer
+    tokens: TokenProvider
+    metrics: Metrics
+    status: ServiceStatus
+
+    def run(self) -> int:
+        """Start the HTTP endpoints and token renewal, run the service, then stop them."""
+        self.health.start()
+        self.tokens.start()
+        try:
+            return self.service.run()
+        finally:
+            self.tokens.stop()
+            self.health.stop()
 
 
 def subscription_key(settings: Settings) -> str:
@@ -132,7 +147,7 @@ def _create_topics(admin: AdminClient, settings: Settings, missing: list[str]) -
             raise RuntimeFailure(msg) from None
 
 
-def build(settings: Settings) -> tuple[ConnectorService, HealthServer, TokenProvider]:
+def build(settings: Settings) -> BuiltService:
     """Build the service, its HTTP endpoints and its token provider (no network I/O yet)."""
     topics = topic_names(settings)
     metrics = Metrics(tuple(topics.values()))
@@ -184,7 +199,8 @@ def build(settings: Settings) -> tuple[ConnectorService, HealthServer, TokenProv
         encode_heartbeat=lambda record: heartbeat_encoder(record, None),
         invalidate_token=tokens.invalidate,
     )
-    return service, HealthServer(settings.http.listen, status, metrics.registry), tokens
+    health = HealthServer(settings.http.listen, status, metrics.registry)
+    return BuiltService(service, health, tokens, metrics, status)
 
 
 def _encoders(settings: Settings) -> dict[RecordType, Encoder]:
