@@ -71,6 +71,17 @@ COMMANDS: Final[tuple[Command, ...]] = (
         module="connector.demo",
     ),
     Command(
+        name="tail",
+        summary="print a topic's records as JSON lines, decoding either Avro encoding",
+        description=(
+            "Read a topic partition by partition (no consumer group, nothing committed) and print "
+            "each record as one JSON line: topic, partition, offset, timestamp, key, headers and the "
+            "decoded value. Single-object Avro is decoded with the committed schemas, Confluent "
+            "framing through the configured Schema Registry, anything else shown as base64."
+        ),
+        module="connector.tail",
+    ),
+    Command(
         name="dev-kafka",
         summary="run an embedded Kafka cluster (librdkafka's mock brokers) for development and tests",
         description=(

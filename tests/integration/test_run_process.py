@@ -206,3 +206,16 @@ def test_run_publishes_the_venue_stream_and_stops_cleanly(stack: dict[str, Any])
     assert len(covered) > 50
     assert set(covered) - set(published) == set(), "executions under the watermark missing from Kafka"
     assert len(published) == len(set(published)), "duplicates in Kafka"
+
+    tail = subprocess.run(
+        [sys.executable, "-m", "connector", "tail", "pmx.orders.executions", "--bootstrap-servers", bootstrap,
+         "--from-beginning", "--max", "5"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert len(lines) == 5
+    for line in lines:
+        assert line["encoding"] == "avro-single-object"
+        assert line["value"]["execution_id"] in published
+        assert line["key"] == line["value"]["order_id"]
+        assert line["headers"]["execution_id"] == line["value"]["execution_id"]
