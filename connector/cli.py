@@ -71,6 +71,16 @@ COMMANDS: Final[tuple[Command, ...]] = (
         module="connector.demo",
     ),
     Command(
+        name="check",
+        summary="check the settings, the key, the token endpoint, the venue stream and Kafka",
+        description=(
+            "Validate the settings, read the private key, get a token, open a snapshot_only stream "
+            "and check that Kafka answers and every topic exists; one ✓/✗ line per step. Nothing is "
+            "written. Exit code 0 when everything passes, 1 when a step fails, 2 for bad settings."
+        ),
+        module="connector.check",
+    ),
+    Command(
         name="tail",
         summary="print a topic's records as JSON lines, decoding either Avro encoding",
         description=(

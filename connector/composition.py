@@ -96,8 +96,8 @@ def topic_names(settings: Settings) -> dict[str, str]:
     }
 
 
-def check_topics(settings: Settings, topics: list[str]) -> None:
-    """Verify that every topic exists (creating missing ones when allowed).
+def check_topics(settings: Settings, topics: list[str], *, create: bool = True) -> None:
+    """Verify that every topic exists (creating missing ones when ``create`` and the settings allow).
 
     Raises:
         RuntimeFailure: Kafka is unreachable, or a topic is missing and cannot be created.
@@ -118,6 +118,9 @@ def check_topics(settings: Settings, topics: list[str]) -> None:
     missing = [topic for topic in topics if topic not in metadata.topics]
     if not missing:
         return
+    if not create:
+        msg = f"topics missing: {', '.join(missing)}"
+        raise RuntimeFailure(msg)
     if not settings.kafka.create_topics:
         msg = f"topics missing and kafka.create_topics is off: {', '.join(missing)}"
         raise RuntimeFailure(msg)
