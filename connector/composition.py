@@ -199,7 +199,7 @@ def build(settings: Settings) -> BuiltService:
         watermark=watermark,
         metrics=metrics,
         status=status,
-        encode_heartbeat=lambda record: heartbeat_encoder(record, None),
+        encode_heartbeat=lambda record: heartbeat_encoder(record, topics["heartbeats"]),
         invalidate_token=tokens.invalidate,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)

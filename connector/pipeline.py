@@ -32,7 +32,7 @@ _LOG: Final = logging.getLogger(__name__)
 
 NANOS_PER_MILLI: Final = 1_000_000
 
-Encoder = Callable[[Mapping[str, Any], Any], bytes]
+Encoder = Callable[[Mapping[str, Any], str], bytes]  # (record, topic) -> value
 Headers = Sequence[tuple[str, bytes]]
 
 
@@ -143,7 +143,7 @@ class Pipeline:
             return
         try:
             record = self._mapper.execution(execution, context)
-            value = self._encoders[RecordType.EXECUTION](record, None)
+            value = self._encoders[RecordType.EXECUTION](record, self._topics.executions)
         except (MappingError, ValueError, TypeError, OverflowError) as exc:
             self._dead_letter("execution", execution, exc, context)
             return
@@ -171,7 +171,7 @@ class Pipeline:
             )
             try:
                 record = self._mapper.snapshot_order(order, snapshot_id, position, size, context)
-                value = encode(record, None)
+                value = encode(record, self._topics.snapshots)
             except (MappingError, ValueError, TypeError, OverflowError) as exc:
                 self._dead_letter("snapshot_order", order, exc, context)
                 continue
@@ -193,7 +193,7 @@ class Pipeline:
         )
         try:
             record = self._mapper.cancel_reject(cancel_reject, context)
-            value = self._encoders[RecordType.CANCEL_REJECT](record, None)
+            value = self._encoders[RecordType.CANCEL_REJECT](record, self._topics.cancel_rejects)
         except (MappingError, ValueError, TypeError, OverflowError) as exc:
             self._dead_letter("cancel_reject", cancel_reject, exc, context)
             return

@@ -1,6 +1,8 @@
 """Avro encoders for record values: single-object encoding, or Confluent Schema Registry framing.
 
-Both follow confluent-kafka's serializer contract, ``(record, SerializationContext) -> bytes``:
+Both are :data:`Encoder` callables, ``(record, topic) -> bytes`` (the topic matters to the registry's
+subject name; keeping confluent-kafka's ``SerializationContext`` out of the signature keeps the pure
+pipeline free of Kafka imports):
 
 - :class:`SingleObjectEncoder` (no registry): the Avro specification's single-object encoding,
   ``C3 01`` + the 8-byte little-endian CRC-64-AVRO fingerprint of the schema's Parsing Canonical
@@ -18,12 +20,12 @@ from typing import Any, Final
 
 import fastavro
 from confluent_kafka.schema_registry.avro import AvroSerializer
-from confluent_kafka.serialization import SerializationContext
+from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 SINGLE_OBJECT_MARKER: Final = b"\xc3\x01"
 
-Encoder = Callable[[Mapping[str, Any], SerializationContext | None], bytes]
+Encoder = Callable[[Mapping[str, Any], str], bytes]
 
 
 def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
@@ -42,7 +44,7 @@ class SingleObjectEncoder:
         self._parsed = fastavro.parse_schema(dict(schema))
         self.header: Final = SINGLE_OBJECT_MARKER + schema_fingerprint(schema)
 
-    def __call__(self, record: Mapping[str, Any], _context: SerializationContext | None = None) -> bytes:
+    def __call__(self, record: Mapping[str, Any], _topic: str = "") -> bytes:
         """Encode one record."""
         buffer = io.BytesIO()
         buffer.write(self.header)
@@ -100,8 +102,8 @@ def registry_encoder(
         conf["subject.name.strategy"] = subject_name_strategy
     serializer = AvroSerializer(client, json.dumps(schema), conf=conf)
 
-    def encode(record: Mapping[str, Any], context: SerializationContext | None) -> bytes:
-        encoded: bytes = serializer(dict(record), context)
+    def encode(record: Mapping[str, Any], topic: str) -> bytes:
+        encoded: bytes = serializer(dict(record), SerializationContext(topic, MessageField.VALUE))
         return encoded
 
     return encode

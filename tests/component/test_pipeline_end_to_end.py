@@ -6,20 +6,24 @@ files alone (single-object encoding), by a reader we did not write.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
-from connector._pb.polymarket.v1 import trading_pb2
 from connector.config import VenueSettings
 from connector.dedup import RecentExecutionIds
 from connector.embedded import EmbeddedKafka
-from connector.kafka.encoding import SingleObjectEncoder
+from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
 from connector.kafka.publisher import Publisher, build_producer
 from connector.mapping import RecordMapper
 from connector.pipeline import Pipeline, Topics
@@ -68,9 +72,13 @@ def venue(tmp_path: Path) -> Iterator[SimulatedVenue]:
         yield simulated
 
 
-def test_every_journal_execution_reaches_kafka_once(
-    venue: SimulatedVenue, embedded_kafka: EmbeddedKafka, tmp_path: Path
-) -> None:
+def stream_into_kafka(
+    venue: SimulatedVenue,
+    embedded_kafka: EmbeddedKafka,
+    tmp_path: Path,
+    encoders: Mapping[RecordType, Encoder],
+) -> int:
+    """Run the pipeline on the live stream for 3 s of venue trading; return the journal cut."""
     for topic in (TOPICS.executions, TOPICS.snapshots, TOPICS.cancel_rejects, TOPICS.dlq):
         embedded_kafka.create_topic(topic, partitions=3, replication_factor=3)
     key_file = tmp_path / "client.pem"
@@ -92,12 +100,8 @@ def test_every_journal_execution_reaches_kafka_once(
     publisher = Publisher(build_producer(embedded_kafka.bootstrap_servers, {}), watermark)
     observer = CountingObserver()
     pipeline = Pipeline(
-        mapper=RecordMapper(
-            trading_pb2.Execution.DESCRIPTOR,
-            trading_pb2.Order.DESCRIPTOR,
-            trading_pb2.CancelReject.DESCRIPTOR,
-        ),
-        encoders={t: SingleObjectEncoder(schema_dict(t)) for t in RecordType},
+        mapper=RecordMapper.for_venue(),
+        encoders=encoders,
         sink=publisher,
         watermark=watermark,
         topics=TOPICS,
@@ -133,14 +137,23 @@ def test_every_journal_execution_reaches_kafka_once(
     finally:
         channel.close()
     assert ended and ended[0].status == "CANCELLED"
-    bootstrap = embedded_kafka.bootstrap_servers
     publisher.poll(0)
     assert publisher.flush(30) == 0
     assert watermark.in_flight == 0 and watermark.failure is None
     assert observer.dead_letters == []
+    assert venue.journal.last_seq == last_seq
+    return cut
+
+
+def test_every_journal_execution_reaches_kafka_once(
+    venue: SimulatedVenue, embedded_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    cut = stream_into_kafka(
+        venue, embedded_kafka, tmp_path, {t: SingleObjectEncoder(schema_dict(t)) for t in RecordType}
+    )
+    bootstrap = embedded_kafka.bootstrap_servers
 
     journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
-    assert journal[-1]["seq"] == last_seq
     snapshots = [
         decode(m.value(), RecordType.ORDER_SNAPSHOT) for m in read_topic(bootstrap, TOPICS.snapshots)
     ]
@@ -179,3 +192,40 @@ def test_every_journal_execution_reaches_kafka_once(
     assert dict(published) == dict(venue_order), "per-order order differs from the venue's"
     cancel_rejects = [e for e in journal if e["kind"] == "cancel_reject" and e["seq"] > cut]
     assert len(read_topic(bootstrap, TOPICS.cancel_rejects)) == len(cancel_rejects)
+
+
+def test_registry_mode_records_decode_with_confluents_deserializer_via_aiokafka(
+    venue: SimulatedVenue, embedded_kafka: EmbeddedKafka, tmp_path: Path
+) -> None:
+    """Confluent framing through a mock:// registry; read by aiokafka, decoded by AvroDeserializer."""
+    registry = SchemaRegistryClient.new_client({"url": "mock://e2e"})
+    encoders = {t: registry_encoder(registry, schema_dict(t)) for t in RecordType}
+    cut = stream_into_kafka(venue, embedded_kafka, tmp_path, encoders)
+    journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    expected = {e["execution_id"] for e in journal if e["kind"] == "execution" and e["seq"] > cut}
+
+    async def consume() -> list[tuple[bytes, bytes]]:
+        consumer = AIOKafkaConsumer(
+            TOPICS.executions,
+            bootstrap_servers=embedded_kafka.bootstrap_servers,
+            group_id="e2e-aiokafka",
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            records: list[tuple[bytes, bytes]] = []
+            deadline = time.monotonic() + 30
+            while len(records) < len(expected) and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                records.extend((m.key, m.value) for batch in batches.values() for m in batch)
+            return records
+        finally:
+            await consumer.stop()
+
+    records = asyncio.run(consume())
+    deserialize = AvroDeserializer(registry)
+    context = SerializationContext(TOPICS.executions, MessageField.VALUE)
+    decoded = [deserialize(value, context) for _key, value in records]
+    assert all(value[0] == 0 for _key, value in records), "Confluent magic byte"
+    assert [key for key, _value in records] == [d["order_id"].encode() for d in decoded]
+    assert sorted(d["execution_id"] for d in decoded) == sorted(expected)

@@ -78,7 +78,7 @@ def test_registry_framing_decodes_with_confluents_deserializer() -> None:
     schema = schema_dict(RecordType.CHECKPOINT)
     encode = registry_encoder(client, schema)
     context = SerializationContext("pmx.connector.checkpoints", MessageField.VALUE)
-    value = encode(CHECKPOINT, context)
+    value = encode(CHECKPOINT, "pmx.connector.checkpoints")
     assert value[0] == 0  # Confluent magic byte, then a 4-byte schema id
     schema_id = struct.unpack(">I", value[1:5])[0]
     assert client.get_latest_version("pmx.connector.checkpoints-value").schema_id == schema_id
@@ -91,7 +91,7 @@ def test_registry_without_auto_registration_uses_the_registered_version() -> Non
     schema = schema_dict(RecordType.CHECKPOINT)
     context = SerializationContext("t", MessageField.VALUE)
     with pytest.raises(SchemaRegistryError, match="Not Found"):
-        registry_encoder(client, schema, auto_register=False)(CHECKPOINT, context)
-    registry_encoder(client, schema)(CHECKPOINT, context)  # registers
-    value = registry_encoder(client, schema, auto_register=False)(CHECKPOINT, context)
+        registry_encoder(client, schema, auto_register=False)(CHECKPOINT, "t")
+    registry_encoder(client, schema)(CHECKPOINT, "t")  # registers
+    value = registry_encoder(client, schema, auto_register=False)(CHECKPOINT, "t")
     assert AvroDeserializer(client)(value, context) == CHECKPOINT
