@@ -161,3 +161,24 @@ def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, data), environ={})
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (with_change("kafka.bootstrap_servers", DELETE), "kafka.bootstrap_servers: required key is missing"),
+        (with_change("venue.symbolz", ["a"]), "venue.symbolz: unknown key; did you mean 'symbols'?"),
+        (with_change("http.listen", "everywhere"), "http.listen: must be host:port"),
+        (with_change("venue.insecure", "yes please"), "venue.insecure: Input should be a valid boolean"),
+    ],
+)
+def test_run_exits_2_with_one_line_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: dict[str, Any], expected: str
+) -> None:
+    from connector.cli import main
+
+    code = main(["run", "--config", str(write(tmp_path, data))])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"pmx-connector run: configuration error: {expected}"), err
+    assert err.count("\n") == 1 and "Traceback" not in err
