@@ -81,6 +81,16 @@ COMMANDS: Final[tuple[Command, ...]] = (
         module="connector.check",
     ),
     Command(
+        name="schemas",
+        summary="print the Avro schemas; with a registry, check compatibility and register them",
+        description=(
+            "Print every record schema (.avsc). With --check, ask the configured Schema Registry "
+            "whether each is compatible with its subject's latest version; with --register, "
+            "register the compatible ones. Exit code 1 when a schema is incompatible."
+        ),
+        module="connector.schemas_command",
+    ),
+    Command(
         name="tail",
         summary="print a topic's records as JSON lines, decoding either Avro encoding",
         description=(
