@@ -31,7 +31,7 @@ from connector.observability.http import ServiceStatus, iso_from_ns
 from connector.observability.metrics import Metrics
 from connector.pipeline import Pipeline
 from connector.record_schemas import RecordType
-from connector.venue.auth import CredentialsRefused, TokenEndpointUnavailable
+from connector.venue.auth import TokenEndpointUnavailable
 from connector.venue.stream import CancellableStream, Disposition, StreamEnded, read
 from connector.watermark import Watermark
 
@@ -146,9 +146,7 @@ class ConnectorService:
     def _one_stream(self) -> float:
         """Open a stream and pump it until it ends; return how long to wait before the next one."""
         try:
-            stream = self._open_stream()
-        except CredentialsRefused:
-            raise
+            stream = self._open_stream()  # CredentialsRefused (not retryable) propagates: exit 1
         except TokenEndpointUnavailable as exc:
             self._status.last_error = str(exc)
             return self._backoff.next_delay()
