@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 
 from connector import __version__
 from connector.errors import RuntimeFailure
-from connector.kafka.publisher import Publisher
+from connector.kafka.publisher import FatalProducerError, Publisher
 from connector.observability.http import ServiceStatus, iso_from_ns
 from connector.observability.metrics import Metrics
 from connector.pipeline import Pipeline
@@ -43,6 +43,7 @@ BACKOFF_RESOURCE_EXHAUSTED_MAX_S: Final = 300.0
 HEALTHY_RESET_S: Final = 60.0
 QUEUE_CAPACITY: Final = 1024
 LOOP_TICK_S: Final = 0.1
+FINAL_HEARTBEAT_FLUSH_S: Final = 5.0
 
 
 class StreamOpener(Protocol):
@@ -278,9 +279,15 @@ class ConnectorService:
         remaining = self._publisher.flush(self._settings.flush_timeout_s)
         if remaining:
             _LOG.error("%d records were not acknowledged before the flush deadline", remaining)
-        else:
-            _LOG.info("all records acknowledged; stopping")
+            return
+        # A last heartbeat record tells consumers the connector stopped on purpose, and where.
         self._status.phase = "stopped"
+        try:
+            self._emit_heartbeat_record()
+        except FatalProducerError:
+            return  # the original error is already on its way out
+        self._publisher.flush(FINAL_HEARTBEAT_FLUSH_S)
+        _LOG.info("all records acknowledged; stopping")
 
 
 class StreamRefused(RuntimeFailure):
