@@ -16,14 +16,9 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import signal
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Final, NamedTuple
 
 from confluent_kafka import KafkaException
@@ -32,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 from connector.embedded.cluster import EmbeddedKafka
 from connector.embedded.control import ControlServer
 from connector.errors import ConfigError, EmbeddedKafkaError
+from connector.process import stop_on_signals, write_atomically
 
 __all__ = ["TopicSpec", "add_arguments", "parse_topic", "run", "wait_until_ready", "write_ready_file"]
 
@@ -40,7 +36,6 @@ _LOG: Final = logging.getLogger(__name__)
 DEFAULT_BROKERS: Final = 3
 READY_TIMEOUT_S: Final = 30.0
 _STOP_POLL_S: Final = 0.5
-_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
 class TopicSpec(NamedTuple):
@@ -167,38 +162,11 @@ def write_ready_file(path: Path, bootstrap_servers: str, control_url: str) -> No
         ConfigError: The file cannot be written.
     """
     payload = json.dumps({"bootstrap_servers": bootstrap_servers, "control_url": control_url})
-    directory = path.parent if str(path.parent) else Path()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, (payload + "\n").encode())
     except OSError as exc:
         msg = f"--ready-file {path}: cannot write it: {exc}"
         raise ConfigError(msg) from exc
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGINT/SIGTERM while inside the block; restore the old handlers after."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        _LOG.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -217,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     topics: list[TopicSpec] = list(args.topic)
     ready_file: Path | None = args.ready_file
     stop = threading.Event()
-    with _stop_on_signals(stop), EmbeddedKafka(brokers=args.brokers) as kafka:
+    with stop_on_signals(stop), EmbeddedKafka(brokers=args.brokers) as kafka:
         for topic in topics:
             kafka.create_topic(
                 topic.name, partitions=topic.partitions, replication_factor=min(3, args.brokers)

@@ -18,17 +18,14 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import signal
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 from connector.errors import ConfigError
+from connector.process import stop_on_signals, write_atomically
 from connector.simulator.faults import STATUS_NAMES, FaultSettings
 from connector.simulator.tokens import generate_client_key
 from connector.simulator.venue import (
@@ -43,7 +40,6 @@ from connector.simulator.venue import (
 __all__ = ["add_arguments", "config_from_args", "run", "write_ready_file"]
 
 _LOG: Final = logging.getLogger(__name__)
-_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS: Final = SimulatorConfig()
 _PRIVATE_KEY_MODE: Final = 0o600
 
@@ -351,22 +347,6 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     )
 
 
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    directory = path.parent if str(path.parent) else Path()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_ready_file(path: Path, endpoints: VenueEndpoints) -> None:
     """Write the ready file atomically (a temporary file in the same directory, then a rename).
 
@@ -374,7 +354,7 @@ def write_ready_file(path: Path, endpoints: VenueEndpoints) -> None:
         ConfigError: The file cannot be written.
     """
     try:
-        _write_atomically(path, (json.dumps(endpoints.to_json()) + "\n").encode(), 0o644)
+        write_atomically(path, (json.dumps(endpoints.to_json()) + "\n").encode(), 0o644)
     except OSError as exc:
         msg = f"--ready-file {path}: cannot write it: {exc}"
         raise ConfigError(msg) from exc
@@ -390,7 +370,7 @@ def _register_keys(venue: SimulatedVenue, args: argparse.Namespace) -> None:
     if args.client_key_out is not None:
         private_pem, public_pem = generate_client_key()
         try:
-            _write_atomically(args.client_key_out, private_pem, _PRIVATE_KEY_MODE)
+            write_atomically(args.client_key_out, private_pem, _PRIVATE_KEY_MODE)
         except OSError as exc:
             msg = f"--client-key-out {args.client_key_out}: cannot write it: {exc}"
             raise ConfigError(msg) from exc
@@ -399,20 +379,6 @@ def _register_keys(venue: SimulatedVenue, args: argparse.Namespace) -> None:
         _LOG.warning(
             "no client key registered (--client-key-out/--client-public-key): no token can be issued"
         )
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        _LOG.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -432,7 +398,7 @@ def run(args: argparse.Namespace) -> int:
     venue = SimulatedVenue(config)
     _register_keys(venue, args)
     stop = threading.Event()
-    with _stop_on_signals(stop), venue:
+    with stop_on_signals(stop), venue:
         endpoints = venue.endpoints
         if args.ready_file is not None:
             write_ready_file(args.ready_file, endpoints)
