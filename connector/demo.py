@@ -35,7 +35,7 @@ from connector.errors import RuntimeFailure
 from connector.kafka.encoding import SingleObjectDecoder
 from connector.observability.metrics import Metrics
 from connector.record_schemas import RecordType, schema_dict
-from connector.simulator import SimulatedVenue, SimulatorConfig
+from connector.simulator import SimulatedVenue, SimulatorConfig, VenueEndpoints
 
 CONNECT_TIMEOUT_S: Final = 30.0
 DRAIN_TIMEOUT_S: Final = 15.0
@@ -94,29 +94,12 @@ def _stack(
         key_file.write_bytes(venue.generate_client_key())
         key_file.chmod(0o600)
         endpoints = venue.endpoints
-        settings = Settings.model_validate(
-            {
-                "venue": {
-                    "grpc_target": endpoints.grpc_target,
-                    "rest_url": endpoints.rest_url,
-                    "insecure": True,
-                    "participant_id": endpoints.participant_id,
-                },
-                "auth": {
-                    "token_url": endpoints.token_url,
-                    "client_id": endpoints.client_id,
-                    "private_key_file": str(key_file),
-                    "audience": endpoints.audience,
-                },
-                "kafka": {
-                    "bootstrap_servers": kafka.bootstrap_servers,
-                    # The demo stops its own brokers at the end: keep librdkafka's reconnect chatter quiet.
-                    "properties": {"log.connection.close": False, "log_level": 2},
-                },
-                "http": {"listen": "127.0.0.1:0"},
-                "connector": {"name": "pmx-demo", "heartbeat_interval_s": 2},
-            }
-        )
+        document = settings_for_simulator(venue.endpoints, kafka.bootstrap_servers, key_file)
+        # The demo stops its own brokers at the end: keep librdkafka's reconnect chatter quiet.
+        document["kafka"]["properties"] = {"log.connection.close": False, "log_level": 2}
+        document["http"] = {"listen": "127.0.0.1:0"}
+        document["connector"] = {"name": "pmx-demo", "heartbeat_interval_s": 2}
+        settings = Settings.model_validate(document)
         for topic in topic_names(settings).values():
             kafka.create_topic(topic, partitions=PARTITIONS, replication_factor=min(3, args.brokers))
         console.print(f"embedded Kafka   {kafka.bootstrap_servers}")
@@ -141,6 +124,27 @@ def _stack(
             yield venue, kafka, built, settings, stop_connector
         finally:
             stop_connector()
+
+
+def settings_for_simulator(
+    endpoints: VenueEndpoints, bootstrap_servers: str, key_file: Path
+) -> dict[str, Any]:
+    """The settings document that points the connector at a simulator and a Kafka cluster."""
+    return {
+        "venue": {
+            "grpc_target": endpoints.grpc_target,
+            "rest_url": endpoints.rest_url,
+            "insecure": True,
+            "participant_id": endpoints.participant_id,
+        },
+        "auth": {
+            "token_url": endpoints.token_url,
+            "client_id": endpoints.client_id,
+            "private_key_file": str(key_file),
+            "audience": endpoints.audience,
+        },
+        "kafka": {"bootstrap_servers": bootstrap_servers},
+    }
 
 
 def _live_view(

@@ -13,34 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from connector.cli import main
 from connector.composition import topic_names
 from connector.config import Settings
+from connector.demo import settings_for_simulator
 from connector.embedded import EmbeddedKafka
 from connector.simulator import SimulatedVenue
-
-
-def settings_document(venue: SimulatedVenue, bootstrap: str, key_file: Path) -> dict[str, Any]:
-    endpoints = venue.endpoints
-    return {
-        "venue": {
-            "grpc_target": endpoints.grpc_target,
-            "rest_url": endpoints.rest_url,
-            "insecure": True,
-            "participant_id": endpoints.participant_id,
-        },
-        "auth": {
-            "token_url": endpoints.token_url,
-            "client_id": endpoints.client_id,
-            "private_key_file": str(key_file),
-            "audience": endpoints.audience,
-        },
-        "kafka": {"bootstrap_servers": bootstrap},
-    }
 
 
 @pytest.fixture
 def setup(simulator: SimulatedVenue, embedded_kafka: EmbeddedKafka, tmp_path: Path) -> dict[str, Any]:
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(simulator.generate_client_key())
-    document = settings_document(simulator, embedded_kafka.bootstrap_servers, key_file)
+    document = settings_for_simulator(simulator.endpoints, embedded_kafka.bootstrap_servers, key_file)
     for topic in topic_names(Settings.model_validate(document)).values():
         embedded_kafka.create_topic(topic, partitions=1, replication_factor=1)
     return {"document": document, "tmp": tmp_path}
