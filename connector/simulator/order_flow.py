@@ -496,6 +496,21 @@ class OrderFlow:
         pending = self._pending[order_id]
         order = self._orders[order_id]
         roll = self._rng.random()
+
+        def reject_pending(
+            reason: enums_pb2.CxlRejReason, text: str, *, is_replace: bool = False
+        ) -> CancelRejectEvent:
+            return self._cancel_reject(
+                now,
+                order_id=order.id,
+                clord_id=pending.new_clord_id,
+                account=order.account,
+                symbol=order.symbol,
+                reason=reason,
+                text=text,
+                is_replace=is_replace,
+            )
+
         if order.state == enums_pb2.ORDER_STATE_PENDING_CANCEL:
             if roll < 0.75:
                 return VenueUpdate(executions=(self._cancel(order, now),))
@@ -503,27 +518,13 @@ class OrderFlow:
                 # The rest traded before the cancel reached the book: fill, then "too late".
                 order.state = pending.previous_state
                 fill = self._apply_fill(order, order.leaves_qty, order.price, now, aggressor=False)
-                reject = self._cancel_reject(
-                    now,
-                    order_id=order.id,
-                    clord_id=pending.new_clord_id,
-                    account=order.account,
-                    symbol=order.symbol,
-                    reason=enums_pb2.CXL_REJ_REASON_TOO_LATE_TO_CANCEL,
-                    text="Order already filled",
-                )
+                reject = reject_pending(enums_pb2.CXL_REJ_REASON_TOO_LATE_TO_CANCEL, "Order already filled")
                 return VenueUpdate(executions=(fill,), cancel_reject=reject)
             del self._pending[order_id]
             order.state = pending.previous_state
             order.last_transact_time.CopyFrom(to_timestamp(now))
-            reject = self._cancel_reject(
-                now,
-                order_id=order.id,
-                clord_id=pending.new_clord_id,
-                account=order.account,
-                symbol=order.symbol,
-                reason=enums_pb2.CXL_REJ_REASON_EXCHANGE_OPTION,
-                text="Cancel not allowed while the instrument is halted",
+            reject = reject_pending(
+                enums_pb2.CXL_REJ_REASON_EXCHANGE_OPTION, "Cancel not allowed while the instrument is halted"
             )
             return VenueUpdate(cancel_reject=reject)
         # PENDING_REPLACE
@@ -536,15 +537,8 @@ class OrderFlow:
             order.leaves_qty = pending.new_qty - order.cum_qty
             return VenueUpdate(executions=(self._execution(order, enums_pb2.EXECUTION_TYPE_REPLACE, now),))
         order.last_transact_time.CopyFrom(to_timestamp(now))
-        reject = self._cancel_reject(
-            now,
-            order_id=order.id,
-            clord_id=pending.new_clord_id,
-            account=order.account,
-            symbol=order.symbol,
-            reason=enums_pb2.CXL_REJ_REASON_EXCHANGE_OPTION,
-            text="Replace would breach the price band",
-            is_replace=True,
+        reject = reject_pending(
+            enums_pb2.CXL_REJ_REASON_EXCHANGE_OPTION, "Replace would breach the price band", is_replace=True
         )
         return VenueUpdate(cancel_reject=reject)
 
