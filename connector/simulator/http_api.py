@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, Protocol
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from connector._pb.polymarket.v1 import report_pb2
 from connector.simulator.exchange import Exchange
@@ -298,29 +299,40 @@ class RestApi:
         )
 
     def _search_executions(self, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        refused = self._guard_search(EXECUTIONS_PATH, headers)
-        if refused is not None:
-            return refused
-        request = report_pb2.SearchExecutionsRequest()
-        problem = _parse(body, request)
-        if problem is not None:
-            return problem
-        try:
-            response = search_executions(self._exchange.executions(), request)
-        except SearchRequestError as exc:
-            return _gateway_error(HTTPStatus.BAD_REQUEST, _INVALID_ARGUMENT, str(exc))
-        return HttpResponse(200, json_format.MessageToDict(response))
+        return self._search(
+            EXECUTIONS_PATH,
+            headers,
+            body,
+            report_pb2.SearchExecutionsRequest(),
+            lambda request: search_executions(self._exchange.executions(), request),
+        )
 
     def _search_orders(self, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        refused = self._guard_search(ORDERS_PATH, headers)
+        return self._search(
+            ORDERS_PATH,
+            headers,
+            body,
+            report_pb2.SearchOrdersRequest(),
+            lambda request: search_orders(self._exchange.orders_with_last_execution(), request),
+        )
+
+    def _search(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: report_pb2.SearchExecutionsRequest | report_pb2.SearchOrdersRequest,
+        answer: Callable[[Any], Message],
+    ) -> HttpResponse:
+        """Guard (auth, rate limit, faults), parse the JSON request, search, answer as JSON."""
+        refused = self._guard_search(path, headers)
         if refused is not None:
             return refused
-        request = report_pb2.SearchOrdersRequest()
         problem = _parse(body, request)
         if problem is not None:
             return problem
         try:
-            response = search_orders(self._exchange.orders_with_last_execution(), request)
+            response = answer(request)
         except SearchRequestError as exc:
             return _gateway_error(HTTPStatus.BAD_REQUEST, _INVALID_ARGUMENT, str(exc))
         return HttpResponse(200, json_format.MessageToDict(response))
