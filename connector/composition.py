@@ -24,7 +24,7 @@ from connector.config import Settings, load_settings
 from connector.dedup import RecentExecutionIds
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
-from connector.kafka.publisher import Delivered, Publisher, build_producer, producer_config
+from connector.kafka.publisher import Delivered, Publisher, build_producer, client_config
 from connector.mapping import RecordMapper
 from connector.observability.http import HealthServer, ServiceStatus
 from connector.observability.metrics import Metrics
@@ -102,13 +102,7 @@ def check_topics(settings: Settings, topics: list[str], *, create: bool = True) 
     Raises:
         RuntimeFailure: Kafka is unreachable, or a topic is missing and cannot be created.
     """
-    config = {
-        key: value
-        for key, value in producer_config(settings.kafka.bootstrap_servers, settings.kafka.properties).items()
-        if key not in {"enable.idempotence", "acks", "linger.ms", "compression.type"}
-        and not key.startswith(("queue.buffering", "message.timeout"))
-    }
-    admin = AdminClient(config)
+    admin = AdminClient(client_config(settings.kafka.bootstrap_servers, settings.kafka.properties))
     try:
         metadata = admin.list_topics(timeout=TOPIC_CHECK_TIMEOUT_S)
     except KafkaException as exc:

@@ -23,7 +23,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from connector.config import load_settings
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import SINGLE_OBJECT_MARKER, SingleObjectDecoder
-from connector.kafka.publisher import producer_config
+from connector.kafka.publisher import client_config
 from connector.record_schemas import RecordType, schema_dict
 
 METADATA_TIMEOUT_S: Final = 10.0
@@ -94,15 +94,14 @@ def _connection(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
     if args.config is not None:
         settings = load_settings(args.config)
         bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
-        config = producer_config(bootstrap, settings.kafka.properties)
+        config = client_config(bootstrap, settings.kafka.properties)
         registry_url = settings.schema_registry.url
     elif args.bootstrap_servers:
         config, registry_url = {"bootstrap.servers": args.bootstrap_servers}, None
     else:
         msg = "give --config PATH or --bootstrap-servers HOSTS"
         raise ConfigError(msg)
-    allowed = ("bootstrap.servers", "security.", "sasl.", "ssl.", "client.")
-    return {key: value for key, value in config.items() if key.startswith(allowed)}, registry_url
+    return config, registry_url
 
 
 class RecordDecoder:

@@ -39,6 +39,7 @@ PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 262_144,
 }
+PRODUCER_ONLY_PREFIXES: Final = ("queue.buffering.", "message.timeout.", "batch.", "delivery.", "linger.")
 # These make the connector's delivery guarantee; raw properties may not weaken them.
 ENFORCED: Final[Mapping[str, Any]] = {"enable.idempotence": True, "acks": "all"}
 
@@ -50,15 +51,29 @@ class FatalProducerError(RuntimeFailure):
 
 
 def producer_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
-    """Merge defaults, the operator's raw librdkafka properties, and the enforced guarantees.
+    """Merge defaults, the operator's raw librdkafka properties, and the enforced guarantees."""
+    return {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap_servers, **_revealed(properties), **ENFORCED}
 
-    Secret values (``SecretStr``) are revealed here, at the boundary, and nowhere else.
+
+def client_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
+    """The settings any client (admin, consumer) needs: the cluster and the raw properties.
+
+    Producer-only properties are left out, so that a consumer or admin client does not warn about them.
     """
-    config: dict[str, Any] = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap_servers}
-    for key, value in properties.items():
-        config[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
-    config.update(ENFORCED)
-    return config
+    connection = {
+        key: value
+        for key, value in _revealed(properties).items()
+        if key not in PRODUCER_DEFAULTS and not key.startswith(PRODUCER_ONLY_PREFIXES)
+    }
+    return {"bootstrap.servers": bootstrap_servers, **connection}
+
+
+def _revealed(properties: Mapping[str, object]) -> dict[str, object]:
+    """Secret values (``SecretStr``) are revealed here, at the Kafka boundary, and nowhere else."""
+    return {
+        key: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for key, value in properties.items()
+    }
 
 
 @dataclass(slots=True)

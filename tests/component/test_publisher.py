@@ -6,9 +6,10 @@ import threading
 import time
 
 from confluent_kafka import Consumer
+from pydantic import SecretStr
 
 from connector.embedded import EmbeddedKafka
-from connector.kafka.publisher import Publisher, build_producer, producer_config
+from connector.kafka.publisher import Publisher, build_producer, client_config, producer_config
 from connector.watermark import Watermark
 
 FAST_RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
@@ -43,6 +44,22 @@ def test_enforced_guarantees_cannot_be_weakened() -> None:
     assert config["acks"] == "all"
     assert config["enable.idempotence"] is True
     assert config["linger.ms"] == 20
+
+
+def test_client_config_keeps_connection_settings_and_reveals_secrets_only_here() -> None:
+    properties = {
+        "security.protocol": "SASL_SSL",
+        "sasl.password": SecretStr("hunter2"),
+        "linger.ms": 20,
+        "queue.buffering.max.messages": 10,
+        "acks": "1",
+    }
+    assert client_config("b:9092", properties) == {
+        "bootstrap.servers": "b:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.password": "hunter2",
+    }
+    assert producer_config("b:9092", properties)["sasl.password"] == "hunter2"
 
 
 def test_acknowledged_records_advance_the_watermark(embedded_kafka: EmbeddedKafka) -> None:
