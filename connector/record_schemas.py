@@ -24,6 +24,7 @@ class RecordType(StrEnum):
     CANCEL_REJECT = "CancelRejectEvent"
     CONNECTOR_HEARTBEAT = "ConnectorHeartbeat"
     CHECKPOINT = "Checkpoint"
+    GAP_DETECTED = "GapDetected"
 
 
 @cache

@@ -29,6 +29,7 @@ TOPIC_ROLE: Final = {
     RecordType.CANCEL_REJECT: "cancel_rejects",
     RecordType.CONNECTOR_HEARTBEAT: "heartbeats",
     RecordType.CHECKPOINT: "checkpoints",
+    RecordType.GAP_DETECTED: "heartbeats",
 }
 
 

@@ -17,6 +17,8 @@ PREFIX: Final = "pmx_connector"
 EVENT_TYPES: Final = ("heartbeat", "snapshot_order", "execution", "cancel_reject")
 RECONNECT_REASONS: Final = ("eof", "unavailable", "stall", "unauthenticated", "resource_exhausted", "other")
 TOKEN_RESULTS: Final = ("success", "refused", "error")
+BACKFILL_RESULTS: Final = ("ok", "throttled", "error")
+GAP_REASONS: Final = ("rest_exhausted", "beyond_retention", "cancel_rejects_unrecoverable")
 LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 HEARTBEAT_BUCKETS_S: Final = (0.5, 1, 2, 5, 10, 15, 30, 60, 90, 120, 180, 300)
 NANOS: Final = 1e9
@@ -83,6 +85,31 @@ class Metrics:
             "Venue time up to which every event is acknowledged by Kafka.",
             registry=r,
         )
+        self.last_checkpoint = Gauge(
+            f"{PREFIX}_last_checkpoint_timestamp_seconds",
+            "Connector (wall) time the last checkpoint was acknowledged by Kafka.",
+            registry=r,
+        )
+        self.backfill_executions = Counter(
+            f"{PREFIX}_backfill_executions", "Executions published from REST backfill.", registry=r
+        )
+        self.backfill_requests = Counter(
+            f"{PREFIX}_backfill_requests",
+            "REST execution-search requests, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.holdback_overflows = Counter(
+            f"{PREFIX}_holdback_overflows",
+            "Backfills that outlasted the hold-back buffer (live updates released early).",
+            registry=r,
+        )
+        self.gaps_detected = Counter(
+            f"{PREFIX}_gaps_detected",
+            "Windows whose completeness could not be proven, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.duplicates_dropped = Counter(
             f"{PREFIX}_duplicates_dropped", "Executions dropped as already published.", registry=r
         )
@@ -103,6 +130,10 @@ class Metrics:
             self.records_produced.labels(topic)
         for result in TOKEN_RESULTS:
             self.token_refreshes.labels(result)
+        for result in BACKFILL_RESULTS:
+            self.backfill_requests.labels(result)
+        for reason in GAP_REASONS:
+            self.gaps_detected.labels(reason)
         self._previous_heartbeat_ns: int | None = None
 
     # ------------------------------------------------------------ the pipeline's observer protocol
