@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,24 +21,27 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from connector.config import Settings, load_settings
+from connector.backfill_plan import RequestPacer, SubscriptionFilter, Window
+from connector.config import Settings, load_settings, start_from_ns
 from connector.dedup import RecentExecutionIds
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
 from connector.kafka.publisher import Delivered, Publisher, build_producer, client_config
+from connector.kafka.resume import checkpoint_decoder, read_checkpoint, seed_recent_ids
 from connector.mapping import RecordMapper
-from connector.observability.http import HealthServer, ServiceStatus
+from connector.observability.http import HealthServer, ServiceStatus, iso_from_ns
 from connector.observability.metrics import Metrics
 from connector.pipeline import Pipeline, Topics
 from connector.record_schemas import RecordType, schema_dict
-from connector.service import ConnectorService, ServiceSettings
+from connector.recovery import BackfillWorker
+from connector.service import BackfillStarter, ConnectorService, ServiceSettings
 from connector.venue.auth import TokenProvider, load_private_key
+from connector.venue.backfill import ExecutionSearch
 from connector.venue.stream import OrderStreamClient, open_channel
 from connector.watermark import Watermark
 
 _LOG: Final = logging.getLogger(__name__)
 
-RECENT_IDS_CAPACITY: Final = 200_000
 TOPIC_CHECK_TIMEOUT_S: Final = 15.0
 
 
@@ -145,10 +149,15 @@ def _create_topics(admin: AdminClient, settings: Settings, missing: list[str]) -
 
 
 def build(settings: Settings) -> BuiltService:
-    """Build the service, its HTTP endpoints and its token provider (no network I/O yet)."""
+    """Build the service: check the topics, read the checkpoint, seed dedup (no venue I/O yet).
+
+    Raises:
+        RuntimeFailure: Kafka is unreachable, a topic is missing, or the checkpoint is unreadable.
+    """
     topics = topic_names(settings)
     metrics = Metrics(tuple(topics.values()))
-    status = ServiceStatus(connector=settings.connector.name, subscription=subscription_key(settings))
+    subscription = subscription_key(settings)
+    status = ServiceStatus(connector=settings.connector.name, subscription=subscription)
     key = load_private_key(settings.auth.private_key_file)
     tokens = TokenProvider(
         key=key,
@@ -159,13 +168,49 @@ def build(settings: Settings) -> BuiltService:
         on_refresh=lambda result: metrics.token_refreshes.labels(result).inc(),
     )
     check_topics(settings, list(topics.values()))
-    watermark = Watermark()
-    publisher = Publisher(
-        build_producer(settings.kafka.bootstrap_servers, settings.kafka.properties),
-        watermark,
-        on_delivered=lambda delivered: _record_delivery(metrics, delivered),
+    registry = _registry_client(settings)
+    encoders = _encoders(settings, registry)
+    service_settings = ServiceSettings(
+        connector=settings.connector.name,
+        subscription=subscription,
+        heartbeat_topic=topics["heartbeats"],
+        checkpoint_topic=topics["checkpoints"],
+        heartbeat_interval_s=settings.connector.heartbeat_interval_s,
+        heartbeat_timeout_s=settings.venue.heartbeat_timeout_s,
+        checkpoint_interval_s=settings.connector.checkpoint_interval_s,
+        flush_timeout_s=settings.connector.flush_timeout_s,
+        backfill=settings.backfill,
     )
-    encoders = _encoders(settings)
+    kafka = settings.kafka
+    checkpoint = read_checkpoint(
+        kafka.bootstrap_servers,
+        kafka.properties,
+        topics["checkpoints"],
+        service_settings.checkpoint_key,
+        checkpoint_decoder(registry),
+    )
+    if checkpoint is not None:
+        _LOG.info("resuming from the checkpoint at %s", iso_from_ns(checkpoint.venue_time_ns))
+        status.watermark = iso_from_ns(checkpoint.venue_time_ns)
+    resume_ns = checkpoint.venue_time_ns if checkpoint else start_from_ns(settings.connector.start_from)
+    recent_ids = RecentExecutionIds(settings.connector.recent_execution_ids)
+
+    def reseed_recent_ids() -> None:
+        seed_recent_ids(
+            recent_ids,
+            kafka.bootstrap_servers,
+            kafka.properties,
+            topics["executions"],
+            settings.connector.recent_execution_ids,
+        )
+
+    reseed_recent_ids()
+    watermark = Watermark(checkpoint)
+    publisher = Publisher(
+        build_producer(kafka.bootstrap_servers, kafka.properties),
+        watermark,
+        on_delivered=lambda delivered: _record_delivery(metrics, status, topics["checkpoints"], delivered),
+    )
     pipeline = Pipeline(
         mapper=RecordMapper.for_venue(),
         encoders=encoders,
@@ -173,55 +218,88 @@ def build(settings: Settings) -> BuiltService:
         watermark=watermark,
         topics=Topics(topics["executions"], topics["snapshots"], topics["cancel_rejects"], topics["dlq"]),
         connector_name=settings.connector.name,
-        recent_ids=RecentExecutionIds(RECENT_IDS_CAPACITY),
+        recent_ids=recent_ids,
         observer=metrics,
     )
     channel = open_channel(settings.venue)
     client = OrderStreamClient(channel, settings.venue, tokens.token)
-    heartbeat_encoder = encoders[RecordType.CONNECTOR_HEARTBEAT]
     service = ConnectorService(
-        settings=ServiceSettings(
-            connector=settings.connector.name,
-            subscription=subscription_key(settings),
-            heartbeat_topic=topics["heartbeats"],
-            heartbeat_interval_s=settings.connector.heartbeat_interval_s,
-            heartbeat_timeout_s=settings.venue.heartbeat_timeout_s,
-        ),
+        settings=service_settings,
         open_stream=client.open,
         pipeline=pipeline,
         publisher=publisher,
         watermark=watermark,
         metrics=metrics,
         status=status,
-        encode_heartbeat=lambda record: heartbeat_encoder(record, topics["heartbeats"]),
+        encoders=encoders,
         invalidate_token=tokens.invalidate,
+        start_backfill=backfill_starter(settings, tokens, metrics),
+        reseed_recent_ids=reseed_recent_ids,
+        resume_ns=resume_ns,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
     return BuiltService(service, health, tokens, metrics, status)
 
 
-def _encoders(settings: Settings) -> dict[RecordType, Encoder]:
+def backfill_starter(settings: Settings, tokens: TokenProvider, metrics: Metrics) -> BackfillStarter:
+    """Bind the REST search, the process-wide pacer and the metrics into a backfill starter."""
+    search = ExecutionSearch(
+        rest_url=settings.venue.rest_url,
+        participant_id=settings.venue.participant_id,
+        token=tokens.token,
+        invalidate_token=tokens.invalidate,
+        subscription=SubscriptionFilter(
+            frozenset(settings.venue.symbols), frozenset(settings.venue.accounts)
+        ),
+        page_size=settings.backfill.page_size,
+        timeout_s=settings.backfill.request_timeout_s,
+    )
+    pacer = RequestPacer(settings.backfill.requests_per_minute)
+
+    def start(window: Window) -> BackfillWorker:
+        worker = BackfillWorker(
+            search=search,
+            window=window,
+            pacer=pacer,
+            retry_budget_s=settings.backfill.retry_budget_s,
+            on_request=lambda result: metrics.backfill_requests.labels(result).inc(),
+        )
+        worker.start()
+        return worker
+
+    return start
+
+
+def _registry_client(settings: Settings) -> SchemaRegistryClient | None:
     registry = settings.schema_registry
     if registry.url is None:
-        return {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
-
+        return None
     conf: dict[str, Any] = {"url": registry.url}
     if registry.basic_auth_user_info is not None:
         conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
     try:
-        client = SchemaRegistryClient.new_client(conf)
+        return SchemaRegistryClient.new_client(conf)
     except ValueError as exc:
         msg = f"schema_registry.url: {exc}"
         raise ConfigError(msg) from None
+
+
+def _encoders(settings: Settings, client: SchemaRegistryClient | None) -> dict[RecordType, Encoder]:
+    if client is None:
+        return {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
+    auto_register = settings.schema_registry.auto_register
     return {
-        record_type: registry_encoder(client, schema_dict(record_type), auto_register=registry.auto_register)
+        record_type: registry_encoder(client, schema_dict(record_type), auto_register=auto_register)
         for record_type in RecordType
     }
 
 
-def _record_delivery(metrics: Metrics, delivered: Delivered) -> None:
+def _record_delivery(metrics: Metrics, status: ServiceStatus, checkpoints: str, delivered: Delivered) -> None:
     if delivered.error is None:
         metrics.records_produced.labels(delivered.topic).inc()
+        if delivered.topic == checkpoints:
+            metrics.last_checkpoint.set(time.time())
+            status.last_checkpoint = datetime.now(UTC).isoformat()
         if delivered.venue_time_ns is not None:
             metrics.event_to_ack.observe(max(0.0, (time.time_ns() - delivered.venue_time_ns) / 1e9))
     else:

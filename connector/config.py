@@ -14,6 +14,7 @@ import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
@@ -46,6 +47,7 @@ SECRET_KAFKA_PROPERTIES: Final = frozenset(
 )
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
+NANOS_PER_SECOND: Final = 1_000_000_000
 
 
 class _Section(BaseModel):
@@ -172,6 +174,59 @@ class ConnectorSettings(_Section):
 
     name: str = Field("pmx-connector", pattern=r"^[A-Za-z0-9._-]+$")
     heartbeat_interval_s: PositiveSeconds = 10.0
+    checkpoint_interval_s: PositiveSeconds = Field(5.0, description="how often the checkpoint is written")
+    start_from: str = Field(
+        "now",
+        description="where the very first start (no checkpoint yet) begins: 'now' or an ISO 8601 time",
+    )
+    flush_timeout_s: PositiveSeconds = Field(
+        20.0, description="on SIGTERM, how long to wait for Kafka acks (keep below the pod's grace period)"
+    )
+    recent_execution_ids: int = Field(
+        200_000, ge=1, description="how many recently published execution IDs are remembered for dedup"
+    )
+
+    @field_validator("start_from")
+    @classmethod
+    def _start_from_is_now_or_time(cls, value: str) -> str:
+        start_from_ns(value)
+        return value
+
+
+def start_from_ns(value: str) -> int | None:
+    """Parse ``connector.start_from``: None for ``now``, else epoch nanoseconds of an aware ISO time.
+
+    Raises:
+        ValueError: neither ``now`` nor an ISO 8601 time with a UTC offset.
+    """
+    if value.strip().lower() == "now":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        msg = f"expected 'now' or an ISO 8601 time such as 2026-11-01T00:00:00Z, got {value!r}"
+        raise ValueError(msg) from None
+    if moment.tzinfo is None:
+        msg = f"the time needs a UTC offset (e.g. 'Z'), got {value!r}"
+        raise ValueError(msg)
+    return int(moment.timestamp()) * NANOS_PER_SECOND + moment.microsecond * 1000
+
+
+class BackfillSettings(_Section):
+    """Gap recovery through the venue's REST execution search (DESIGN.md §4)."""
+
+    margin_s: float = Field(60.0, ge=0, description="overlap before the watermark and after the stream start")
+    page_size: int = Field(500, ge=1, le=1000, description="executions per search page")
+    requests_per_minute: int = Field(12, ge=1, description="the venue's search rate limit")
+    retry_budget_s: PositiveSeconds = Field(
+        600.0, description="how long a failing search is retried before the gap is declared"
+    )
+    request_timeout_s: PositiveSeconds = 30.0
+    holdback_max_records: int = Field(100_000, ge=1, description="live updates held back during a backfill")
+    holdback_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="bytes held back during a backfill"
+    )
+    retention_days: float = Field(7.0, gt=0, description="how long the venue keeps executions")
 
 
 class Settings(_Section):
@@ -183,6 +238,7 @@ class Settings(_Section):
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     http: HttpSettings = HttpSettings()
     connector: ConnectorSettings = ConnectorSettings()
+    backfill: BackfillSettings = BackfillSettings()
 
     @model_validator(mode="after")
     def _plaintext_only_to_loopback(self) -> Settings:

@@ -29,6 +29,10 @@ class RecentExecutionIds:
     def __contains__(self, execution_id: object) -> bool:
         return execution_id in self._ids
 
+    def clear(self) -> None:
+        """Forget everything (before re-seeding from the executions topic)."""
+        self._ids.clear()
+
     def add(self, execution_id: str) -> bool:
         """Remember an ID; return False if it was already remembered (a duplicate)."""
         if execution_id in self._ids:

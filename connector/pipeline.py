@@ -175,7 +175,9 @@ class Pipeline:
             except (MappingError, ValueError, TypeError, OverflowError) as exc:
                 self._dead_letter("snapshot_order", order, exc, context)
                 continue
-            sequence = self._watermark.arrive(context.processed_sent_time_ns, session_id=context.session_id)
+            # A snapshot is state, not history: it proves nothing about earlier executions, so it
+            # never moves the watermark (the backfill after it may still be filling a gap).
+            sequence = self._watermark.arrive(None, session_id=context.session_id)
             self._sink.publish(
                 self._topics.snapshots,
                 record["order_id"].encode(),

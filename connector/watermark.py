@@ -8,8 +8,10 @@ Kafka has acknowledged. Rules (DESIGN.md §4):
 - a venue heartbeat is an event with no record: it counts as acknowledged as soon as it arrives,
   so once everything before it is acknowledged the watermark moves to the heartbeat's
   ``processed_sent_time`` (a quiet market still advances the checkpoint);
-- a failed delivery freezes the watermark for good: the pipeline must restart from it, since the
-  failed event (and every later one) may be missing from Kafka. The first failure is kept.
+- a failed delivery freezes the watermark: the pipeline must restart from it, since the failed
+  event (and every later one) may be missing from Kafka. The first failure is kept until
+  :meth:`Watermark.restart`, which forgets every unacknowledged arrival (late acknowledgements of
+  them are then ignored) and keeps the position, so re-reading the venue from it loses nothing.
 
 A checkpoint may only ever be written from :attr:`Watermark.position`.
 """
@@ -72,6 +74,13 @@ class Watermark:
     def in_flight(self) -> int:
         """Events that arrived and are not acknowledged yet (failed ones included)."""
         return self._unacknowledged
+
+    def restart(self) -> None:
+        """Forget the failure and every unacknowledged arrival; keep the position (a pipeline restart)."""
+        self._arrivals.clear()
+        self._prefix_end = self._next_sequence
+        self._failure = None
+        self._unacknowledged = 0
 
     def arrive(self, venue_time_ns: int | None, execution_id: str = "", session_id: str = "") -> int:
         """Number an event that will be published; return its arrival sequence."""

@@ -3,7 +3,8 @@
 - ``/healthz``: the process is alive and its main loop is not wedged (it ticked recently);
 - ``/readyz``: the stream is connected, the producer is healthy (no frozen watermark, no fatal
   error) and the loop is alive; 503 with the reasons otherwise;
-- ``/status``: JSON with the phase, the venue session, the watermark and the last error;
+- ``/status``: JSON with the phase, the venue session, the watermark, the last checkpoint, the
+  running backfill, the gaps detected (and the last one) and the last error;
 - ``/metrics``: Prometheus text format from the connector's own registry.
 
 The main loop writes :class:`ServiceStatus`; the HTTP thread only reads it. Nothing secret is in it.
@@ -41,6 +42,10 @@ class ServiceStatus:
     last_error: str | None = None
     producer_healthy: bool = True
     reconnects: int = 0
+    backfill: dict[str, Any] | None = None
+    gaps_detected: int = 0
+    last_gap: dict[str, Any] | None = None
+    last_checkpoint: str | None = None
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     loop_tick_monotonic: float = field(default_factory=time.monotonic)
 

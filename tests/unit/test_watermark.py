@@ -101,3 +101,28 @@ def test_duplicate_and_unknown_acknowledgements_are_harmless() -> None:
     watermark.acknowledge(12345)
     assert watermark.position == Position(7, "E1", "")
     assert watermark.failure is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrivals=ARRIVALS, data=st.data())
+def test_a_restart_keeps_the_frozen_position_and_ignores_late_callbacks_of_the_old_run(
+    arrivals: list[tuple[int | None, bool]], data: st.DataObject
+) -> None:
+    watermark = Watermark()
+    old = [watermark.arrive(time) for time, _ in arrivals]
+    failed = data.draw(st.sampled_from(old))
+    for sequence in data.draw(st.permutations([s for s in old if s != failed])):
+        watermark.acknowledge(sequence)
+    watermark.fail(failed, "MSG_TIMED_OUT")
+    frozen = watermark.position
+
+    watermark.restart()  # the pipeline re-reads the venue from the frozen position
+
+    assert watermark.failure is None
+    assert watermark.position == frozen
+    assert watermark.in_flight == 0
+    new = watermark.arrive(20_000, execution_id="E-new")
+    watermark.acknowledge(failed)  # a late callback from before the restart changes nothing
+    assert watermark.position == frozen
+    watermark.acknowledge(new)
+    assert watermark.position == Position(20_000, "E-new", "")
