@@ -4,6 +4,7 @@
 #   make test    the whole test suite (what CI runs through .ci/run)
 #   make check   ruff, ruff format --check, mypy --strict, import-linter
 #   make bench   the performance benchmarks (not part of make test)
+#   make soak    the chaos scenario for SOAK_SECONDS (default 900) of order flow (not part of make test)
 #   make protos  regenerate connector/_pb from protos/
 #
 # `make test` and `make demo` create .venv and install the project into it when needed; the
@@ -15,7 +16,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS  := .tools
 
-.PHONY: venv test check bench protos demo clean tools
+SOAK_SECONDS ?= 900
+
+.PHONY: venv test check bench soak protos demo clean tools
 
 $(STAMP): pyproject.toml
 	@scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
@@ -41,6 +44,9 @@ check: venv
 
 bench: venv
 	$(BIN)/python -m tests.perf.bench
+
+soak: venv
+	$(BIN)/python -m tests.chaos --duration $(SOAK_SECONDS)
 
 protos: venv
 	$(BIN)/python scripts/generate_protos.py

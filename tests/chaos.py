@@ -1,0 +1,360 @@
+"""The chaos scenario: dev-kafka, simulator and connector as processes, under every fault at once.
+
+The venue's journal is the ground truth. The scenario runs order flow for ``duration_s`` while it
+drops the stream, stalls it past the heartbeat timeout, expires every token, takes a Kafka broker
+down for 10 s, SIGKILLs the connector twice and SIGTERMs it once (restarting it each time), with
+REST 429s throughout. Then it stops the connector cleanly and checks the executions topic against
+the journal, up to the watermark of the connector's final heartbeat record:
+
+- missing executions (in the journal, not in Kafka): must be 0;
+- duplicates (records beyond the first per execution ID): counted, at most 1 %;
+- per order, the executions in topic order (duplicates ignored) are in venue (journal) order.
+
+``make soak`` runs it for longer: ``python -m tests.chaos --duration 900``. ``tests/integration/
+test_chaos.py`` runs it for 60 s in ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import requests
+
+from connector.record_schemas import RecordType
+from tests.process_stack import free_port, nanos, start, stop, wait_for_file
+from tests.records import decode, read_topic
+
+TOPICS = {
+    "pmx.orders.executions": 3,
+    "pmx.orders.snapshots": 3,
+    "pmx.orders.cancel-rejects": 3,
+    "pmx.connector.heartbeats": 1,
+    "pmx.connector.checkpoints": 1,
+    "pmx.connector.dlq": 1,
+}
+HEARTBEAT_TIMEOUT_S = 3.0
+STALL_S = 5.0
+BROKER_OUTAGE_S = 10.0
+CATCH_UP_TIMEOUT_S = 150.0
+
+
+@dataclass
+class Figures:
+    """What the scenario did and what it found."""
+
+    duration_s: float = 0.0
+    journal_executions: int = 0
+    checked_executions: int = 0
+    published_records: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    duplicate_ratio: float = 0.0
+    orders_out_of_order: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    connector_exits: list[int | None] = field(default_factory=list)
+    gaps_by_reason: dict[str, int] = field(default_factory=dict)
+    rest_refusals: int = 0
+
+    def count(self, fault: str) -> None:
+        """Count one injected fault."""
+        self.faults[fault] = self.faults.get(fault, 0) + 1
+
+    def table(self) -> str:
+        """The figures as printable lines."""
+        lines = [f"{name:>22}: {value}" for name, value in asdict(self).items()]
+        return "\n".join(lines)
+
+
+class Stack:
+    """The three processes and their control endpoints."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        rate: float,
+        simulator_args: tuple[str, ...] = (),
+        settings: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Start dev-kafka and the simulator; the connector starts with :meth:`start_connector`.
+
+        ``settings`` override sections of the connector's configuration.
+        """
+        self.tmp = tmp
+        topics = [arg for name, parts in TOPICS.items() for arg in ("--topic", f"{name}:{parts}")]
+        self.kafka_process = start(
+            ["dev-kafka", "--ready-file", str(tmp / "kafka.json"), *topics], tmp / "kafka.log"
+        )
+        self.venue_started = datetime.now(UTC)
+        self.venue_process = start(
+            [
+                "simulator", "--ready-file", str(tmp / "venue.json"),
+                "--client-key-out", str(tmp / "key.pem"), "--journal", str(tmp / "journal.jsonl"),
+                "--rate", str(rate), "--heartbeat-interval", "0.5", "--seed", "11", *simulator_args,
+            ],
+            tmp / "venue.log",
+        )  # fmt: skip
+        self.kafka = wait_for_file(tmp / "kafka.json", self.kafka_process)
+        self.venue = wait_for_file(tmp / "venue.json", self.venue_process)
+        self.http_port = free_port()
+        self.connector: subprocess.Popen[bytes] | None = None
+        self.connector_starts = 0
+        self.configured_start_from = (self.venue_started - timedelta(seconds=5)).isoformat()
+        self.config = self._write_config(settings or {})
+
+    def _write_config(self, overrides: dict[str, dict[str, Any]]) -> Path:
+        venue = self.venue
+        start_from = self.configured_start_from
+        config = {
+            "venue": {
+                "grpc_target": venue["grpc_target"], "rest_url": venue["rest_url"], "insecure": True,
+                "participant_id": venue["participant_id"], "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
+            },
+            "auth": {
+                "token_url": venue["token_url"], "client_id": venue["client_id"],
+                "private_key_file": str(self.tmp / "key.pem"), "audience": venue["audience"],
+            },
+            "kafka": {
+                "bootstrap_servers": self.kafka["bootstrap_servers"],
+                "properties": {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500},
+            },
+            "http": {"listen": f"127.0.0.1:{self.http_port}"},
+            "connector": {
+                "name": "chaos", "heartbeat_interval_s": 0.5, "checkpoint_interval_s": 1.0,
+                "start_from": start_from, "flush_timeout_s": 15,
+            },
+            "backfill": {"margin_s": 2.0, "retry_budget_s": 120},
+        }  # fmt: skip
+        for section, values in overrides.items():
+            config[section] = {**config.get(section, {}), **values}
+        path = self.tmp / "config.yaml"
+        path.write_text(json.dumps(config))  # JSON is YAML
+        return path
+
+    def start_connector(self) -> None:
+        """Start (or restart) the connector process."""
+        self.connector_starts += 1
+        self.connector = start(
+            ["run", "--config", str(self.config)], self.tmp / f"run-{self.connector_starts}.log"
+        )
+
+    def status(self) -> dict[str, Any] | None:
+        """The connector's ``/status``, or None while it does not answer."""
+        try:
+            answer: dict[str, Any] = requests.get(
+                f"http://127.0.0.1:{self.http_port}/status", timeout=2
+            ).json()
+        except (requests.RequestException, ValueError):
+            return None
+        return answer
+
+    def venue_faults(self, **changes: Any) -> None:
+        """Change the simulator's faults."""
+        requests.post(f"{self.venue['control_url']}/faults", json=changes, timeout=5).raise_for_status()
+
+    def venue_stats(self) -> dict[str, Any]:
+        """The simulator's counters."""
+        stats: dict[str, Any] = requests.get(f"{self.venue['control_url']}/stats", timeout=5).json()
+        return stats
+
+    def broker(self, broker_id: int, action: str) -> None:
+        """Take one broker down or up."""
+        url = f"{self.kafka['control_url']}/brokers/{broker_id}/{action}"
+        requests.post(url, json={}, timeout=5).raise_for_status()
+
+    def close(self) -> None:
+        """Stop every process."""
+        for process in (self.connector, self.venue_process, self.kafka_process):
+            if process is not None:
+                stop(process)
+
+
+@contextmanager
+def stack(tmp: Path, *, rate: float, **options: Any) -> Iterator[Stack]:
+    """A started :class:`Stack`, stopped on exit (``options`` as for :class:`Stack`)."""
+    running = Stack(tmp, rate=rate, **options)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; raise AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout_s:.0f} s waiting for {what}"
+            raise AssertionError(msg)
+        time.sleep(0.25)
+
+
+def streaming(running: Stack) -> bool:
+    """Whether the connector is connected with no backfill running."""
+    status = running.status()
+    return bool(
+        status and status["connected"] and status["backfill"] is None and status["phase"] == "streaming"
+    )
+
+
+def run_faults(running: Stack, duration_s: float, figures: Figures, say: Callable[[str], None]) -> None:
+    """Inject the faults, spread over ``duration_s`` seconds, repeating the cycle for long runs."""
+    started = time.monotonic()
+    cycle = 0
+    while cycle == 0 or time.monotonic() - started < duration_s - 60:
+        cycle += 1
+        say(f"cycle {cycle}: stream drops")
+        running.venue_faults(end_stream_every_s=2.5)
+        wait_for_stream_drops(running, 5 * cycle)
+        figures.faults["stream_drops"] = running.venue_stats()["streams_ended_by_fault_total"]
+        running.venue_faults(end_stream_every_s=None)
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the connector to stream again")
+
+        say(f"cycle {cycle}: a {STALL_S:.0f} s stall (heartbeat timeout {HEARTBEAT_TIMEOUT_S:.0f} s)")
+        running.venue_faults(stall_s=STALL_S, stall_after_messages=1)
+        time.sleep(STALL_S + 1)
+        running.venue_faults(stall_s=0)
+        figures.count("stalls")
+
+        say(f"cycle {cycle}: every token expires")
+        running.venue_faults(end_streams_on_token_expiry=True, expire_issued_tokens=True)
+        figures.count("token_expiries")
+        time.sleep(3)
+
+        say(f"cycle {cycle}: SIGKILL")
+        kill_and_restart(running, signal.SIGKILL, figures)
+        time.sleep(4)
+
+        say(f"cycle {cycle}: broker 1 down for {BROKER_OUTAGE_S:.0f} s")
+        running.broker(1, "down")
+        time.sleep(BROKER_OUTAGE_S)
+        running.broker(1, "up")
+        figures.count("broker_outages")
+
+        say(f"cycle {cycle}: SIGKILL again")
+        kill_and_restart(running, signal.SIGKILL, figures)
+        time.sleep(4)
+
+        say(f"cycle {cycle}: SIGTERM")
+        kill_and_restart(running, signal.SIGTERM, figures)
+        time.sleep(4)
+    remaining = duration_s - (time.monotonic() - started)
+    if remaining > 0:
+        say(f"steady flow for {remaining:.0f} s")
+        time.sleep(remaining)
+
+
+def wait_for_stream_drops(running: Stack, total: int) -> None:
+    """Wait until the venue has ended ``total`` streams by fault."""
+    wait_until(
+        lambda: running.venue_stats()["streams_ended_by_fault_total"] >= total, 90, f"{total} stream drops"
+    )
+
+
+def kill_and_restart(running: Stack, signum: signal.Signals, figures: Figures) -> None:
+    """Signal the connector, wait for it to exit, and start it again."""
+    process = running.connector
+    assert process is not None
+    process.send_signal(signum)
+    process.wait(timeout=60)
+    figures.connector_exits.append(process.returncode)
+    figures.count("sigkill" if signum == signal.SIGKILL else "sigterm")
+    running.start_connector()
+
+
+def verify(running: Stack, figures: Figures) -> None:
+    """Compare the executions topic with the journal, up to the final heartbeat's watermark."""
+    bootstrap = running.kafka["bootstrap_servers"]
+    heartbeats = read_topic(bootstrap, "pmx.connector.heartbeats")
+    final_watermark = None
+    for message in heartbeats:
+        headers = dict(message.headers() or [])
+        if headers.get("event_type") == RecordType.CONNECTOR_HEARTBEAT.value.encode():
+            record = decode(message.value(), RecordType.CONNECTOR_HEARTBEAT)
+            if record["phase"] == "stopped":
+                final_watermark = record["watermark"]
+        elif headers.get("event_type") == RecordType.GAP_DETECTED.value.encode():
+            reason = decode(message.value(), RecordType.GAP_DETECTED)["reason"]
+            figures.gaps_by_reason[reason] = figures.gaps_by_reason.get(reason, 0) + 1
+    assert final_watermark is not None, "no final heartbeat record with a watermark"
+
+    published = [
+        decode(m.value(), RecordType.EXECUTION) for m in read_topic(bootstrap, "pmx.orders.executions")
+    ]
+    journal = [json.loads(line) for line in (running.tmp / "journal.jsonl").read_text().splitlines()]
+    executions = [entry for entry in journal if entry["kind"] == "execution"]
+    checked = [entry for entry in executions if nanos(entry["transact_time"]) <= final_watermark]
+    published_ids = [record["execution_id"] for record in published]
+    figures.journal_executions = len(executions)
+    figures.checked_executions = len(checked)
+    figures.published_records = len(published)
+    figures.missing = len({entry["execution_id"] for entry in checked} - set(published_ids))
+    figures.duplicates = len(published_ids) - len(set(published_ids))
+    figures.duplicate_ratio = round(figures.duplicates / max(1, len(set(published_ids))), 5)
+
+    venue_order = defaultdict(list)
+    for entry in executions:
+        venue_order[entry["order_id"]].append(entry["execution_id"])
+    topic_order: dict[str, list[str]] = defaultdict(list)
+    seen: set[str] = set()
+    for record in published:  # per order, one partition: offset order is topic order
+        if record["execution_id"] not in seen:
+            seen.add(record["execution_id"])
+            topic_order[record["order_id"]].append(record["execution_id"])
+    for order_id, in_topic in topic_order.items():
+        expected = [execution_id for execution_id in venue_order[order_id] if execution_id in seen]
+        if in_topic != expected:
+            figures.orders_out_of_order += 1
+
+
+def run_scenario(tmp: Path, duration_s: float, say: Callable[[str], None] = print) -> Figures:
+    """Run the whole scenario in ``tmp``; return the figures (the caller asserts on them)."""
+    figures = Figures()
+    started = time.monotonic()
+    with stack(tmp, rate=20, simulator_args=("--fault-rest-429-rate", "0.3")) as running:
+        running.start_connector()
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first start to finish its backfill")
+        run_faults(running, duration_s, figures, say)
+        say("faults over: waiting for the connector to catch up")
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the connector to catch up")
+        time.sleep(3)
+        figures.rest_refusals = (
+            running.venue_stats()["rest_rate_limited_total"] + running.venue_stats()["rest_faults_total"]
+        )
+        assert running.connector is not None
+        figures.connector_exits.append(stop(running.connector))
+        figures.duration_s = round(time.monotonic() - started, 1)
+        verify(running, figures)
+    return figures
+
+
+def main() -> int:
+    """``make soak``: run the scenario for ``--duration`` seconds and print the figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=900.0, help="seconds of order flow (default 900)")
+    args = parser.parse_args()
+    with TemporaryDirectory(prefix="pmx-soak-") as tmp:
+        figures = run_scenario(Path(tmp), args.duration, say=lambda line: print(f"[soak] {line}", flush=True))
+    print(figures.table())
+    ok = figures.missing == 0 and figures.duplicate_ratio <= 0.01 and figures.orders_out_of_order == 0
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

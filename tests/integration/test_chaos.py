@@ -1,0 +1,29 @@
+"""The chaos test of issue #5: every fault at once, as processes; nothing missing, order kept.
+
+See :mod:`tests.chaos` for the scenario. It prints its figures (``pytest -s`` shows them; they are
+also in the assertion messages).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.chaos import run_scenario
+
+DURATION_S = 60.0
+
+
+def test_no_execution_is_lost_under_chaos(tmp_path: Path) -> None:
+    figures = run_scenario(tmp_path, DURATION_S, say=lambda line: print(f"[chaos] {line}", flush=True))
+    print(figures.table())
+    report = f"\n{figures.table()}\nlogs in {tmp_path}"
+    faults = figures.faults
+    assert faults["stream_drops"] >= 5, report
+    assert faults["stalls"] >= 1 and faults["token_expiries"] >= 1 and faults["broker_outages"] >= 1, report
+    assert faults["sigkill"] >= 2 and faults["sigterm"] >= 1, report
+    assert figures.rest_refusals > 0, report
+    assert figures.connector_exits[2] == 0 and figures.connector_exits[-1] == 0, report  # the SIGTERMs
+    assert figures.checked_executions > 500, report
+    assert figures.missing == 0, report
+    assert figures.duplicate_ratio <= 0.01, report
+    assert figures.orders_out_of_order == 0, report

@@ -1,0 +1,77 @@
+"""Recovery as processes: a clean restart republishes nothing; an unrecoverable gap is declared once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import requests
+
+from connector.config import start_from_ns
+from connector.record_schemas import RecordType
+from tests.chaos import CATCH_UP_TIMEOUT_S, Figures, stack, streaming, verify, wait_until
+from tests.process_stack import metric_value, stop
+from tests.records import decode, read_topic
+
+MARGIN_S = 2.0
+
+
+def test_a_clean_restart_republishes_zero_executions(tmp_path: Path) -> None:
+    with stack(tmp_path, rate=20) as running:
+        running.start_connector()
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first backfill")
+        time.sleep(4)
+        assert running.connector is not None
+        assert stop(running.connector) == 0
+        time.sleep(3)  # the venue trades on while the connector is down
+        running.start_connector()
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the restart's backfill")
+        time.sleep(3)
+        assert stop(running.connector) == 0
+        figures = Figures()
+        verify(running, figures)
+        second_log = (tmp_path / "run-2.log").read_text()
+    print(figures.table())
+    assert "resuming from the checkpoint" in second_log
+    assert figures.checked_executions > 100, figures.table()
+    assert figures.missing == 0, figures.table()
+    assert figures.duplicates == 0, figures.table()
+    assert figures.orders_out_of_order == 0, figures.table()
+
+
+def test_search_failing_past_its_budget_is_declared_as_exactly_one_gap(tmp_path: Path) -> None:
+    options = {
+        "simulator_args": ("--fault-rest-5xx-rate", "1"),
+        "settings": {"backfill": {"retry_budget_s": 2.0, "margin_s": MARGIN_S}},
+    }
+    with stack(tmp_path, rate=20, **options) as running:
+        running.start_connector()
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the failed backfill to be given up")
+        status = running.status()
+        assert status is not None
+        metrics = requests.get(f"http://127.0.0.1:{running.http_port}/metrics", timeout=5).text
+        time.sleep(1)
+        assert running.connector is not None
+        running.connector.send_signal(signal.SIGTERM)
+        assert running.connector.wait(timeout=60) == 0
+        bootstrap = running.kafka["bootstrap_servers"]
+        heartbeat_topic = read_topic(bootstrap, "pmx.connector.heartbeats")
+        snapshots = read_topic(bootstrap, "pmx.orders.snapshots")
+        start_from = start_from_ns(running.configured_start_from)
+    assert start_from is not None
+    gaps = [
+        decode(m.value(), RecordType.GAP_DETECTED)
+        for m in heartbeat_topic
+        if dict(m.headers())["event_type"] == RecordType.GAP_DETECTED.value.encode()
+    ]
+    exhausted = [gap for gap in gaps if gap["reason"] == "rest_exhausted"]
+    assert len(exhausted) == 1, gaps
+    margin_ns = int(MARGIN_S * 1e9)
+    assert exhausted[0]["window_start"] == start_from - margin_ns
+    stream_start = decode(snapshots[0].value(), RecordType.ORDER_SNAPSHOT)["processed_sent_time"]
+    assert exhausted[0]["window_end"] == stream_start + margin_ns
+    assert "retry budget" in exhausted[0]["detail"]
+    assert metric_value(metrics, 'pmx_connector_gaps_detected_total{reason="rest_exhausted"}') == 1
+    assert metric_value(metrics, 'pmx_connector_backfill_requests_total{result="error"}') >= 2
+    assert status["gaps_detected"] >= 1 and status["last_gap"]["reason"] == "rest_exhausted"
