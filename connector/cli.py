@@ -60,6 +60,18 @@ COMMANDS: Final[tuple[Command, ...]] = (
         module="connector.composition",
     ),
     Command(
+        name="backfill",
+        summary="re-feed a window of venue executions to Kafka (REST search, paced, with progress)",
+        description=(
+            "Search the venue's executions between --since and --until (REST, paged to the end, paced "
+            "to the venue's 12 requests a minute, Retry-After honoured, filtered to the configured "
+            "subscription) and publish them to the executions topic with source=backfill, then flush. "
+            "Progress goes to stderr. Exit code 1 if the window cannot be read completely or Kafka "
+            "does not acknowledge every record, 2 for bad settings or times."
+        ),
+        module="connector.backfill_command",
+    ),
+    Command(
         name="demo",
         summary="run the embedded Kafka, the venue simulator and the connector, with a live view",
         description=(

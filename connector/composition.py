@@ -158,18 +158,10 @@ def build(settings: Settings) -> BuiltService:
     metrics = Metrics(tuple(topics.values()))
     subscription = subscription_key(settings)
     status = ServiceStatus(connector=settings.connector.name, subscription=subscription)
-    key = load_private_key(settings.auth.private_key_file)
-    tokens = TokenProvider(
-        key=key,
-        client_id=settings.auth.client_id,
-        token_url=settings.auth.token_url,
-        audience=settings.auth.audience,
-        refresh_margin_s=settings.auth.refresh_margin_s,
-        on_refresh=lambda result: metrics.token_refreshes.labels(result).inc(),
-    )
+    tokens = build_tokens(settings, metrics)
     check_topics(settings, list(topics.values()))
-    registry = _registry_client(settings)
-    encoders = _encoders(settings, registry)
+    registry = registry_client(settings)
+    encoders = encoders_for(settings, registry)
     service_settings = ServiceSettings(
         connector=settings.connector.name,
         subscription=subscription,
@@ -211,15 +203,8 @@ def build(settings: Settings) -> BuiltService:
         watermark,
         on_delivered=lambda delivered: _record_delivery(metrics, status, topics["checkpoints"], delivered),
     )
-    pipeline = Pipeline(
-        mapper=RecordMapper.for_venue(),
-        encoders=encoders,
-        sink=publisher,
-        watermark=watermark,
-        topics=Topics(topics["executions"], topics["snapshots"], topics["cancel_rejects"], topics["dlq"]),
-        connector_name=settings.connector.name,
-        recent_ids=recent_ids,
-        observer=metrics,
+    pipeline = build_pipeline(
+        settings, encoders, publisher, watermark, recent_ids=recent_ids, metrics=metrics
     )
     channel = open_channel(settings.venue)
     client = OrderStreamClient(channel, settings.venue, tokens.token)
@@ -241,19 +226,62 @@ def build(settings: Settings) -> BuiltService:
     return BuiltService(service, health, tokens, metrics, status)
 
 
-def backfill_starter(settings: Settings, tokens: TokenProvider, metrics: Metrics) -> BackfillStarter:
-    """Bind the REST search, the process-wide pacer and the metrics into a backfill starter."""
-    search = ExecutionSearch(
-        rest_url=settings.venue.rest_url,
-        participant_id=settings.venue.participant_id,
+def build_tokens(settings: Settings, metrics: Metrics) -> TokenProvider:
+    """The access-token provider (reads the private key; no network I/O yet).
+
+    Raises:
+        ConfigError: the private key cannot be used.
+    """
+    return TokenProvider(
+        key=load_private_key(settings.auth.private_key_file),
+        client_id=settings.auth.client_id,
+        token_url=settings.auth.token_url,
+        audience=settings.auth.audience,
+        refresh_margin_s=settings.auth.refresh_margin_s,
+        on_refresh=lambda result: metrics.token_refreshes.labels(result).inc(),
+    )
+
+
+def build_pipeline(
+    settings: Settings,
+    encoders: dict[RecordType, Encoder],
+    publisher: Publisher,
+    watermark: Watermark,
+    *,
+    recent_ids: RecentExecutionIds,
+    metrics: Metrics,
+) -> Pipeline:
+    """The pipeline, writing to the configured topics."""
+    topics = topic_names(settings)
+    return Pipeline(
+        mapper=RecordMapper.for_venue(),
+        encoders=encoders,
+        sink=publisher,
+        watermark=watermark,
+        topics=Topics(topics["executions"], topics["snapshots"], topics["cancel_rejects"], topics["dlq"]),
+        connector_name=settings.connector.name,
+        recent_ids=recent_ids,
+        observer=metrics,
+    )
+
+
+def execution_search(settings: Settings, tokens: TokenProvider) -> ExecutionSearch:
+    """The REST execution search, filtered to the configured subscription."""
+    venue = settings.venue
+    return ExecutionSearch(
+        rest_url=venue.rest_url,
+        participant_id=venue.participant_id,
         token=tokens.token,
         invalidate_token=tokens.invalidate,
-        subscription=SubscriptionFilter(
-            frozenset(settings.venue.symbols), frozenset(settings.venue.accounts)
-        ),
+        subscription=SubscriptionFilter(frozenset(venue.symbols), frozenset(venue.accounts)),
         page_size=settings.backfill.page_size,
         timeout_s=settings.backfill.request_timeout_s,
     )
+
+
+def backfill_starter(settings: Settings, tokens: TokenProvider, metrics: Metrics) -> BackfillStarter:
+    """Bind the REST search, the process-wide pacer and the metrics into a backfill starter."""
+    search = execution_search(settings, tokens)
     pacer = RequestPacer(settings.backfill.requests_per_minute)
 
     def start(window: Window) -> BackfillWorker:
@@ -270,7 +298,12 @@ def backfill_starter(settings: Settings, tokens: TokenProvider, metrics: Metrics
     return start
 
 
-def _registry_client(settings: Settings) -> SchemaRegistryClient | None:
+def registry_client(settings: Settings) -> SchemaRegistryClient | None:
+    """The Schema Registry client, or None when no registry is configured.
+
+    Raises:
+        ConfigError: the registry URL is unusable.
+    """
     registry = settings.schema_registry
     if registry.url is None:
         return None
@@ -284,7 +317,8 @@ def _registry_client(settings: Settings) -> SchemaRegistryClient | None:
         raise ConfigError(msg) from None
 
 
-def _encoders(settings: Settings, client: SchemaRegistryClient | None) -> dict[RecordType, Encoder]:
+def encoders_for(settings: Settings, client: SchemaRegistryClient | None) -> dict[RecordType, Encoder]:
+    """One encoder per record type: registry framing with a client, else single-object encoding."""
     if client is None:
         return {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
     auto_register = settings.schema_registry.auto_register

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -11,7 +15,7 @@ import requests
 from connector.config import start_from_ns
 from connector.record_schemas import RecordType
 from tests.chaos import CATCH_UP_TIMEOUT_S, Figures, stack, streaming, verify, wait_until
-from tests.process_stack import metric_value, stop
+from tests.process_stack import metric_value, nanos, stop
 from tests.records import decode, read_topic
 
 MARGIN_S = 2.0
@@ -75,3 +79,35 @@ def test_search_failing_past_its_budget_is_declared_as_exactly_one_gap(tmp_path:
     assert metric_value(metrics, 'pmx_connector_gaps_detected_total{reason="rest_exhausted"}') == 1
     assert metric_value(metrics, 'pmx_connector_backfill_requests_total{result="error"}') >= 2
     assert status["gaps_detected"] >= 1 and status["last_gap"]["reason"] == "rest_exhausted"
+
+
+def test_the_backfill_command_refeeds_a_window_with_progress(tmp_path: Path) -> None:
+    with stack(tmp_path, rate=50) as running:
+        time.sleep(3)  # the venue trades; no connector is running
+        until = datetime.now(UTC).isoformat()
+        command = [sys.executable, "-m", "connector", "backfill", "--config", str(running.config)]
+        refeed = subprocess.run(
+            [*command, "--since", running.configured_start_from, "--until", until],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        backwards = subprocess.run(
+            [*command, "--since", until, "--until", running.configured_start_from],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        records = read_topic(running.kafka["bootstrap_servers"], "pmx.orders.executions")
+        journal = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert refeed.returncode == 0, refeed.stderr
+    assert "page 1:" in refeed.stderr and "done:" in refeed.stderr
+    window = (start_from_ns(running.configured_start_from), start_from_ns(until))
+    expected = [
+        e["execution_id"]
+        for e in journal
+        if e["kind"] == "execution" and window[0] <= nanos(e["transact_time"]) < window[1]  # type: ignore[operator]
+    ]
+    published = [decode(m.value(), RecordType.EXECUTION) for m in records]
+    assert len(expected) > 50
+    assert sorted(r["execution_id"] for r in published) == sorted(expected)
+    assert {r["source"] for r in published} == {"BACKFILL"}
+    assert {dict(m.headers())["source"] for m in records} == {b"backfill"}
+    assert backwards.returncode == 2
+    assert backwards.stderr.strip().endswith("must be before --until (" + running.configured_start_from + ")")
