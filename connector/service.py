@@ -416,6 +416,7 @@ class ConnectorService:
         """After a failed delivery: drain, prove Kafka is back, and re-read from the frozen watermark."""
         self._status.phase = "recovering"
         _LOG.error("a delivery failed (%s): restarting the pipeline from the watermark", failure.reason)
+        self._publisher.purge_queued()
         while not self._stop.is_set():
             if self._publisher.flush(LOOP_TICK_S * 10):
                 self._tick()

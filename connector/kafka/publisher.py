@@ -172,6 +172,15 @@ class Publisher:
         self._producer.poll(timeout_s)
         self._raise_if_fatal()
 
+    def purge_queued(self) -> None:
+        """Fail every record not yet sent to a broker (after a failed delivery, before re-reading).
+
+        Records queued behind a failed one would otherwise reach Kafka ahead of its re-sent copy,
+        breaking per-order ordering; the restart re-publishes them all, in venue order.
+        """
+        self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+        self._producer.poll(0)
+
     def flush(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for every queued record; return how many are still unacknowledged."""
         deadline = time.monotonic() + timeout_s

@@ -111,3 +111,49 @@ def test_the_backfill_command_refeeds_a_window_with_progress(tmp_path: Path) -> 
     assert {dict(m.headers())["source"] for m in records} == {b"backfill"}
     assert backwards.returncode == 2
     assert backwards.stderr.strip().endswith("must be before --until (" + running.configured_start_from + ")")
+
+
+def test_failed_deliveries_restart_the_pipeline_from_the_watermark(tmp_path: Path) -> None:
+    """Every broker down past the producer's timeout: deliveries fail, nothing is lost after all."""
+    options = {
+        "settings": {
+            "kafka": {
+                "properties": {
+                    "message.timeout.ms": 3000,
+                    "reconnect.backoff.ms": 50,
+                    "reconnect.backoff.max.ms": 500,
+                }
+            }
+        }
+    }
+    with stack(tmp_path, rate=20, **options) as running:
+        running.start_connector()
+        wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first backfill")
+        time.sleep(2)
+        requests.post(f"{running.kafka['control_url']}/brokers/down", json={}, timeout=5).raise_for_status()
+        wait_until(
+            lambda: (
+                (running.status() or {}).get("producer_healthy") is False
+                or (running.status() or {}).get("phase") == "recovering"
+            ),
+            30,
+            "the failed deliveries to freeze the watermark",
+        )
+        time.sleep(2)
+        requests.post(f"{running.kafka['control_url']}/brokers/up", json={}, timeout=5).raise_for_status()
+        wait_until(
+            lambda: streaming(running) and (running.status() or {}).get("producer_healthy") is True,
+            CATCH_UP_TIMEOUT_S,
+            "the pipeline to restart from the watermark",
+        )
+        time.sleep(3)
+        assert running.connector is not None
+        assert stop(running.connector) == 0
+        figures = Figures()
+        verify(running, figures)
+        log = (tmp_path / "run-1.log").read_text()
+    print(figures.table())
+    assert "restarting the pipeline from the watermark" in log
+    assert figures.missing == 0, figures.table()
+    assert figures.orders_out_of_order == 0, figures.table()
+    assert figures.duplicate_ratio <= 0.01, figures.table()
