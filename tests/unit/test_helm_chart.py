@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate.utils as kv
 import pytest
 import yaml
@@ -328,3 +329,9 @@ def test_the_network_policy_allows_the_http_port_in_and_venue_kafka_registry_dns
     assert {(443, "TCP"), (9093, "TCP"), (8081, "TCP"), (53, "UDP"), (53, "TCP")} <= egress
     kafka = next(rule for rule in policy["egress"] if rule["ports"] == [{"port": 9093, "protocol": "TCP"}])
     assert kafka["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+
+
+def test_the_values_schema_is_a_valid_draft_7_schema() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    jsonschema.Draft7Validator(schema).validate(yaml.safe_load((CHART_DIR / "values.yaml").read_text()))
