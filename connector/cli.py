@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Final, Protocol, cast
 
 from connector import __version__
 from connector.errors import ConfigError, ConnectorError
+from connector.observability.log_format import LOG_FORMATS, configure_logging
 
 EXIT_OK: Final = 0
 EXIT_RUNTIME_FAILURE: Final = 1
@@ -153,6 +153,12 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log verbosity (default: INFO)",
     )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines, or one JSON object per line for log shippers (default: text)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.summary, description=command.description)
@@ -176,11 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     handler = cast(Callable[[argparse.Namespace], int], args.handler)
     try:
         return handler(args)
