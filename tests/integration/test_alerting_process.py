@@ -33,7 +33,8 @@ from tests.deploy_fixtures import (
     required_tool,
     write_rules,
 )
-from tests.integration.test_run_process import TOPICS, free_port, poll_http, start, stop, wait_for_file
+from tests.integration.test_run_process import TOPICS
+from tests.process_stack import free_port, poll_http, start, stop, wait_for_file
 
 JOB = "pmx-connector"
 HEARTBEAT_GAP_S = 4

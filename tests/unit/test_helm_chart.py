@@ -269,6 +269,12 @@ def test_the_grace_period_covers_the_shutdown_flush() -> None:
     assert grace > flush_s + FINAL_HEARTBEAT_FLUSH_S
 
 
+def test_a_grace_period_shorter_than_the_configured_flush_is_refused() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"must exceed config\.connector\.flush_timeout_s"):
+        all_documents({"config": {"connector": {"flush_timeout_s": 60}}})
+    assert deployment({"config": {"connector": {"flush_timeout_s": 60}}, "terminationGracePeriodSeconds": 90})
+
+
 def test_the_container_runs_the_run_command_with_the_mounted_config() -> None:
     spec = container(FULL)
     args = build_parser("run").parse_args(spec["args"])
