@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,9 +58,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the service from the settings and run it until SIGTERM/SIGINT."""
+    stop_requested = threading.Event()
+    services: list[ConnectorService] = []
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop_requested.set()
+        for service in services:
+            service.stop()
+
+    # Installed before the (possibly slow) start-up reads, so a SIGTERM then still ends in exit 0.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     built = build(load_settings(args.config))
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: built.service.stop())
-    signal.signal(signal.SIGINT, lambda _signum, _frame: built.service.stop())
+    services.append(built.service)
+    if stop_requested.is_set():
+        built.service.stop()
     return built.run()
 
 

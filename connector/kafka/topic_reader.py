@@ -20,6 +20,7 @@ from connector.errors import RuntimeFailure
 from connector.kafka.publisher import client_config
 
 POLL_S: Final = 0.5
+RETRY_S: Final = 0.5
 
 
 def read_tail(
@@ -72,6 +73,24 @@ def read_tail(
         consumer.close()
 
 
+def _offsets(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """A partition's low and high offsets, retried while its leader is unavailable (a broker restart)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                partition, timeout=max(1.0, deadline - time.monotonic())
+            )
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                msg = (
+                    f"cannot read the offsets of {partition.topic}: {exc.args[0].str() if exc.args else exc}"
+                )
+                raise RuntimeFailure(msg) from None
+            time.sleep(RETRY_S)
+
+
 def _assign_tail(consumer: Consumer, topic: str, last: int | None, timeout_s: float) -> dict[int, int]:
     """Assign each non-empty partition from its tail start; return the end offset per partition."""
     try:
@@ -87,11 +106,7 @@ def _assign_tail(consumer: Consumer, topic: str, last: int | None, timeout_s: fl
     ends: dict[int, int] = {}
     assignments = []
     for partition in described.partitions:
-        try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
-        except KafkaException as exc:
-            msg = f"cannot read the offsets of {topic}: {exc.args[0].str() if exc.args else exc}"
-            raise RuntimeFailure(msg) from None
+        low, high = _offsets(consumer, TopicPartition(topic, partition), timeout_s)
         if high <= low:
             continue
         start = low if per_partition is None else max(low, high - per_partition)
