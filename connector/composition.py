@@ -156,6 +156,7 @@ def build(settings: Settings) -> BuiltService:
         token_url=settings.auth.token_url,
         audience=settings.auth.audience,
         refresh_margin_s=settings.auth.refresh_margin_s,
+        ca_file=settings.venue.tls_ca_file,
         on_refresh=lambda result: metrics.token_refreshes.labels(result).inc(),
     )
     check_topics(settings, list(topics.values()))
