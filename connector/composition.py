@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -23,7 +24,13 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from connector.config import Settings, load_settings
 from connector.dedup import RecentExecutionIds
 from connector.errors import ConfigError, RuntimeFailure
-from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
+from connector.kafka.encoding import (
+    REGISTRY_CLIENT_DEFAULTS,
+    Encoder,
+    RegistrySchemaIds,
+    SingleObjectEncoder,
+    registry_subjects,
+)
 from connector.kafka.publisher import Delivered, Publisher, build_producer, client_config
 from connector.mapping import RecordMapper
 from connector.observability.http import HealthServer, ServiceStatus
@@ -54,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the service from the settings and run it until SIGTERM/SIGINT."""
     built = build(load_settings(args.config))
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: built.service.stop())
-    signal.signal(signal.SIGINT, lambda _signum, _frame: built.service.stop())
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: built.stop())
+    signal.signal(signal.SIGINT, lambda _signum, _frame: built.stop())
     return built.run()
 
 
@@ -68,16 +75,39 @@ class BuiltService:
     tokens: TokenProvider
     metrics: Metrics
     status: ServiceStatus
+    schema_ids: RegistrySchemaIds[RecordType] | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
-        """Start the HTTP endpoints and token renewal, run the service, then stop them."""
+        """Start the HTTP endpoints and token renewal, run the service, then stop them.
+
+        With a Schema Registry and IDs not all pinned, first wait (not ready, retrying, the reason in
+        ``/status`` and the log) until the registry has given every schema ID.
+        """
         self.health.start()
         self.tokens.start()
         try:
+            if self.schema_ids is not None and not self._await_schema_ids(self.schema_ids):
+                return 0  # stopped while waiting
             return self.service.run()
         finally:
             self.tokens.stop()
             self.health.stop()
+
+    def stop(self) -> None:
+        """Ask everything to stop (safe from a signal handler)."""
+        self.stopping.set()
+        self.service.stop()
+
+    def _await_schema_ids(self, schema_ids: RegistrySchemaIds[RecordType]) -> bool:
+        if not schema_ids.missing():
+            return True
+        self.status.phase = "waiting_for_schema_registry"
+
+        def report(reason: str | None) -> None:
+            self.status.last_error = reason
+
+        return schema_ids.wait(self.stopping, report)
 
 
 def subscription_key(settings: Settings) -> str:
@@ -85,6 +115,17 @@ def subscription_key(settings: Settings) -> str:
     symbols = ",".join(sorted(settings.venue.symbols)) or "*"
     accounts = ",".join(sorted(settings.venue.accounts)) or "*"
     return f"symbols={symbols};accounts={accounts}"
+
+
+# The topic role (a key of kafka.topics) each record type is written to.
+TOPIC_ROLE: Final = {
+    RecordType.EXECUTION: "executions",
+    RecordType.ORDER_SNAPSHOT: "snapshots",
+    RecordType.CANCEL_REJECT: "cancel_rejects",
+    RecordType.CONNECTOR_HEARTBEAT: "heartbeats",
+    RecordType.CHECKPOINT: "checkpoints",
+    RecordType.GAP_DETECTED: "heartbeats",
+}
 
 
 def topic_names(settings: Settings) -> dict[str, str]:
@@ -166,7 +207,7 @@ def build(settings: Settings) -> BuiltService:
         watermark,
         on_delivered=lambda delivered: _record_delivery(metrics, delivered),
     )
-    encoders = _encoders(settings)
+    encoders, schema_ids = _encoders(settings, topics)
     pipeline = Pipeline(
         mapper=RecordMapper.for_venue(),
         encoders=encoders,
@@ -198,26 +239,37 @@ def build(settings: Settings) -> BuiltService:
         invalidate_token=tokens.invalidate,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
-    return BuiltService(service, health, tokens, metrics, status)
+    return BuiltService(service, health, tokens, metrics, status, schema_ids)
 
 
-def _encoders(settings: Settings) -> dict[RecordType, Encoder]:
+def _encoders(
+    settings: Settings, topics: dict[str, str]
+) -> tuple[dict[RecordType, Encoder], RegistrySchemaIds[RecordType] | None]:
+    """The encoder of each record type, and the registry IDs to wait for (None: no registry)."""
     registry = settings.schema_registry
     if registry.url is None:
-        return {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
-
-    conf: dict[str, Any] = {"url": registry.url}
-    if registry.basic_auth_user_info is not None:
-        conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
+        encoders: dict[RecordType, Encoder] = {
+            record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType
+        }
+        return encoders, None
     try:
-        client = SchemaRegistryClient.new_client(conf)
-    except ValueError as exc:
-        msg = f"schema_registry.url: {exc}"
+        client = SchemaRegistryClient.new_client({**REGISTRY_CLIENT_DEFAULTS, **registry.client_conf()})
+    except (ValueError, TypeError, OSError) as exc:
+        msg = f"schema_registry: {type(exc).__name__}: {exc}"
         raise ConfigError(msg) from None
-    return {
-        record_type: registry_encoder(client, schema_dict(record_type), auto_register=registry.auto_register)
-        for record_type in RecordType
-    }
+    subjects = registry_subjects(
+        registry.subject_name_strategy,
+        {record_type: topics[TOPIC_ROLE[record_type]] for record_type in RecordType},
+        {record_type: schema_dict(record_type) for record_type in RecordType},
+    )
+    schema_ids = RegistrySchemaIds(
+        client,
+        subjects,
+        auto_register=registry.auto_register,
+        pinned_ids={RecordType(name): schema_id for name, schema_id in registry.pinned_ids.items()},
+        url=registry.url,
+    )
+    return {record_type: schema_ids.encoder(record_type) for record_type in RecordType}, schema_ids
 
 
 def _record_delivery(metrics: Metrics, delivered: Delivered) -> None:
