@@ -142,8 +142,8 @@ class TokenProvider:
         self._audience = audience
         self._margin_s = refresh_margin_s
         self._session = session or requests.Session()
-        if ca_file is not None:
-            self._session.verify = str(ca_file)
+        # Passed with each request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self._verify: str | bool = str(ca_file) if ca_file is not None else True
         self._on_refresh = on_refresh
         self._wall_clock = wall_clock
         self._monotonic = monotonic
@@ -211,7 +211,9 @@ class TokenProvider:
         }
         started = self._monotonic()
         try:
-            response = self._session.post(self._token_url, json=body, timeout=TOKEN_REQUEST_TIMEOUT_S)
+            response = self._session.post(
+                self._token_url, json=body, timeout=TOKEN_REQUEST_TIMEOUT_S, verify=self._verify
+            )
         except requests.RequestException as exc:
             self._on_refresh("error")
             msg = f"token endpoint {self._token_url} unreachable: {_connection_problem(exc)}"
