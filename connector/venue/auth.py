@@ -15,7 +15,6 @@ answers one: the assertion's ``iat``/``exp`` come from this machine's clock.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -195,9 +194,12 @@ class TokenProvider:
             wait_s = RETRY_AFTER_FAILURE_S if left is None else max(0.5, left - self._margin_s)
             if self._stop.wait(wait_s):
                 return
-            # A failure is logged by _fetch; the next attempt comes after RETRY_AFTER_FAILURE_S.
-            with contextlib.suppress(CredentialsRefused, TokenEndpointUnavailable):
+            try:
                 self.token()
+            except CredentialsRefused as exc:
+                _LOG.error("token renewal refused: %s", exc)
+            except TokenEndpointUnavailable:
+                pass  # logged by _fetch; the next attempt comes after RETRY_AFTER_FAILURE_S
 
     def _fetch(self) -> AccessToken:
         body = {
@@ -228,9 +230,9 @@ class TokenProvider:
             msg = f"token endpoint refused client {self._client_id!r}: {detail}"
             if any(word in description.lower() for word in CLOCK_WORDS):
                 msg += f"; {self._clock_hint(response)}"
-            _LOG.error("%s", msg)
             if error in NOT_RETRYABLE_ERRORS or response.status_code == 403:
-                raise CredentialsRefused(msg)
+                raise CredentialsRefused(msg)  # fatal: the caller reports it once
+            _LOG.warning("%s", msg)
             raise TokenEndpointUnavailable(msg)
         if response.status_code != 200 or "access_token" not in payload:
             self._on_refresh("error")
