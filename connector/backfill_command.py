@@ -27,7 +27,6 @@ from connector.composition import (
     check_topics,
     encoders_for,
     execution_search,
-    registry_client,
     topic_names,
 )
 from connector.config import load_settings, start_from_ns
@@ -80,7 +79,11 @@ def run(args: argparse.Namespace) -> int:
         _say(f"{seeded} execution ids already in {topics['executions']} will be skipped")
     watermark = Watermark()
     publisher = Publisher(build_producer(kafka.bootstrap_servers, kafka.properties), watermark)
-    encoders = encoders_for(settings, registry_client(settings))
+    encoders, schema_ids = encoders_for(settings, topics)
+    if schema_ids is not None and schema_ids.missing():
+        _say("asking the Schema Registry for the schema IDs ...")
+        if not schema_ids.wait(threading.Event(), lambda reason: _say(reason) if reason else None):
+            return 1
     pipeline = build_pipeline(
         settings, encoders, publisher, watermark, recent_ids=recent_ids, metrics=metrics
     )

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                 client_id=settings.auth.client_id,
                 token_url=settings.auth.token_url,
                 audience=settings.auth.audience,
+                ca_file=settings.venue.tls_ca_file,
             )
         )
         return f"private key {settings.auth.private_key_file} is an RSA key of {key.key_size} bits"

@@ -12,10 +12,10 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -26,7 +26,13 @@ from connector.backfill_plan import RequestPacer, SubscriptionFilter, Window
 from connector.config import Settings, load_settings, start_from_ns
 from connector.dedup import RecentExecutionIds
 from connector.errors import ConfigError, RuntimeFailure
-from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
+from connector.kafka.encoding import (
+    REGISTRY_CLIENT_DEFAULTS,
+    Encoder,
+    RegistrySchemaIds,
+    SingleObjectEncoder,
+    registry_subjects,
+)
 from connector.kafka.publisher import Delivered, Publisher, build_producer, client_config
 from connector.kafka.resume import checkpoint_decoder, read_checkpoint, seed_recent_ids
 from connector.mapping import RecordMapper
@@ -59,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the service from the settings and run it until SIGTERM/SIGINT."""
     stop_requested = threading.Event()
-    services: list[ConnectorService] = []
+    services: list[BuiltService] = []
 
     def on_signal(_signum: int, _frame: object) -> None:
         stop_requested.set()
@@ -70,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     built = build(load_settings(args.config))
-    services.append(built.service)
+    services.append(built)
     if stop_requested.is_set():
-        built.service.stop()
+        built.stop()
     return built.run()
 
 
@@ -85,16 +91,39 @@ class BuiltService:
     tokens: TokenProvider
     metrics: Metrics
     status: ServiceStatus
+    schema_ids: RegistrySchemaIds[RecordType] | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
-        """Start the HTTP endpoints and token renewal, run the service, then stop them."""
+        """Start the HTTP endpoints and token renewal, run the service, then stop them.
+
+        With a Schema Registry and IDs not all pinned, first wait (not ready, retrying, the reason in
+        ``/status`` and the log) until the registry has given every schema ID.
+        """
         self.health.start()
         self.tokens.start()
         try:
+            if self.schema_ids is not None and not self._await_schema_ids(self.schema_ids):
+                return 0  # stopped while waiting
             return self.service.run()
         finally:
             self.tokens.stop()
             self.health.stop()
+
+    def stop(self) -> None:
+        """Ask everything to stop (safe from a signal handler)."""
+        self.stopping.set()
+        self.service.stop()
+
+    def _await_schema_ids(self, schema_ids: RegistrySchemaIds[RecordType]) -> bool:
+        if not schema_ids.missing():
+            return True
+        self.status.phase = "waiting_for_schema_registry"
+
+        def report(reason: str | None) -> None:
+            self.status.last_error = reason
+
+        return schema_ids.wait(self.stopping, report)
 
 
 def subscription_key(settings: Settings) -> str:
@@ -102,6 +131,17 @@ def subscription_key(settings: Settings) -> str:
     symbols = ",".join(sorted(settings.venue.symbols)) or "*"
     accounts = ",".join(sorted(settings.venue.accounts)) or "*"
     return f"symbols={symbols};accounts={accounts}"
+
+
+# The topic role (a key of kafka.topics) each record type is written to.
+TOPIC_ROLE: Final = {
+    RecordType.EXECUTION: "executions",
+    RecordType.ORDER_SNAPSHOT: "snapshots",
+    RecordType.CANCEL_REJECT: "cancel_rejects",
+    RecordType.CONNECTOR_HEARTBEAT: "heartbeats",
+    RecordType.CHECKPOINT: "checkpoints",
+    RecordType.GAP_DETECTED: "heartbeats",
+}
 
 
 def topic_names(settings: Settings) -> dict[str, str]:
@@ -173,8 +213,7 @@ def build(settings: Settings) -> BuiltService:
     status = ServiceStatus(connector=settings.connector.name, subscription=subscription)
     tokens = build_tokens(settings, metrics)
     check_topics(settings, list(topics.values()))
-    registry = registry_client(settings)
-    encoders = encoders_for(settings, registry)
+    encoders, schema_ids = encoders_for(settings, topics)
     service_settings = ServiceSettings(
         connector=settings.connector.name,
         subscription=subscription,
@@ -192,7 +231,7 @@ def build(settings: Settings) -> BuiltService:
         kafka.properties,
         topics["checkpoints"],
         service_settings.checkpoint_key,
-        checkpoint_decoder(registry),
+        checkpoint_decoder(),
     )
     if checkpoint is not None:
         _LOG.info("resuming from the checkpoint at %s", iso_from_ns(checkpoint.venue_time_ns))
@@ -236,7 +275,7 @@ def build(settings: Settings) -> BuiltService:
         resume_ns=resume_ns,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
-    return BuiltService(service, health, tokens, metrics, status)
+    return BuiltService(service, health, tokens, metrics, status, schema_ids)
 
 
 def build_tokens(settings: Settings, metrics: Metrics) -> TokenProvider:
@@ -251,6 +290,7 @@ def build_tokens(settings: Settings, metrics: Metrics) -> TokenProvider:
         token_url=settings.auth.token_url,
         audience=settings.auth.audience,
         refresh_margin_s=settings.auth.refresh_margin_s,
+        ca_file=settings.venue.tls_ca_file,
         on_refresh=lambda result: metrics.token_refreshes.labels(result).inc(),
     )
 
@@ -311,34 +351,40 @@ def backfill_starter(settings: Settings, tokens: TokenProvider, metrics: Metrics
     return start
 
 
-def registry_client(settings: Settings) -> SchemaRegistryClient | None:
-    """The Schema Registry client, or None when no registry is configured.
+def encoders_for(
+    settings: Settings, topics: dict[str, str]
+) -> tuple[dict[RecordType, Encoder], RegistrySchemaIds[RecordType] | None]:
+    """The encoder of each record type, and the registry IDs to wait for (None: no registry).
 
-    Raises:
-        ConfigError: the registry URL is unusable.
+    Checkpoints are the connector's own state and always use single-object encoding, so resuming
+    never depends on the registry being up.
     """
     registry = settings.schema_registry
     if registry.url is None:
-        return None
-    conf: dict[str, Any] = {"url": registry.url}
-    if registry.basic_auth_user_info is not None:
-        conf["basic.auth.user.info"] = registry.basic_auth_user_info.get_secret_value()
+        encoders: dict[RecordType, Encoder] = {
+            record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType
+        }
+        return encoders, None
     try:
-        return SchemaRegistryClient.new_client(conf)
-    except ValueError as exc:
-        msg = f"schema_registry.url: {exc}"
+        client = SchemaRegistryClient.new_client({**REGISTRY_CLIENT_DEFAULTS, **registry.client_conf()})
+    except (ValueError, TypeError, OSError) as exc:
+        msg = f"schema_registry: {type(exc).__name__}: {exc}"
         raise ConfigError(msg) from None
-
-
-def encoders_for(settings: Settings, client: SchemaRegistryClient | None) -> dict[RecordType, Encoder]:
-    """One encoder per record type: registry framing with a client, else single-object encoding."""
-    if client is None:
-        return {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
-    auto_register = settings.schema_registry.auto_register
-    return {
-        record_type: registry_encoder(client, schema_dict(record_type), auto_register=auto_register)
-        for record_type in RecordType
-    }
+    subjects = registry_subjects(
+        registry.subject_name_strategy,
+        {record_type: topics[TOPIC_ROLE[record_type]] for record_type in RecordType},
+        {record_type: schema_dict(record_type) for record_type in RecordType},
+    )
+    schema_ids = RegistrySchemaIds(
+        client,
+        subjects,
+        auto_register=registry.auto_register,
+        pinned_ids={RecordType(name): schema_id for name, schema_id in registry.pinned_ids.items()},
+        url=registry.url,
+    )
+    encoders = {record_type: schema_ids.encoder(record_type) for record_type in RecordType}
+    encoders[RecordType.CHECKPOINT] = SingleObjectEncoder(schema_dict(RecordType.CHECKPOINT))
+    return encoders, schema_ids
 
 
 def _record_delivery(metrics: Metrics, status: ServiceStatus, checkpoints: str, delivered: Delivered) -> None:

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from connector.errors import ConfigError
+from connector.record_schemas import RecordType
 
 ENV_PREFIX: Final = "PMX_CONNECTOR_"
 ENV_NESTING: Final = "__"
@@ -46,8 +47,44 @@ SECRET_KAFKA_PROPERTIES: Final = frozenset(
     }
 )
 
+# librdkafka properties naming files the client reads (CA bundle, client certificate and key, ...):
+# checked at start, so a wrong path is one line naming the property instead of a broker-side mystery.
+FILE_KAFKA_PROPERTIES: Final = frozenset(
+    {
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+        "ssl.crl.location",
+        "ssl.keystore.location",
+        "sasl.kerberos.keytab",
+    }
+)
+# librdkafka's special value for ssl.ca.location: probe the system's default CA paths.
+KAFKA_CA_PROBE: Final = "probe"
+CONFLUENT_SCHEMA_ID_MAX: Final = 2**31 - 1
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
 NANOS_PER_SECOND: Final = 1_000_000_000
+
+
+class SubKeyError(ValueError):
+    """A problem with an entry inside a mapping setting; the message is reported under ``key.sub_key``."""
+
+    def __init__(self, sub_key: str, message: str) -> None:
+        super().__init__(message)
+        self.sub_key = sub_key
+
+
+def readable_file(path: Path) -> str | None:
+    """Return why ``path`` cannot be read as a file, or None when it can."""
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except IsADirectoryError:
+        return f"{str(path)!r} is a directory, not a file"
+    except OSError as exc:
+        return f"cannot read {str(path)!r}: {exc.strerror}"
+    return None
 
 
 class _Section(BaseModel):
@@ -60,6 +97,9 @@ class VenueSettings(_Section):
     grpc_target: str = Field(min_length=1, description="host:port of the venue's gRPC API")
     rest_url: str = Field(min_length=1, description="base URL of the venue's REST API")
     insecure: bool = Field(False, description="plaintext gRPC/HTTP; only allowed for loopback endpoints")
+    tls_ca_file: Path | None = Field(
+        None, description="PEM CA bundle to trust for the venue's gRPC, REST and token endpoints"
+    )
     participant_id: str = Field(pattern=r"^firms/[^/]+/users/[^/]+$", description="x-participant-id")
     symbols: tuple[str, ...] = Field((), description="symbol filter; empty means all")
     accounts: tuple[str, ...] = Field((), description="account filter; empty means all of the user's")
@@ -82,6 +122,14 @@ class VenueSettings(_Section):
         if not host or not port.isdigit():
             msg = "must be host:port, such as grpc-api.prod.polymarketexchange.com:443"
             raise ValueError(msg)
+        return value
+
+    @field_validator("tls_ca_file")
+    @classmethod
+    def _ca_file_is_readable(cls, value: Path | None) -> Path | None:
+        problem = None if value is None else readable_file(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 
@@ -128,6 +176,33 @@ class KafkaSettings(_Section):
     replication_factor: int = Field(3, ge=1)
     properties: dict[str, KafkaPropertyValue] = Field(default_factory=dict)
 
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _bootstrap_servers_are_host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            address = server.strip().split("://", 1)[-1]  # librdkafka accepts PROTOCOL://host:port
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+                msg = f"{server.strip()!r} is not host:port; expected e.g. kafka-0:9092,kafka-1:9092"
+                raise ValueError(msg)
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _property_files_are_readable(
+        cls, value: dict[str, KafkaPropertyValue]
+    ) -> dict[str, KafkaPropertyValue]:
+        for name in sorted(FILE_KAFKA_PROPERTIES & value.keys()):
+            location = value[name]
+            if name == "ssl.ca.location" and location == KAFKA_CA_PROBE:
+                continue
+            if not isinstance(location, str):
+                raise SubKeyError(name, "must be a file path")
+            problem = readable_file(Path(location))
+            if problem:
+                raise SubKeyError(name, problem)
+        return value
+
     @field_validator("properties", mode="before")
     @classmethod
     def _hide_secret_properties(cls, value: Any) -> Any:
@@ -146,12 +221,90 @@ class KafkaSettings(_Section):
 
 
 class SchemaRegistrySettings(_Section):
-    """Confluent Schema Registry; without a URL, records use Avro single-object encoding."""
+    """Confluent Schema Registry; without a URL, records use Avro single-object encoding.
+
+    With ``auto_register`` off, ``pinned_ids`` gives the schema ID of each record type: those
+    encoders never ask the registry, so a registry outage never stops publishing. Record types
+    without a pinned ID get their ID from the registry once, at start (retried until it answers).
+    """
 
     url: str | None = None
     basic_auth_user_info: SecretStr | None = None
     auto_register: bool = True
     subject_name_strategy: Literal["topic", "record", "topic_record"] = "topic"
+    pinned_ids: dict[str, int] = Field(
+        default_factory=dict, description="record type (e.g. ExecutionEvent) -> schema ID"
+    )
+    ssl_ca_location: Path | None = Field(None, description="PEM CA bundle that signed the registry's cert")
+    ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM) for mTLS")
+    ssl_key_location: Path | None = Field(None, description="client private key (PEM) for mTLS")
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http_or_mock(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https", "mock"} or not (parts.hostname or parts.netloc):
+            msg = "must be an http(s) URL such as https://schema-registry:8081"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("pinned_ids")
+    @classmethod
+    def _pinned_ids_name_record_types(cls, value: dict[str, int]) -> dict[str, int]:
+        known = [record_type.value for record_type in RecordType]
+        for name, schema_id in value.items():
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; record types are {', '.join(known)}"
+                raise SubKeyError(name, f"unknown record type{hint}")
+            if not 1 <= schema_id <= CONFLUENT_SCHEMA_ID_MAX:
+                raise SubKeyError(name, f"must be a schema ID between 1 and {CONFLUENT_SCHEMA_ID_MAX}")
+        return value
+
+    @field_validator("ssl_ca_location", "ssl_certificate_location", "ssl_key_location")
+    @classmethod
+    def _tls_files_are_readable(cls, value: Path | None) -> Path | None:
+        problem = None if value is None else readable_file(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SchemaRegistrySettings:
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            msg = "schema_registry.ssl_certificate_location and ssl_key_location: set both or neither"
+            raise ValueError(msg)
+        if self.pinned_ids and self.auto_register:
+            msg = "schema_registry.pinned_ids: pinned IDs need schema_registry.auto_register: false"
+            raise ValueError(msg)
+        if self.pinned_ids and self.url is None:
+            msg = "schema_registry.pinned_ids: pinned IDs need schema_registry.url (Confluent framing)"
+            raise ValueError(msg)
+        host = urlsplit(self.url or "").hostname or ""
+        plaintext = bool(self.url and self.url.startswith("http://"))
+        if self.basic_auth_user_info is not None and plaintext and not _is_loopback(host):
+            msg = (
+                "schema_registry.basic_auth_user_info: credentials would travel in plaintext "
+                f"to {host!r}; use an https:// schema_registry.url"
+            )
+            raise ValueError(msg)
+        return self
+
+    def client_conf(self) -> dict[str, Any]:
+        """The ``SchemaRegistryClient`` configuration (credentials revealed here, at the boundary)."""
+        conf: dict[str, Any] = {"url": self.url}
+        if self.basic_auth_user_info is not None:
+            conf["basic.auth.user.info"] = self.basic_auth_user_info.get_secret_value()
+        for key, path in (
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+        ):
+            if path is not None:
+                conf[key] = str(path)
+        return conf
 
 
 class HttpSettings(_Section):
@@ -242,6 +395,17 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _plaintext_only_to_loopback(self) -> Settings:
+        if not self.venue.insecure:
+            for key, url in (
+                ("venue.rest_url", self.venue.rest_url),
+                ("auth.token_url", self.auth.token_url),
+            ):
+                if urlsplit(url).scheme != "https":
+                    msg = (
+                        f"{key}: must be https:// (TLS is on unless venue.insecure is set, "
+                        "which only loopback endpoints may use)"
+                    )
+                    raise ValueError(msg)
         if self.venue.insecure:
             for key, endpoint in (
                 ("venue.grpc_target", f"//{self.venue.grpc_target}"),
@@ -337,7 +501,10 @@ def _describe(exc: ValidationError) -> str:
     if kind == "missing":
         return f"{key}: required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
-    if not location:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, SubKeyError):
+        return f"{key}.{cause.sub_key}: {cause}"  # never echo the mapping: it may hold secrets
+    if not location or message.startswith(f"{key}."):
         return message  # a cross-field check, whose message names its keys
     shown = _shown_input(error.get("input"), location)
     return f"{key}: {message}{shown}"

@@ -2,35 +2,34 @@
 
 Without flags it prints every ``.avsc`` (or one, with ``--record``). With ``--check`` it asks the
 Schema Registry of the configuration whether each schema is compatible with the subject's latest
-version (the registry applies the subject's compatibility level, BACKWARD by default); with
-``--register`` it registers the compatible ones. Subjects follow the topic-name strategy
-(``<topic>-value``). Exit code 1 when a schema is incompatible or the registry cannot be reached.
+version (the registry applies the subject's compatibility level, BACKWARD by default) and, when it
+is not, lists why, field by field (:mod:`connector.schema_compat` against the registry's latest
+version); with ``--register`` it registers the compatible ones. Subjects follow
+``schema_registry.subject_name_strategy`` (``<topic>-value`` by default), the registry's TLS files
+and credentials come from the settings. Exit code 1 when a schema is incompatible or the registry
+cannot be reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
 from pathlib import Path
 from typing import Final
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from connector.composition import topic_names
+from connector.composition import TOPIC_ROLE, topic_names
 from connector.config import load_settings
 from connector.errors import ConfigError, RuntimeFailure
-from connector.record_schemas import RecordType, schema_text
+from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, registry_subjects
+from connector.record_schemas import RecordType, schema_dict, schema_text
+from connector.schema_compat import backward_incompatibilities
 
 SUBJECT_NOT_FOUND: Final = 40401
-TOPIC_ROLE: Final = {
-    RecordType.EXECUTION: "executions",
-    RecordType.ORDER_SNAPSHOT: "snapshots",
-    RecordType.CANCEL_REJECT: "cancel_rejects",
-    RecordType.CONNECTOR_HEARTBEAT: "heartbeats",
-    RecordType.CHECKPOINT: "checkpoints",
-    RecordType.GAP_DETECTED: "heartbeats",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,35 +52,59 @@ def run(args: argparse.Namespace) -> int:
             print(schema_text(record_type), end="")
         return 0
     settings = load_settings(args.config)
-    if settings.schema_registry.url is None:
+    registry = settings.schema_registry
+    if registry.url is None:
         msg = "schema_registry.url: --check and --register need a Schema Registry"
         raise ConfigError(msg)
-    client = SchemaRegistryClient.new_client({"url": settings.schema_registry.url})
+    try:
+        client = SchemaRegistryClient.new_client({**REGISTRY_CLIENT_DEFAULTS, **registry.client_conf()})
+    except (ValueError, TypeError, OSError) as exc:
+        msg = f"schema_registry: {type(exc).__name__}: {exc}"
+        raise ConfigError(msg) from None
     topics = topic_names(settings)
+    subjects = registry_subjects(
+        registry.subject_name_strategy,
+        {record_type: topics[TOPIC_ROLE[record_type]] for record_type in RecordType},
+        {record_type: schema_dict(record_type) for record_type in RecordType},
+    )
     failures = 0
     for record_type in record_types:
-        subject = f"{topics[TOPIC_ROLE[record_type]]}-value"
-        schema = Schema(json.dumps(json.loads(schema_text(record_type))), "AVRO")
+        subject = subjects[record_type].subject
+        schema = Schema(json.dumps(subjects[record_type].schema), "AVRO")
         try:
-            compatible = _compatible(client, subject, schema)
-            if compatible and args.register:
+            problems = _incompatibilities(client, subject, schema)
+            if not problems and args.register:
                 schema_id = client.register_schema(subject, schema)
                 print(f"✓ {record_type.value}: registered as {subject} (id {schema_id})")
-            elif compatible:
+            elif not problems:
                 print(f"✓ {record_type.value}: compatible with {subject}")
             else:
                 failures += 1
                 print(f"✗ {record_type.value}: NOT compatible with the latest version of {subject}")
+                for problem in problems:
+                    print(f"    {problem}")
         except SchemaRegistryError as exc:
-            msg = f"schema registry {settings.schema_registry.url}: {exc}"
+            message = " ".join(str(exc.error_message).split())[:200]
+            msg = f"schema registry {registry.url}: HTTP {exc.http_status_code}: {message}"
+            raise RuntimeFailure(msg) from None
+        except (OSError, ssl.SSLError, registry_http.TransportError) as exc:
+            msg = f"schema registry {registry.url} unreachable: {type(exc).__name__}"
             raise RuntimeFailure(msg) from None
     return 1 if failures else 0
 
 
-def _compatible(client: SchemaRegistryClient, subject: str, schema: Schema) -> bool:
+def _incompatibilities(client: SchemaRegistryClient, subject: str, schema: Schema) -> list[str]:
+    """Ask the registry; when it says no, say why with the local checker against its latest version."""
     try:
-        return bool(client.test_compatibility(subject, schema))
+        if client.test_compatibility(subject, schema):
+            return []
     except SchemaRegistryError as exc:
         if exc.error_code == SUBJECT_NOT_FOUND or exc.http_status_code == 404:
-            return True  # a new subject: nothing to be incompatible with
+            return []  # a new subject: nothing to be incompatible with
         raise
+    latest = client.get_latest_version(subject)
+    problems = backward_incompatibilities(
+        json.loads(str(schema.schema_str)), json.loads(str(latest.schema.schema_str))
+    )
+    reasons = [str(problem) for problem in problems]
+    return reasons or [f"the registry refuses it under {subject}'s compatibility level (not BACKWARD?)"]

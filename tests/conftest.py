@@ -6,4 +6,4 @@ set, else a testcontainers Kafka when a Docker engine answers, else the embedded
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.kafka_fixtures", "tests.simulator_fixtures"]
+pytest_plugins = ["tests.kafka_fixtures", "tests.simulator_fixtures", "tests.registry_fixtures"]

@@ -15,13 +15,32 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import random
+import ssl
+import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import fastavro
+from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.avro import AvroSerializer
+
+# The registry client's own HTTP library (httpx or its successor httpx2, whichever it imported):
+# its transport errors are how an unreachable registry shows.
+from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from connector.errors import RuntimeFailure
+
+_LOG: Final = logging.getLogger(__name__)
+T = TypeVar("T")
+# registry_http is the registry client's own HTTP library (httpx, or its successor httpx2, whichever
+# it imported): its transport errors are how an unreachable registry shows.
 
 SINGLE_OBJECT_MARKER: Final = b"\xc3\x01"
 
@@ -107,3 +126,213 @@ def registry_encoder(
         return encoded
 
     return encode
+
+
+# --------------------------------------------------------------------------- registry: known schema IDs
+
+CONFLUENT_MAGIC: Final = b"\x00"
+SUBJECT_NOT_FOUND: Final = 40401
+SCHEMA_NOT_FOUND: Final = 40403
+REGISTRY_RETRY_BASE_S: Final = 1.0
+REGISTRY_RETRY_MAX_S: Final = 30.0
+# Our own loop retries the registry (with status and logs); the client's own retries would only
+# hide the outage for longer.
+REGISTRY_CLIENT_DEFAULTS: Final[Mapping[str, Any]] = {"max.retries": 0, "timeout": 10}
+
+SubjectNameStrategy = Literal["topic", "record", "topic_record"]
+
+
+class SchemaRegistryUnavailable(RuntimeFailure):
+    """The Schema Registry could not be reached or answered with a server error (retryable)."""
+
+
+class SchemaNotRegistered(RuntimeFailure):
+    """Auto-registration is off and the registry does not hold the schema under its subject."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySubject:
+    """One record type's schema and the subject it lives under."""
+
+    schema: Mapping[str, Any]
+    subject: str
+
+
+def subject_name(strategy: SubjectNameStrategy, topic: str, schema: Mapping[str, Any]) -> str:
+    """The registry subject of a record schema's values on a topic, per Confluent's strategies."""
+    full_name = f"{schema['namespace']}.{schema['name']}" if schema.get("namespace") else str(schema["name"])
+    if strategy == "record":
+        return full_name
+    if strategy == "topic_record":
+        return f"{topic}-{full_name}"
+    return f"{topic}-value"
+
+
+def registry_subjects(
+    strategy: SubjectNameStrategy, topics: Mapping[T, str], schemas: Mapping[T, Mapping[str, Any]]
+) -> dict[T, RegistrySubject]:
+    """The subject of each record type's schema.
+
+    The topic strategy gives one subject per topic, which can hold only one record type: the
+    registry would refuse the second (a different record is not BACKWARD compatible). So on a topic
+    that carries several record types (the heartbeat topic carries ConnectorHeartbeat and
+    GapDetected; routing can put every event type on one topic), the topic strategy becomes
+    topic-record for those types: ``<topic>-<record full name>``.
+    """
+    types_per_topic = Counter(topics.values())
+    subjects = {}
+    for key, topic in topics.items():
+        chosen: SubjectNameStrategy = (
+            "topic_record" if strategy == "topic" and types_per_topic[topic] > 1 else strategy
+        )
+        subjects[key] = RegistrySubject(schemas[key], subject_name(chosen, topic, schemas[key]))
+    return subjects
+
+
+class ConfluentEncoder:
+    """Confluent framing with a schema ID known in advance: ``00`` + 4-byte big-endian ID + Avro body.
+
+    It never talks to the registry, so a registry outage cannot stop publishing once the IDs are known.
+    """
+
+    def __init__(self, schema: Mapping[str, Any], schema_id: int) -> None:
+        """Parse the schema once and prepare the five-byte header."""
+        self._parsed = fastavro.parse_schema(dict(schema))
+        self.schema_id: Final = schema_id
+        self.header: Final = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+
+    def __call__(self, record: Mapping[str, Any], _topic: str = "") -> bytes:
+        """Encode one record."""
+        buffer = io.BytesIO()
+        buffer.write(self.header)
+        fastavro.schemaless_writer(buffer, self._parsed, record)
+        return buffer.getvalue()
+
+
+class RegistrySchemaIds(Generic[T]):
+    """The schema ID of every record type: pinned in the settings, or asked of the registry once.
+
+    :meth:`resolve` asks the registry for the IDs not pinned (registering the schemas when
+    auto-registration is on, else looking the exact schema up under its subject). :meth:`wait`
+    retries that with backoff until it succeeds, telling ``report`` why it waits, so the service
+    stays up and says "not ready" rather than crash. Each :meth:`encoder` frames with the ID found
+    and never calls the registry again, so a later registry outage does not stop publishing.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        subjects: Mapping[T, RegistrySubject],
+        *,
+        auto_register: bool,
+        pinned_ids: Mapping[T, int],
+        url: str,
+    ) -> None:
+        """Hold the client (no network I/O happens here).
+
+        Args:
+            client: a ``SchemaRegistryClient``.
+            subjects: the schema and subject of each record type.
+            auto_register: register schemas that the registry does not hold yet.
+            pinned_ids: IDs fixed by configuration; these record types never ask the registry.
+            url: the registry URL (for messages).
+        """
+        self._client = client
+        self._subjects = dict(subjects)
+        self._auto_register = auto_register
+        self._ids: dict[T, int] = {key: pinned_ids[key] for key in subjects if key in pinned_ids}
+        self._encoders: dict[T, ConfluentEncoder] = {}
+        self._url = url
+
+    @property
+    def ids(self) -> Mapping[T, int]:
+        """The IDs known so far."""
+        return dict(self._ids)
+
+    def missing(self) -> list[T]:
+        """Record types whose ID is not known yet."""
+        return [key for key in self._subjects if key not in self._ids]
+
+    def resolve(self) -> None:
+        """Ask the registry for every missing ID, once.
+
+        Raises:
+            SchemaRegistryUnavailable: the registry cannot be reached (retry later).
+            SchemaNotRegistered: auto-registration is off and a schema is not registered (fatal).
+        """
+        for key in self.missing():
+            entry = self._subjects[key]
+            schema = Schema(json.dumps(entry.schema), "AVRO")
+            try:
+                if self._auto_register:
+                    schema_id = int(self._client.register_schema(entry.subject, schema))
+                else:
+                    schema_id = int(self._client.lookup_schema(entry.subject, schema).schema_id)
+            except SchemaRegistryError as exc:
+                if exc.error_code in {SUBJECT_NOT_FOUND, SCHEMA_NOT_FOUND} and not self._auto_register:
+                    msg = (
+                        f"schema {entry.schema['name']} is not registered under subject {entry.subject} "
+                        f"at {self._url} and schema_registry.auto_register is off: register it "
+                        "(pmx-connector schemas --register) or pin its ID in schema_registry.pinned_ids"
+                    )
+                    raise SchemaNotRegistered(msg) from None
+                if exc.http_status_code is not None and 400 <= exc.http_status_code < 500:
+                    msg = f"schema registry {self._url} refused {entry.subject}: {_registry_problem(exc)}"
+                    raise SchemaNotRegistered(msg) from None
+                msg = f"schema registry {self._url} failed: {_registry_problem(exc)}"
+                raise SchemaRegistryUnavailable(msg) from None
+            except (OSError, ssl.SSLError, registry_http.TransportError) as exc:
+                msg = f"schema registry {self._url} unreachable: {type(exc).__name__}"
+                raise SchemaRegistryUnavailable(msg) from None
+            self._ids[key] = schema_id
+            _LOG.info("schema %s is ID %d under subject %s", entry.schema["name"], schema_id, entry.subject)
+
+    def wait(self, stop: threading.Event, report: Callable[[str | None], None]) -> bool:
+        """Resolve, retrying with full-jitter backoff until it succeeds or ``stop`` is set.
+
+        Args:
+            stop: set it to give up (shutdown).
+            report: told why the service waits (a one-line reason), then ``None`` once resolved.
+
+        Returns:
+            True when every ID is known; False when stopped first.
+
+        Raises:
+            SchemaNotRegistered: not retryable (auto-registration off and the schema missing).
+        """
+        attempt = 0
+        while self.missing():
+            try:
+                self.resolve()
+            except SchemaRegistryUnavailable as exc:
+                delay_s = random.uniform(0, min(REGISTRY_RETRY_MAX_S, REGISTRY_RETRY_BASE_S * 2**attempt))  # noqa: S311 - jitter, not security
+                attempt = min(attempt + 1, 10)
+                report(f"waiting for the schema registry: {exc}")
+                _LOG.warning("%s; retrying in %.1f s", exc, delay_s)
+                if stop.wait(delay_s):
+                    return False
+        report(None)
+        return True
+
+    def encoder(self, key: T) -> Encoder:
+        """The encoder of one record type; it frames with the ID that :meth:`wait` finds.
+
+        Calling it before the ID is known raises ``RuntimeError`` (the service waits first).
+        """
+        schema = self._subjects[key].schema
+
+        def encode(record: Mapping[str, Any], topic: str = "") -> bytes:
+            encoder = self._encoders.get(key)
+            if encoder is None:
+                if key not in self._ids:
+                    msg = f"the schema ID of {schema['name']} is not known yet"
+                    raise RuntimeError(msg)
+                encoder = self._encoders[key] = ConfluentEncoder(schema, self._ids[key])
+            return encoder(record, topic)
+
+        return encode
+
+
+def _registry_problem(error: SchemaRegistryError) -> str:
+    message = " ".join(str(error.error_message).split())[:200]
+    return f"HTTP {error.http_status_code}: {message}"

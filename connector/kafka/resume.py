@@ -14,13 +14,9 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.serialization import MessageField, SerializationContext
-
 from connector.dedup import RecentExecutionIds
 from connector.errors import RuntimeFailure
-from connector.kafka.encoding import SINGLE_OBJECT_MARKER, SingleObjectDecoder
+from connector.kafka.encoding import SingleObjectDecoder
 from connector.kafka.topic_reader import read_tail
 from connector.record_schemas import RecordType, schema_dict
 from connector.watermark import Position
@@ -33,22 +29,13 @@ EXECUTION_ID_HEADER: Final = "execution_id"
 CheckpointDecoder = Callable[[bytes, str], Mapping[str, Any]]
 
 
-def checkpoint_decoder(registry: SchemaRegistryClient | None) -> CheckpointDecoder:
-    """Decode a checkpoint value of either encoding (single-object, or registry-framed)."""
+def checkpoint_decoder() -> CheckpointDecoder:
+    """Decode a checkpoint (always single-object encoded: resuming never needs the registry)."""
     single_object = SingleObjectDecoder([schema_dict(RecordType.CHECKPOINT)])
-    framed = AvroDeserializer(registry) if registry is not None else None
 
     def decode(value: bytes, topic: str) -> Mapping[str, Any]:
-        if value[:2] == SINGLE_OBJECT_MARKER:
-            return single_object(value)
-        if framed is None:
-            msg = "a registry-framed checkpoint, but schema_registry.url is not set"
-            raise ValueError(msg)
-        decoded = framed(value, SerializationContext(topic, MessageField.VALUE))
-        if not isinstance(decoded, dict):
-            msg = "the checkpoint did not decode to a record"
-            raise TypeError(msg)
-        return decoded
+        del topic
+        return single_object(value)
 
     return decode
 

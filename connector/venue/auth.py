@@ -7,7 +7,10 @@ exchange again. :class:`TokenProvider` caches the token and renews it when less 
 (≥ 30 s) remains, on demand and from a background thread, so a reconnect never waits for it.
 
 The private key is read once from a file (a mounted Secret). Neither the key, the assertion nor the
-token is ever logged or put in an exception message.
+token is ever logged or put in an exception message. The token endpoint is reached over TLS, checked
+against the system's CAs or ``venue.tls_ca_file``. A refusal that smells of a wrong clock (an expired
+or not-yet-valid assertion) says so, with the offset from the endpoint's ``Date`` header when it
+answers one: the assertion's ``iat``/``exp`` come from this machine's clock.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,6 +39,9 @@ ASSERTION_LIFETIME_S: Final = 300
 TOKEN_REQUEST_TIMEOUT_S: Final = 15.0
 RETRY_AFTER_FAILURE_S: Final = 5.0
 NOT_RETRYABLE_ERRORS: Final = frozenset({"invalid_client", "invalid_client_assertion", "unauthorized_client"})
+# Words of a refusal caused by the assertion's times, i.e. most likely by this machine's clock.
+CLOCK_WORDS: Final = ("expired", "not yet valid", "iat", "nbf", "exp ", "future", "clock")
+CLOCK_SKEW_REPORTED_S: Final = 5.0
 
 
 class CredentialsRefused(RuntimeFailure):
@@ -109,6 +116,7 @@ class TokenProvider:
         audience: str,
         refresh_margin_s: float = 30.0,
         session: requests.Session | None = None,
+        ca_file: Path | None = None,
         on_refresh: Callable[[str], None] = lambda _result: None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -122,6 +130,7 @@ class TokenProvider:
             audience: the API audience (the REST base URL).
             refresh_margin_s: renew when less than this remains (at least 30 s is recommended).
             session: HTTP session to use.
+            ca_file: PEM CA bundle to verify the endpoint's certificate (default: the system's CAs).
             on_refresh: called with ``"success"``, ``"refused"`` or ``"error"`` after each attempt.
             wall_clock: seconds since the epoch (for the assertion's claims).
             monotonic: a monotonic clock (for expiry).
@@ -132,6 +141,8 @@ class TokenProvider:
         self._audience = audience
         self._margin_s = refresh_margin_s
         self._session = session or requests.Session()
+        # Passed with each request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self._verify: str | bool = str(ca_file) if ca_file is not None else True
         self._on_refresh = on_refresh
         self._wall_clock = wall_clock
         self._monotonic = monotonic
@@ -187,8 +198,8 @@ class TokenProvider:
                 self.token()
             except CredentialsRefused as exc:
                 _LOG.error("token renewal refused: %s", exc)
-            except TokenEndpointUnavailable as exc:
-                _LOG.warning("token renewal failed, retrying in %.0f s: %s", RETRY_AFTER_FAILURE_S, exc)
+            except TokenEndpointUnavailable:
+                pass  # logged by _fetch; the next attempt comes after RETRY_AFTER_FAILURE_S
 
     def _fetch(self) -> AccessToken:
         body = {
@@ -202,24 +213,31 @@ class TokenProvider:
         }
         started = self._monotonic()
         try:
-            response = self._session.post(self._token_url, json=body, timeout=TOKEN_REQUEST_TIMEOUT_S)
+            response = self._session.post(
+                self._token_url, json=body, timeout=TOKEN_REQUEST_TIMEOUT_S, verify=self._verify
+            )
         except requests.RequestException as exc:
             self._on_refresh("error")
-            msg = f"token endpoint {self._token_url} unreachable: {type(exc).__name__}"
+            msg = f"token endpoint {self._token_url} unreachable: {_connection_problem(exc)}"
+            _LOG.warning("%s", msg)
             raise TokenEndpointUnavailable(msg) from None
         payload = _json_or_empty(response)
         if response.status_code in {400, 401, 403}:
             self._on_refresh("refused")
             error = str(payload.get("error", f"HTTP {response.status_code}"))
-            description = str(payload.get("error_description", "")).strip()
+            description = " ".join(str(payload.get("error_description", "")).split())[:300]
             detail = f"{error}: {description}" if description else error
             msg = f"token endpoint refused client {self._client_id!r}: {detail}"
+            if any(word in description.lower() for word in CLOCK_WORDS):
+                msg += f"; {self._clock_hint(response)}"
             if error in NOT_RETRYABLE_ERRORS or response.status_code == 403:
-                raise CredentialsRefused(msg)
+                raise CredentialsRefused(msg)  # fatal: the caller reports it once
+            _LOG.warning("%s", msg)
             raise TokenEndpointUnavailable(msg)
         if response.status_code != 200 or "access_token" not in payload:
             self._on_refresh("error")
             msg = f"token endpoint {self._token_url} answered HTTP {response.status_code}"
+            _LOG.warning("%s", msg)
             raise TokenEndpointUnavailable(msg)
         self._on_refresh("success")
         lifetime_s = float(payload.get("expires_in", 180))
@@ -229,6 +247,32 @@ class TokenProvider:
             expires_at_monotonic=started + lifetime_s,
             scope=str(payload.get("scope", "")),
         )
+
+    def _clock_hint(self, response: requests.Response) -> str:
+        """Say how far this machine's clock is from the endpoint's, when its Date header tells."""
+        hint = "the assertion's iat/exp come from this machine's clock: check that it is synchronised (NTP)"
+        try:
+            server_s = parsedate_to_datetime(response.headers["Date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return hint
+        offset_s = self._wall_clock() - server_s
+        if abs(offset_s) < CLOCK_SKEW_REPORTED_S:
+            return hint
+        direction = "ahead of" if offset_s > 0 else "behind"
+        return f"this machine's clock is {abs(offset_s):.0f} s {direction} the token endpoint's; {hint}"
+
+
+def _connection_problem(error: requests.RequestException) -> str:
+    """Name a connection failure without echoing the request (which carries the assertion)."""
+    if isinstance(error, requests.exceptions.SSLError):
+        return (
+            "TLS handshake failed (is the certificate signed by a CA in venue.tls_ca_file or the system's?)"
+        )
+    if isinstance(error, requests.exceptions.Timeout):
+        return f"no answer within {TOKEN_REQUEST_TIMEOUT_S:.0f} s"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return "cannot connect (wrong host or port, DNS, or a firewall?)"
+    return type(error).__name__
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:

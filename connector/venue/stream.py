@@ -83,11 +83,16 @@ def channel_options(settings: VenueSettings) -> list[tuple[str, Any]]:
 
 
 def open_channel(settings: VenueSettings) -> grpc.Channel:
-    """Open the gRPC channel: TLS unless ``venue.insecure`` (which config allows only for loopback)."""
+    """Open the gRPC channel: TLS unless ``venue.insecure`` (which config allows only for loopback).
+
+    The server certificate is checked against ``venue.tls_ca_file`` when set, else the system's CAs.
+    """
     options = channel_options(settings)
     if settings.insecure:
         return grpc.insecure_channel(settings.grpc_target, options=options)
-    return grpc.secure_channel(settings.grpc_target, grpc.ssl_channel_credentials(), options=options)
+    roots = settings.tls_ca_file.read_bytes() if settings.tls_ca_file is not None else None
+    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    return grpc.secure_channel(settings.grpc_target, credentials, options=options)
 
 
 class OrderStreamClient:
