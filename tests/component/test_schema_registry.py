@@ -21,7 +21,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.cli import main
-from connector.composition import TOPIC_ROLE, _encoders, topic_names
+from connector.composition import TOPIC_ROLE, encoders_for, topic_names
 from connector.config import Settings, load_settings
 from connector.kafka.encoding import SchemaNotRegistered, registry_subjects
 from connector.record_schemas import RecordType, schema_dict, schema_text
@@ -137,7 +137,7 @@ def test_pinned_ids_publish_while_the_registry_is_down(tmp_path: Path) -> None:
     registry = FakeSchemaRegistry()  # down: never started
     pinned = {record_type.value: 40 + index for index, record_type in enumerate(RecordType)}
     configured = settings(tmp_path, url=registry.url, auto_register=False, pinned_ids=pinned)
-    encoders, schema_ids = _encoders(configured, topic_names(configured))
+    encoders, schema_ids = encoders_for(configured, topic_names(configured))
     assert schema_ids is not None and schema_ids.missing() == []
     value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
     assert decode_confluent(value, pinned["ConnectorHeartbeat"], RecordType.CONNECTOR_HEARTBEAT) == HEARTBEAT
@@ -158,7 +158,7 @@ def test_partly_pinned_ids_ask_the_registry_for_the_rest_once(
         record_type: fake_registry.register(subjects[record_type].subject, schema_text(record_type))
         for record_type in RecordType
     }
-    encoders, schema_ids = _encoders(configured, topics)
+    encoders, schema_ids = encoders_for(configured, topics)
     assert schema_ids is not None and schema_ids.missing() == [
         t for t in RecordType if t.value != "Checkpoint"
     ]
@@ -176,7 +176,7 @@ def test_auto_registration_off_and_schema_missing_is_fatal_and_says_what_to_do(
     tmp_path: Path, fake_registry: FakeSchemaRegistry
 ) -> None:
     configured = settings(tmp_path, url=fake_registry.url, auto_register=False)
-    _, schema_ids = _encoders(configured, topic_names(configured))
+    _, schema_ids = encoders_for(configured, topic_names(configured))
     assert schema_ids is not None
     with pytest.raises(SchemaNotRegistered, match="pmx-connector schemas --register"):
         schema_ids.wait(threading.Event(), lambda _reason: None)
@@ -185,7 +185,7 @@ def test_auto_registration_off_and_schema_missing_is_fatal_and_says_what_to_do(
 def test_waits_for_an_unreachable_registry_then_registers(tmp_path: Path) -> None:
     registry = FakeSchemaRegistry()
     configured = settings(tmp_path, url=registry.url)
-    encoders, schema_ids = _encoders(configured, topic_names(configured))
+    encoders, schema_ids = encoders_for(configured, topic_names(configured))
     assert schema_ids is not None
     reasons: list[str | None] = []
     done = threading.Event()
@@ -231,7 +231,7 @@ def _poll(predicate: Any, timeout_s: float) -> bool:
 
 def test_mock_registry_in_process(tmp_path: Path) -> None:
     configured = settings(tmp_path, url="mock://composition-test")
-    encoders, schema_ids = _encoders(configured, topic_names(configured))
+    encoders, schema_ids = encoders_for(configured, topic_names(configured))
     assert schema_ids is not None and schema_ids.wait(threading.Event(), lambda _reason: None)
     value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
     heartbeat_id = schema_ids.ids[RecordType.CONNECTOR_HEARTBEAT]
@@ -266,7 +266,7 @@ def test_real_schema_registry_through_testcontainers(
                 assert main(["schemas", "--register", "--config", str(path)]) == 0
                 assert main(["schemas", "--check", "--config", str(path)]) == 0
                 configured = load_settings(path, environ={})
-                encoders, schema_ids = _encoders(configured, topic_names(configured))
+                encoders, schema_ids = encoders_for(configured, topic_names(configured))
                 assert schema_ids is not None and schema_ids.wait(threading.Event(), lambda _r: None)
                 value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
                 client = SchemaRegistryClient({"url": url})
