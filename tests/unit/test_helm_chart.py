@@ -195,11 +195,18 @@ def test_the_config_schema_matches_the_connectors_settings() -> None:
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_the_rendered_config_file_is_accepted_by_the_connector(name: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(config_map(VALUE_SETS[name])["data"]["config.yaml"])
+    path.write_text(mounted_here(config_map(VALUE_SETS[name])["data"]["config.yaml"], tmp_path))
     settings = load_settings(path, environ={})
     mounts = {m["name"]: m["mountPath"] for m in container(VALUE_SETS[name])["volumeMounts"]}
     assert settings.auth.private_key_file.parent == Path(mounts["private-key"])
     assert settings.http.listen == "0.0.0.0:9400"
+
+
+def mounted_here(config_text: str, tmp_path: Path) -> str:
+    """The config with the pod's mounted CA file stood in for by a local one (settings check it exists)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    return config_text.replace("/etc/kafka-ca/ca.pem", str(ca))
 
 
 def test_secrets_come_from_secrets_never_from_the_config_map(tmp_path: Path) -> None:
@@ -212,7 +219,7 @@ def test_secrets_come_from_secrets_never_from_the_config_map(tmp_path: Path) -> 
     assert registry["valueFrom"]["secretKeyRef"] == {"name": "registry-credentials", "key": "user-info"}
     # The connector maps that variable name onto the librdkafka property, held as a secret.
     path = tmp_path / "config.yaml"
-    path.write_text(config_map(FULL)["data"]["config.yaml"])
+    path.write_text(mounted_here(config_map(FULL)["data"]["config.yaml"], tmp_path))
     settings = load_settings(path, environ={"PMX_CONNECTOR_KAFKA__PROPERTIES__SASL.PASSWORD": SASL_PASSWORD})
     secret = settings.kafka.properties["sasl.password"]
     assert isinstance(secret, SecretStr) and secret.get_secret_value() == SASL_PASSWORD
