@@ -301,7 +301,11 @@ class RecordMapper:
             "snapshot_id": snapshot_id,
             "snapshot_position": position,
             "snapshot_size": size,
-            **context.envelope(),
+            "source": context.source.value,
+            "session_id": context.session_id,
+            "processed_sent_time": context.processed_sent_time_ns,
+            "received_time": context.received_time_ns,
+            "connector": context.connector,
             "order": self._order.apply(order),
         }
 
