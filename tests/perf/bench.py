@@ -13,8 +13,11 @@ One run, in this order, on one embedded Kafka (``dev-kafka``, its own process, 3
 4. **latency** at 2,000 executions/s: p50/p99/p99.9 of venue ``processed_sent_time`` -> the record read
    back from Kafka (see :class:`tests.perf.stack.ExecutionsReader`), and, as a cross-check, the share
    of executions the connector's own histogram saw acknowledged within 10 ms of the venue's send.
-5. **outage** at 5,000 executions/s: every broker down for 60 s, then up; the connector's peak RSS,
-   the catch-up time, and every execution the venue sent checked in Kafka (missing, duplicates).
+5. **outage** at 5,000 executions/s: every broker down for 60 s, then up; the connector's peak RSS;
+   two catch-up times after the brokers return: until everything the venue had sent is in Kafka
+   (the backlog the connector held), and until Kafka holds everything the venue's schedule called
+   for (the venue sends the executions that backpressure held back as fast as the stream takes
+   them); then every execution the venue sent is checked in Kafka (missing, duplicates).
 
 Figures go to ``bench-results.json`` (repository root) and to a table on stdout; progress to stderr.
 Durations come from the environment (``BENCH_QUICK=1`` shortens everything): see :class:`Plan`.
@@ -103,6 +106,11 @@ class Run:
             log(f"drain: only {self.reader.count} of {self.flow.sent_executions} executions read back")
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average (other work shares these 2 cores)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def typical_execution_value(executions_per_update: int) -> bytes:
     """The ExecutionEvent value the connector writes for one of the venue's executions."""
     frame = FrameBuilder("bench-session", executions_per_update).update(1, time.time_ns())
@@ -181,6 +189,7 @@ def throughput_phase(run: Run) -> None:
     run.flow.rate = math.inf
     time.sleep(plan.warmup_s)
     window = measured_window(run, plan.throughput_s, "throughput")
+    window["load_average_1min"] = load_average()
     run.drain()
     run.figures["throughput"] = window
     per_execution = window["cpu_us_per_execution"]
@@ -206,6 +215,7 @@ def latency_phase(run: Run) -> None:
         (within_after - within_before) / observed if observed else math.nan
     )
     window["rss_mb_end"] = run.sample_rss()
+    window["load_average_1min"] = load_average()
     run.drain()
     run.figures["latency"] = window
     log(f"    p50 {window['p50_ms']:.2f} ms, p99 {window['p99_ms']:.2f} ms, p99.9 {window['p999_ms']:.2f} ms")
@@ -214,6 +224,7 @@ def latency_phase(run: Run) -> None:
 def outage_phase(run: Run) -> None:
     plan = run.plan
     log(f"5/5 outage: {plan.outage_rate:,.0f} executions/s, every broker down for {plan.outage_s:.0f} s")
+    sent_before = run.flow.sent_executions
     run.flow.rate = plan.outage_rate
     rate_start = time.monotonic()
     time.sleep(plan.warmup_s)
@@ -228,15 +239,17 @@ def outage_phase(run: Run) -> None:
             log(f"    brokers down {now - down_at:.0f}/{plan.outage_s:.0f} s, RSS {peak:.0f} MB peak")
     run.kafka.brokers("up")
     up_at = time.monotonic()
-    due_by_up = plan.outage_rate * (up_at - rate_start)  # what the venue had to send by the time of up
-    caught_up = math.inf
-    deadline = up_at + 600
-    sent_before_phase = run.figures["sent_before_outage"]
-    while time.monotonic() < deadline:
+    sent_by_up = run.flow.sent_executions  # what the connector holds or the stream carries
+    due_by_up = sent_before + plan.outage_rate * (up_at - rate_start)  # what the venue had to send
+    backlog_drained = schedule_caught_up = math.inf
+    deadline = up_at + plan.outage_s * 5
+    while time.monotonic() < deadline and math.isinf(schedule_caught_up):
         peak = max(peak, run.sample_rss())
-        if run.reader.count - sent_before_phase >= due_by_up:
-            caught_up = time.monotonic() - up_at
-            break
+        acked = run.reader.count
+        if math.isinf(backlog_drained) and acked >= sent_by_up:
+            backlog_drained = time.monotonic() - up_at
+        if acked >= due_by_up:
+            schedule_caught_up = time.monotonic() - up_at
         time.sleep(0.1)
     run.drain()
     _, peak_hwm = run.connector.memory_mb()
@@ -246,10 +259,14 @@ def outage_phase(run: Run) -> None:
         "rss_mb_before": steady_rss,
         "rss_mb_peak_sampled": peak,
         "rss_mb_peak_process_lifetime": peak_hwm,
-        "catch_up_s": caught_up,
-        "executions_sent": run.flow.sent_executions - sent_before_phase,
+        "backlog_drained_s": backlog_drained,
+        "catch_up_s": schedule_caught_up,
+        "executions_sent": run.flow.sent_executions - sent_before,
     }
-    log(f"    RSS peak {peak:.0f} MB, caught up {caught_up:.1f} s after the brokers returned")
+    log(
+        f"    RSS peak {peak:.0f} MB; after the brokers returned: backlog acknowledged in "
+        f"{backlog_drained:.1f} s, back on the venue's schedule in {schedule_caught_up:.1f} s"
+    )
 
 
 def main() -> int:
@@ -273,7 +290,6 @@ def main() -> int:
                 throughput_phase(run)
                 latency_phase(run)
                 figures["rss_mb_steady"] = max(run.rss_samples_mb)
-                figures["sent_before_outage"] = flow.sent_executions
                 outage_phase(run)
                 figures["outage_missing"] = reader.missing(1, flow.sent_executions)
                 figures["duplicates"] = reader.duplicates()
@@ -353,7 +369,10 @@ def summarise(plan: Plan, figures: dict[str, Any]) -> dict[str, Any]:
         "rss_mb_peak_lifetime": outage["rss_mb_peak_process_lifetime"],
         "outage_s": outage["outage_s"],
         "outage_rate_eps": outage["rate"],
+        "outage_backlog_acknowledged_s": outage["backlog_drained_s"],
         "outage_catch_up_s": outage["catch_up_s"],
+        "load_average_1min_throughput": throughput["load_average_1min"],
+        "load_average_1min_latency": latency["load_average_1min"],
         "duplicates": figures["duplicates"],
         "executions_sent": figures["executions_sent"],
         "connector_exit_code": figures["connector_exit_code"],
