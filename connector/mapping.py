@@ -7,7 +7,10 @@ same name. So every venue field the schema names reaches the record, and:
 - enums become the Avro enum symbol of the same name plus ``<field>_number`` with the raw number;
   a number the schema does not know becomes ``UNKNOWN`` and keeps its number (nothing is lost);
 - ``google.protobuf.Timestamp`` becomes integer nanoseconds since the epoch (``timestamp-nanos``),
-  or null when the venue did not set it;
+  or null when the venue did not set it; a time outside 1677..2262 sends the event to the DLQ, except
+  a deadline (``good_till_time``), which is clamped to the nearest representable instant, because a
+  far-future "never" (e.g. 9999-12-31) must not cost the fill its record and clamping keeps every
+  comparison with a representable time;
 - ``price_to_quantity_filled`` (a protobuf map) becomes a list of ``{price, quantity}`` sorted by price;
 - fixed-point integers stay raw beside their scale fields (lossless).
 
@@ -36,6 +39,9 @@ NANOS_PER_SECOND: Final = 1_000_000_000
 # timestamp-nanos is a signed 64-bit count: 1677-09-21 .. 2262-04-11.
 MIN_TIMESTAMP_NS: Final = -(2**63)
 MAX_TIMESTAMP_NS: Final = 2**63 - 1
+
+# Deadlines, not clock readings: clamped into range instead of failing the event (see above).
+CLAMPED_TIMESTAMP_FIELDS: Final = frozenset({"good_till_time"})
 
 ENVELOPE_FIELDS: Final = frozenset(
     {"source", "session_id", "processed_sent_time", "received_time", "connector"}
@@ -86,6 +92,15 @@ def timestamp_ns(message: Message, field: str) -> int | None:
     return _timestamp_value(getattr(message, field), field)
 
 
+def clamped_timestamp_ns(message: Message, field: str) -> int | None:
+    """Return a Timestamp field as nanoseconds since the epoch, clamped to 1677..2262; None when unset."""
+    if not message.HasField(field):
+        return None
+    stamp = getattr(message, field)
+    nanos = int(stamp.seconds) * NANOS_PER_SECOND + int(stamp.nanos)
+    return min(max(nanos, MIN_TIMESTAMP_NS), MAX_TIMESTAMP_NS)
+
+
 class _RecordPlan:
     """The mapping of one Avro record schema from one protobuf descriptor, compiled to one function.
 
@@ -105,7 +120,11 @@ class _RecordPlan:
         skip: frozenset[str] = frozenset(),
     ) -> None:
         self.missing: list[str] = []
-        namespace: dict[str, Any] = {"_timestamp": _timestamp_or_none, "UNKNOWN": UNKNOWN_SYMBOL}
+        namespace: dict[str, Any] = {
+            "_timestamp": _timestamp_or_none,
+            "_clamped_timestamp": clamped_timestamp_ns,
+            "UNKNOWN": UNKNOWN_SYMBOL,
+        }
         entries = []
         proto_fields = descriptor.fields_by_name
         for avro_field in avro_record["fields"]:
@@ -148,6 +167,8 @@ class _RecordPlan:
         if message_type.GetOptions().map_entry:
             return f"[{{'price': price, 'quantity': quantity}} for price, quantity in sorted({read}.items())]"
         if message_type.full_name == TIMESTAMP_TYPE:
+            if name in CLAMPED_TIMESTAMP_FIELDS:
+                return f"_clamped_timestamp(message, {name!r})"
             return f"_timestamp({read}, message, {name!r})"
         if field.is_repeated:
             item_plan = _RecordPlan(_resolve(target["items"], named), message_type, named)

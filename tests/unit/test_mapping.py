@@ -181,12 +181,31 @@ def test_unset_timestamps_are_null_and_set_ones_are_exact(mapper: RecordMapper) 
     assert record["execution"]["order"]["insert_time"] is None
 
 
-def test_a_time_beyond_timestamp_nanos_is_a_mapping_error(mapper: RecordMapper) -> None:
+def test_a_venue_time_beyond_timestamp_nanos_is_a_mapping_error(mapper: RecordMapper) -> None:
     execution = trading_pb2.Execution(id="E1")
     execution.order.id = "O1"
-    execution.order.good_till_time.seconds = 253402300799  # 9999-12-31T23:59:59Z
-    with pytest.raises(MappingError, match="good_till_time 253402300799s is outside the range"):
+    execution.transact_time.seconds = 253402300799  # 9999-12-31T23:59:59Z: a corrupt clock reading
+    with pytest.raises(MappingError, match="transact_time 253402300799s is outside the range"):
         mapper.execution(execution, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected_ns"),
+    [
+        (253402300799, 2**63 - 1),  # 9999-12-31T23:59:59Z, a "never" deadline: the last representable ns
+        (-62135596800, -(2**63)),  # 0001-01-01: long past, the first representable ns
+        (1_900_000_000, 1_900_000_000 * 10**9),  # in range: exact
+    ],
+)
+def test_a_deadline_beyond_timestamp_nanos_is_clamped_not_dead_lettered(
+    mapper: RecordMapper, seconds: int, expected_ns: int
+) -> None:
+    execution = trading_pb2.Execution(id="E1")
+    execution.order.id = "O1"
+    execution.order.good_till_time.seconds = seconds
+    record = mapper.execution(execution, CONTEXT)
+    assert record["execution"]["order"]["good_till_time"] == expected_ns
+    assert avro_round_trip(RecordType.EXECUTION, record) == record
 
 
 @pytest.mark.parametrize(
