@@ -167,9 +167,12 @@ class _RecordPlan:
         if message_type.GetOptions().map_entry:
             return f"[{{'price': price, 'quantity': quantity}} for price, quantity in sorted({read}.items())]"
         if message_type.full_name == TIMESTAMP_TYPE:
-            if name in CLAMPED_TIMESTAMP_FIELDS:
-                return f"_clamped_timestamp(message, {name!r})"
-            return f"_timestamp({read}, message, {name!r})"
+            clamped = name in CLAMPED_TIMESTAMP_FIELDS  # a deadline: clamped into range, not refused
+            return (
+                f"_clamped_timestamp(message, {name!r})"
+                if clamped
+                else f"_timestamp({read}, message, {name!r})"
+            )
         if field.is_repeated:
             item_plan = _RecordPlan(_resolve(target["items"], named), message_type, named)
             self.missing.extend(item_plan.missing)
