@@ -21,6 +21,7 @@ reconstruction: a schema field the bundle lacks is filled with its Avro default 
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -42,7 +43,6 @@ MAX_TIMESTAMP_NS: Final = 2**63 - 1
 # Deadlines, not clock readings: clamped into range instead of failing the event (see above).
 CLAMPED_TIMESTAMP_FIELDS: Final = frozenset({"good_till_time"})
 
-Extractor = Callable[[Message], Any]
 ENVELOPE_FIELDS: Final = frozenset(
     {"source", "session_id", "processed_sent_time", "received_time", "connector"}
 )
@@ -89,12 +89,7 @@ def timestamp_ns(message: Message, field: str) -> int | None:
     """
     if not message.HasField(field):
         return None
-    stamp = getattr(message, field)
-    nanos = int(stamp.seconds) * NANOS_PER_SECOND + int(stamp.nanos)
-    if not MIN_TIMESTAMP_NS <= nanos <= MAX_TIMESTAMP_NS:
-        msg = f"{field} {stamp.seconds}s is outside the range of timestamp-nanos (years 1677..2262)"
-        raise MappingError(msg)
-    return nanos
+    return _timestamp_value(getattr(message, field), field)
 
 
 def clamped_timestamp_ns(message: Message, field: str) -> int | None:
@@ -107,9 +102,15 @@ def clamped_timestamp_ns(message: Message, field: str) -> int | None:
 
 
 class _RecordPlan:
-    """The compiled extractors of one Avro record schema against one protobuf descriptor."""
+    """The mapping of one Avro record schema from one protobuf descriptor, compiled to one function.
 
-    __slots__ = ("extractors", "missing")
+    The plan is Python source generated once from the schema and the descriptor: a single dict
+    display with one entry per schema field (``"price": message.price``,
+    ``"side": _enum3.get(message.side, "UNKNOWN")``, ...), so mapping a message costs one attribute
+    read and at most one call per field. ``source`` keeps the generated code for whoever debugs it.
+    """
+
+    __slots__ = ("apply", "missing", "source")
 
     def __init__(
         self,
@@ -118,8 +119,13 @@ class _RecordPlan:
         named: dict[str, Mapping[str, Any]],
         skip: frozenset[str] = frozenset(),
     ) -> None:
-        self.extractors: list[tuple[str, Extractor]] = []
         self.missing: list[str] = []
+        namespace: dict[str, Any] = {
+            "_timestamp": _timestamp_or_none,
+            "_clamped_timestamp": clamped_timestamp_ns,
+            "UNKNOWN": UNKNOWN_SYMBOL,
+        }
+        entries = []
         proto_fields = descriptor.fields_by_name
         for avro_field in avro_record["fields"]:
             name: str = avro_field["name"]
@@ -127,16 +133,86 @@ class _RecordPlan:
                 continue
             avro_type = _resolve(avro_field["type"], named)
             if name.endswith(NUMBER_SUFFIX) and name.removesuffix(NUMBER_SUFFIX) in proto_fields:
-                proto_field = proto_fields[name.removesuffix(NUMBER_SUFFIX)]
-                self.extractors.append((name, _raw(proto_field.name)))
+                expression = _read(proto_fields[name.removesuffix(NUMBER_SUFFIX)].name)
             elif name in proto_fields:
-                self.extractors.append((name, _extractor(proto_fields[name], avro_type, named, self.missing)))
+                expression = self._expression(proto_fields[name], avro_type, named, namespace)
             else:
                 self.missing.append(f"{descriptor.name}.{name}")
-                self.extractors.append((name, _constant(avro_field.get("default"))))
+                expression = _constant(namespace, avro_field.get("default"))
+            entries.append(f"        {name!r}: {expression},")
+        self.source = "def apply(message):\n    return {\n" + "\n".join(entries) + "\n    }\n"
+        exec(compile(self.source, f"<mapping of {descriptor.full_name}>", "exec"), namespace)  # noqa: S102 - generated above from the schema and the descriptor
+        self.apply: Callable[[Message], dict[str, Any]] = namespace["apply"]
 
-    def apply(self, message: Message) -> dict[str, Any]:
-        return {name: extract(message) for name, extract in self.extractors}
+    def _expression(
+        self,
+        field: FieldDescriptor,
+        avro_type: Any,
+        named: dict[str, Mapping[str, Any]],
+        namespace: dict[str, Any],
+    ) -> str:
+        """The Python expression that reads one protobuf field as its Avro value."""
+        name = field.name
+        read = _read(name)
+        target = _non_null(avro_type)
+        if field.enum_type is not None:
+            symbols = set(target["symbols"])
+            by_number = {
+                value.number: value.name for value in field.enum_type.values if value.name in symbols
+            }
+            return f"{_constant(namespace, by_number)}.get({read}, UNKNOWN)"
+        message_type = field.message_type
+        if message_type is None:
+            return read
+        if message_type.GetOptions().map_entry:
+            return f"[{{'price': price, 'quantity': quantity}} for price, quantity in sorted({read}.items())]"
+        if message_type.full_name == TIMESTAMP_TYPE:
+            clamped = name in CLAMPED_TIMESTAMP_FIELDS  # a deadline: clamped into range, not refused
+            return (
+                f"_clamped_timestamp(message, {name!r})"
+                if clamped
+                else f"_timestamp({read}, message, {name!r})"
+            )
+        if field.is_repeated:
+            item_plan = _RecordPlan(_resolve(target["items"], named), message_type, named)
+            self.missing.extend(item_plan.missing)
+            return f"[{_constant(namespace, item_plan.apply)}(item) for item in {read}]"
+        plan = _RecordPlan(target, message_type, named)
+        self.missing.extend(plan.missing)
+        return f"({_constant(namespace, plan.apply)}({read}) if message.HasField({name!r}) else None)"
+
+
+def _read(name: str) -> str:
+    """The expression reading a protobuf field (a keyword as a field name needs getattr)."""
+    if name.isidentifier() and not keyword.iskeyword(name):
+        return f"message.{name}"
+    return f"getattr(message, {name!r})"
+
+
+def _constant(namespace: dict[str, Any], value: Any) -> str:
+    """Make a value available to the generated code; return its name there."""
+    constant = f"_c{len(namespace)}"
+    namespace[constant] = value
+    return constant
+
+
+def _timestamp_value(stamp: Any, field: str) -> int:
+    nanos: int = stamp.seconds * NANOS_PER_SECOND + stamp.nanos
+    if not MIN_TIMESTAMP_NS <= nanos <= MAX_TIMESTAMP_NS:
+        msg = f"{field} {stamp.seconds}s is outside the range of timestamp-nanos (years 1677..2262)"
+        raise MappingError(msg)
+    return nanos
+
+
+def _timestamp_or_none(stamp: Any, message: Message, field: str) -> int | None:
+    """A Timestamp field's nanoseconds, or None when unset (``HasField`` asked only of a zero time)."""
+    nanos: int = stamp.seconds * NANOS_PER_SECOND + stamp.nanos
+    if not MIN_TIMESTAMP_NS <= nanos <= MAX_TIMESTAMP_NS:
+        msg = f"{field} {stamp.seconds}s is outside the range of timestamp-nanos (years 1677..2262)"
+        raise MappingError(msg)
+    if nanos == 0 and not message.HasField(field):
+        return None
+    return nanos
 
 
 def _resolve(avro_type: Any, named: dict[str, Mapping[str, Any]]) -> Any:
@@ -155,48 +231,11 @@ def _resolve(avro_type: Any, named: dict[str, Mapping[str, Any]]) -> Any:
     return avro_type
 
 
-def _constant(value: Any) -> Extractor:
-    return lambda _message: value
-
-
-def _raw(name: str) -> Extractor:
-    return lambda message: getattr(message, name)
-
-
 def _non_null(avro_type: Any) -> Any:
     if isinstance(avro_type, list):
         branches = [branch for branch in avro_type if branch != "null"]
         return branches[0]
     return avro_type
-
-
-def _extractor(
-    field: FieldDescriptor, avro_type: Any, named: dict[str, Mapping[str, Any]], missing: list[str]
-) -> Extractor:
-    name = field.name
-    target = _non_null(avro_type)
-    if field.enum_type is not None:
-        symbols = set(target["symbols"])
-        by_number = {value.number: value.name for value in field.enum_type.values if value.name in symbols}
-        return lambda message: by_number.get(getattr(message, name), UNKNOWN_SYMBOL)
-    message_type = field.message_type
-    if message_type is None:
-        return _raw(name)
-    if message_type.GetOptions().map_entry:
-        return lambda message: [
-            {"price": price, "quantity": quantity}
-            for price, quantity in sorted(getattr(message, name).items())
-        ]
-    if message_type.full_name == TIMESTAMP_TYPE:
-        convert = clamped_timestamp_ns if name in CLAMPED_TIMESTAMP_FIELDS else timestamp_ns
-        return lambda message: convert(message, name)
-    if field.is_repeated:
-        item_plan = _RecordPlan(_resolve(target["items"], named), message_type, named)
-        missing.extend(item_plan.missing)
-        return lambda message: [item_plan.apply(item) for item in getattr(message, name)]
-    plan = _RecordPlan(target, message_type, named)
-    missing.extend(plan.missing)
-    return lambda message: plan.apply(getattr(message, name)) if message.HasField(name) else None
 
 
 def _nested_record(schema: Mapping[str, Any], field: str) -> Mapping[str, Any]:
@@ -247,8 +286,10 @@ class RecordMapper:
         Raises:
             MappingError: the execution has no id or its order has no id (it cannot be keyed).
         """
-        execution_id: str = getattr(execution, "id", "")
-        order_id: str = execution.order.id if execution.HasField("order") else ""  # type: ignore[attr-defined]
+        body = self._execution.apply(execution)
+        execution_id: str = body["id"]
+        order = body["order"]
+        order_id: str = order["id"] if order is not None else ""
         if not execution_id:
             msg = f"execution without an id (order_id={order_id!r})"
             raise MappingError(msg)
@@ -258,9 +299,13 @@ class RecordMapper:
         return {
             "execution_id": execution_id,
             "order_id": order_id,
-            "transact_time": timestamp_ns(execution, "transact_time"),
-            **context.envelope(),
-            "execution": self._execution.apply(execution),
+            "transact_time": body["transact_time"],
+            "source": context.source.value,
+            "session_id": context.session_id,
+            "processed_sent_time": context.processed_sent_time_ns,
+            "received_time": context.received_time_ns,
+            "connector": context.connector,
+            "execution": body,
         }
 
     def snapshot_order(
@@ -280,7 +325,11 @@ class RecordMapper:
             "snapshot_id": snapshot_id,
             "snapshot_position": position,
             "snapshot_size": size,
-            **context.envelope(),
+            "source": context.source.value,
+            "session_id": context.session_id,
+            "processed_sent_time": context.processed_sent_time_ns,
+            "received_time": context.received_time_ns,
+            "connector": context.connector,
             "order": self._order.apply(order),
         }
 

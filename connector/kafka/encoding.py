@@ -36,6 +36,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from connector.errors import RuntimeFailure
+from connector.kafka.avro_writer import UnsupportedSchema, compile_writer, fastavro_body
 
 _LOG: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,19 +57,31 @@ def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
 
 
 class SingleObjectEncoder:
-    """Encodes records of one schema with Avro single-object encoding."""
+    """Encodes records of one schema with Avro single-object encoding.
+
+    The body is written by the writer :func:`~connector.kafka.avro_writer.compile_writer` generates
+    from the schema (byte for byte what fastavro writes, several times faster), or by fastavro for a
+    schema the generator does not support.
+    """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        """Parse the schema and compute its fingerprint once."""
-        self._parsed = fastavro.parse_schema(dict(schema))
+        """Compile the schema's writer and compute its fingerprint once."""
         self.header: Final = SINGLE_OBJECT_MARKER + schema_fingerprint(schema)
+        try:
+            self._write_body = compile_writer(schema)
+        except UnsupportedSchema:
+            parsed = fastavro.parse_schema(dict(schema))
+            self._write_body = lambda record: fastavro_body(parsed, record)
 
     def __call__(self, record: Mapping[str, Any], _topic: str = "") -> bytes:
-        """Encode one record."""
-        buffer = io.BytesIO()
-        buffer.write(self.header)
-        fastavro.schemaless_writer(buffer, self._parsed, record)
-        return buffer.getvalue()
+        """Encode one record.
+
+        Raises:
+            TypeError: a value of the wrong type.
+            ValueError: an unknown enum symbol, or a missing field without a default.
+            OverflowError: a number beyond its Avro type.
+        """
+        return self.header + self._write_body(record)
 
 
 class SingleObjectDecoder:

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import SecretStr
@@ -84,9 +84,11 @@ class DeliveryCounts:
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """What a delivery callback tells the rest of the connector (for metrics and latency)."""
+class Delivered(NamedTuple):
+    """What a delivery callback tells the rest of the connector (for metrics and latency).
+
+    A named tuple rather than a frozen dataclass: one is made per record, and it builds ~4x faster.
+    """
 
     topic: str
     error: str | None
@@ -109,6 +111,8 @@ class Publisher:
         self._on_delivered = on_delivered
         self.counts = DeliveryCounts()
         self._fatal: str | None = None
+        self._acknowledged = self.counts.acknowledged
+        self._acknowledge = watermark.acknowledge
 
     @property
     def in_flight(self) -> int:
@@ -142,17 +146,20 @@ class Publisher:
         Raises:
             FatalProducerError: the producer reported a fatal error.
         """
-        self._raise_if_fatal()
+        if self._fatal is not None:
+            raise FatalProducerError(self._fatal)
+        delivered = self._delivered
 
         def on_delivery(error: KafkaError | None, _message: object) -> None:
-            self._delivered(topic, sequence, error, venue_time_ns, received_time_ns)
+            delivered(topic, sequence, error, venue_time_ns, received_time_ns)
 
-        kwargs: dict[str, Any] = {"headers": list(headers), "on_delivery": on_delivery}
-        if timestamp_ms is not None and timestamp_ms > 0:
-            kwargs["timestamp"] = timestamp_ms
+        # confluent-kafka takes a timestamp of 0 as "now" (Kafka stamps it).
+        timestamp = timestamp_ms if timestamp_ms is not None and timestamp_ms > 0 else 0
         while True:
             try:
-                self._producer.produce(topic, value, key, **kwargs)
+                self._producer.produce(
+                    topic, value, key, headers=list(headers), on_delivery=on_delivery, timestamp=timestamp
+                )
                 return
             except BufferError:
                 self._producer.poll(BACKPRESSURE_POLL_S)  # backpressure: wait for room
@@ -197,10 +204,10 @@ class Publisher:
         venue_time_ns: int | None,
         received_time_ns: int | None,
     ) -> None:
-        if error is None:
-            self.counts.acknowledged[topic] += 1
+        if error is None:  # the hot path: one call per acknowledged record
+            self._acknowledged[topic] += 1
             if sequence is not None:
-                self._watermark.acknowledge(sequence)
+                self._acknowledge(sequence)
             self._on_delivered(Delivered(topic, None, venue_time_ns, received_time_ns))
             return
         name = error.name()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,8 +122,20 @@ class VenueEndpoints:
 class SimulatedVenue:
     """The whole simulated venue, in-process (see the module docstring)."""
 
-    def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Clock = utc_now,
+        stream_handler: Callable[[TokenAuthority], grpc.GenericRpcHandler[Any, Any]] | None = None,
+    ) -> None:
+        """Set up the venue.
+
+        ``stream_handler`` serves the order stream instead of the simulated flow (the benchmark's
+        pre-serialized frames); it is given the venue's token authority.
+        """
         self._config = config or SimulatorConfig()
+        self._stream_handler = stream_handler
         self._clock = clock
         params = FlowParams(
             accounts=self._config.accounts,
@@ -198,7 +210,9 @@ class SimulatedVenue:
             ThreadPoolExecutor(
                 max_workers=config.stream_limit + _THREAD_MARGIN, thread_name_prefix="sim-grpc"
             ),
-            handlers=[service.rpc_handler()],
+            handlers=[
+                service.rpc_handler() if self._stream_handler is None else self._stream_handler(authority)
+            ],
         )
         try:
             grpc_port = server.add_insecure_port(f"127.0.0.1:{config.grpc_port}")

@@ -1,176 +1,422 @@
-"""Benchmarks run by ``make bench`` (never by ``make test``): CPU cost per record, as ratios.
+"""``make bench``: the connector end to end against DESIGN.md §10's budgets (never run by ``make test``).
 
-This machine is shared and noisy, so every figure that matters is a ratio of two measurements
-taken in the same run. The broker runs in its own process (``pmx-connector dev-kafka``) so that
-only the producing side's CPU is counted (user + sys of this process, from ``getrusage``).
+One run, in this order, on one embedded Kafka (``dev-kafka``, its own process, 3 brokers):
 
-Measured so far:
-1. **the limit**: the connector's producer configuration producing pre-encoded values of the size
-   of a typical ExecutionEvent; CPU µs per record.
-2. **map + encode + produce**: the in-process part of the connector's hot path for one execution
-   (protobuf -> record -> Avro single-object -> produce, delivery callbacks served); CPU µs per
-   execution, and its ratio to (1).
+1. **the limit**: :mod:`tests.perf.raw_producer` (its own process) produces a pre-encoded
+   ExecutionEvent with the connector's producer configuration; CPU µs per record.
+2. **snapshot**: the venue (in this process, pre-serialized frames: :mod:`connector.simulator.bench_stream`)
+   opens the stream with a 100,000-order snapshot; time from its send to the connector's last
+   acknowledged snapshot record (the connector's own counter, polled every 0.1 s).
+3. **throughput**: the venue sends as fast as the stream takes (several executions per update);
+   executions acknowledged per second and the connector process's CPU (user + sys, ``/proc``) per
+   execution over a window after a warm-up; the CPU ratio against (1).
+4. **latency** at 2,000 executions/s: p50/p99/p99.9 of venue ``processed_sent_time`` -> the record read
+   back from Kafka (see :class:`tests.perf.stack.ExecutionsReader`), and, as a cross-check, the share
+   of executions the connector's own histogram saw acknowledged within 10 ms of the venue's send.
+   The steady RSS is the connector's peak in this phase (at full speed, in phase 3, the producer's
+   queue is full by design; that figure is reported beside it).
+5. **outage** at 5,000 executions/s: every broker down for 60 s, then up; the connector's peak RSS;
+   two catch-up times after the brokers return: until everything the venue had sent is in Kafka
+   (the backlog the connector held), and until Kafka holds everything the venue's schedule called
+   for (the venue sends the executions that backpressure held back as fast as the stream takes
+   them); then every execution the venue sent is checked in Kafka (missing, duplicates).
 
-Figures go to ``bench-results.json`` at the repository root and to a table on stdout.
+Figures go to ``bench-results.json`` (repository root) and to a table on stdout; progress to stderr.
+Durations come from the environment (``BENCH_QUICK=1`` shortens everything): see :class:`Plan`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import resource
-import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
-from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
+from connector._pb.polymarket.v1 import trading_pb2
 from connector.kafka.encoding import SingleObjectEncoder
 from connector.mapping import EventContext, RecordMapper, Source
 from connector.record_schemas import RecordType, schema_dict
+from connector.simulator.bench_stream import BenchFlow, FrameBuilder
+from tests.perf.stack import (
+    PARTITIONS,
+    ConnectorProcess,
+    ExecutionsReader,
+    Kafka,
+    bench_venue,
+    connector_settings,
+    dev_kafka,
+    log,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-RECORDS = int(os.environ.get("BENCH_RECORDS", "100000"))
-TOPIC = "bench.executions"
-PRODUCER_CONFIG = {
-    "enable.idempotence": True,
-    "acks": "all",
-    "linger.ms": 5,
-    "compression.type": "none",
-    "queue.buffering.max.messages": 200_000,
-}
+RAW_TOPIC = "bench.raw"
+SAMPLE_S = 0.5
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def _env(name: str, full: float, quick: float) -> float:
+    default = quick if os.environ.get("BENCH_QUICK") else full
+    return float(os.environ.get(name, default))
 
 
-@contextmanager
-def dev_kafka() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as folder:
-        ready = Path(folder) / "ready.json"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connector", "dev-kafka", "--brokers", "3", "--ready-file", str(ready),
-             "--topic", f"{TOPIC}:6"],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while not ready.exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    msg = "dev-kafka did not become ready"
-                    raise RuntimeError(msg)
-                time.sleep(0.1)
-            yield json.loads(ready.read_text())["bootstrap_servers"]
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How long each phase runs (environment variables in brackets; BENCH_QUICK=1 for the short set)."""
+
+    raw_records: int = int(_env("BENCH_RAW_RECORDS", 300_000, 50_000))
+    snapshot_orders: int = int(_env("BENCH_SNAPSHOT_ORDERS", 100_000, 100_000))
+    executions_per_update: int = int(_env("BENCH_EXECUTIONS_PER_UPDATE", 5, 5))
+    warmup_s: float = _env("BENCH_WARMUP_S", 5, 3)
+    throughput_s: float = _env("BENCH_THROUGHPUT_S", 30, 10)
+    latency_rate: float = _env("BENCH_LATENCY_RATE", 2000, 2000)
+    latency_s: float = _env("BENCH_LATENCY_S", 30, 10)
+    outage_rate: float = _env("BENCH_OUTAGE_RATE", 5000, 5000)
+    outage_s: float = _env("BENCH_OUTAGE_S", 60, 15)
 
 
-def sample_execution(number: int) -> trading_pb2.Execution:
-    execution = trading_pb2.Execution(
-        id=f"EX-{number:012d}",
-        last_shares=300,
-        last_px=9700,
-        type=enums_pb2.EXECUTION_TYPE_PARTIAL_FILL,
-        trade_id=f"TR-{number:012d}",
-        aggressor=True,
-        commission_notional_collected=2910,
-        trace_id="trace-0001",
+@dataclass(slots=True)
+class Run:
+    """The running stack and what the phases measured."""
+
+    plan: Plan
+    kafka: Kafka
+    flow: BenchFlow
+    connector: ConnectorProcess
+    reader: ExecutionsReader
+    figures: dict[str, Any] = field(default_factory=dict)
+    rss_samples_mb: list[float] = field(default_factory=list)
+
+    def executions_acked(self) -> float:
+        return self.connector.produced("executions")
+
+    def sample_rss(self) -> float:
+        rss, _ = self.connector.memory_mb()
+        self.rss_samples_mb.append(rss)
+        return rss
+
+    def drain(self, timeout_s: float = 300) -> None:
+        """Stop the flow and wait until Kafka holds every execution the venue sent."""
+        self.flow.rate = 0
+        time.sleep(0.5)
+        if not self.reader.wait_for(self.flow.sent_executions, timeout_s):
+            log(f"drain: only {self.reader.count} of {self.flow.sent_executions} executions read back")
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average (other work shares these 2 cores)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def typical_execution_value(executions_per_update: int) -> bytes:
+    """The ExecutionEvent value the connector writes for one of the venue's executions."""
+    frame = FrameBuilder("bench-session", executions_per_update).update(1, time.time_ns())
+    execution = trading_pb2.CreateOrderSubscriptionResponse.FromString(frame).update.executions[0]
+    context = EventContext(Source.STREAM, "bench-session", time.time_ns(), time.time_ns(), "bench")
+    record = RecordMapper.for_venue().execution(execution, context)
+    return SingleObjectEncoder(schema_dict(RecordType.EXECUTION))(record)
+
+
+def raw_producer_phase(kafka: Kafka, plan: Plan, folder: Path) -> dict[str, Any]:
+    value = typical_execution_value(plan.executions_per_update)
+    value_file = folder / "value.bin"
+    value_file.write_bytes(value)
+    kafka.create_topic(RAW_TOPIC, PARTITIONS)
+    log(f"1/5 the limit: {plan.raw_records} pre-encoded records of {len(value)} bytes")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.perf.raw_producer", kafka.bootstrap_servers, RAW_TOPIC,
+         str(plan.raw_records), str(value_file)],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "execution_event_bytes": len(value),
+        "raw_records": result["records"],
+        "raw_producer_cpu_us_per_record": result["cpu_s"] / result["records"] * 1e6,
+        "raw_producer_records_per_s": result["records"] / result["wall_s"],
+    }
+
+
+def snapshot_phase(run: Run) -> None:
+    orders = run.plan.snapshot_orders
+    log(f"2/5 snapshot: {orders} orders")
+    deadline = time.monotonic() + 300
+    while (acked := run.connector.produced("snapshots")) < orders and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done_ns = time.time_ns()
+    run.figures["snapshot_orders"] = orders
+    run.figures["snapshot_100k_s"] = (
+        (done_ns - run.flow.snapshot_sent_ns) / 1e9 if acked >= orders else math.inf
     )
-    execution.transact_time.FromNanoseconds(1_763_800_000_000_000_000 + number * 1000)
-    order = execution.order
-    order.id = f"OR-{number // 3:012d}"
-    order.clord_id = f"CL-{number // 3:012d}"
-    order.symbol = "tec-nfl-sbw-2026-02-08-kc"
-    order.account = "firms/ACME/accounts/A1"
-    order.side = enums_pb2.SIDE_BUY
-    order.type = enums_pb2.ORDER_TYPE_LIMIT
-    order.time_in_force = enums_pb2.TIME_IN_FORCE_GOOD_TILL_CANCEL
-    order.state = enums_pb2.ORDER_STATE_PARTIALLY_FILLED
-    order.order_qty, order.cum_qty, order.leaves_qty = 1000, 300, 700
-    order.price, order.avg_px, order.price_scale, order.fractional_quantity_scale = 9700, 9700, 10000, 100
-    order.price_to_quantity_filled[9700] = 300
-    order.participant = "firms/ACME/users/trader"
-    order.insert_time.FromNanoseconds(1_763_800_000_000_000_000)
-    order.create_time.FromNanoseconds(1_763_800_000_000_000_000)
-    order.last_transact_time.CopyFrom(execution.transact_time)
-    return execution
+    seconds = run.figures["snapshot_100k_s"]
+    log(f"    {int(acked)} snapshot records acknowledged {seconds:.2f} s after the send")
 
 
-def produce_all(bootstrap: str, make_value: Callable[[int], tuple[bytes, bytes]]) -> float:
-    """Produce RECORDS values and wait for every acknowledgement; return CPU seconds used."""
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_CONFIG})
-    acknowledged = 0
+def measured_window(run: Run, seconds: float, label: str) -> dict[str, float]:
+    """Acknowledged executions, connector CPU and read-back latency over ``seconds`` (progress each 10 s)."""
+    connector = run.connector
+    start_acked, start_cpu, start_mark = run.executions_acked(), connector.cpu_seconds(), run.reader.mark()
+    start, next_report = time.monotonic(), time.monotonic() + 10
+    while (now := time.monotonic()) < start + seconds:
+        time.sleep(SAMPLE_S)
+        rss = run.sample_rss()
+        if now >= next_report:
+            next_report = now + 10
+            rate = (run.executions_acked() - start_acked) / (now - start)
+            log(f"    {label}: {now - start:.0f}/{seconds:.0f} s, {rate:,.0f} executions/s, RSS {rss:.0f} MB")
+    acked = run.executions_acked() - start_acked
+    cpu = connector.cpu_seconds() - start_cpu
+    elapsed = time.monotonic() - start
+    p50, p99, p999, samples = run.reader.latencies_ms(start_mark)
+    return {
+        "executions": acked,
+        "executions_per_s": acked / elapsed,
+        "cpu_us_per_execution": cpu / acked * 1e6 if acked else math.nan,
+        "cpu_cores": cpu / elapsed,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "p999_ms": p999,
+        "latency_samples": samples,
+    }
 
-    def on_delivery(error: Any, _message: Any) -> None:
-        nonlocal acknowledged
-        if error is None:
-            acknowledged += 1
 
-    producer.produce(TOPIC, b"warm-up", b"k")
-    producer.flush(30)
-    start = cpu_seconds()
-    for number in range(RECORDS):
-        key, value = make_value(number)
-        while True:
-            try:
-                producer.produce(TOPIC, value, key, on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(120)
-    used = cpu_seconds() - start
-    if acknowledged != RECORDS:
-        msg = f"only {acknowledged} of {RECORDS} records were acknowledged"
-        raise RuntimeError(msg)
-    return used
+def throughput_phase(run: Run) -> None:
+    plan = run.plan
+    log(f"3/5 throughput: as fast as the stream goes, {plan.executions_per_update} executions per update")
+    run.flow.rate = math.inf
+    time.sleep(plan.warmup_s)
+    window = measured_window(run, plan.throughput_s, "throughput")
+    window["load_average_1min"] = load_average()
+    window["rss_mb_peak_sampled"] = max(run.rss_samples_mb)
+    run.drain()
+    run.figures["throughput"] = window
+    per_execution = window["cpu_us_per_execution"]
+    log(f"    {window['executions_per_s']:,.0f} executions/s, {per_execution:.1f} CPU µs per execution")
+
+
+def event_to_ack_within_10ms(run: Run) -> tuple[float, float]:
+    metrics = run.connector.metrics()
+    within = metrics.get('pmx_connector_event_to_ack_seconds_bucket{le="0.01"}', 0.0)
+    return within, metrics.get("pmx_connector_event_to_ack_seconds_count", 0.0)
+
+
+def latency_phase(run: Run) -> None:
+    plan = run.plan
+    log(f"4/5 latency: {plan.latency_rate:,.0f} executions/s for {plan.latency_s:.0f} s")
+    run.flow.rate = plan.latency_rate
+    time.sleep(plan.warmup_s)
+    within_before, count_before = event_to_ack_within_10ms(run)
+    first_sample = len(run.rss_samples_mb)
+    window = measured_window(run, plan.latency_s, "latency")
+    window["rss_mb_peak_sampled"] = max(run.rss_samples_mb[first_sample:])
+    within_after, count_after = event_to_ack_within_10ms(run)
+    observed = count_after - count_before
+    window["connector_histogram_share_within_10ms"] = (
+        (within_after - within_before) / observed if observed else math.nan
+    )
+    window["rss_mb_end"] = run.sample_rss()
+    window["load_average_1min"] = load_average()
+    run.drain()
+    run.figures["latency"] = window
+    log(f"    p50 {window['p50_ms']:.2f} ms, p99 {window['p99_ms']:.2f} ms, p99.9 {window['p999_ms']:.2f} ms")
+
+
+def outage_phase(run: Run) -> None:
+    plan = run.plan
+    log(f"5/5 outage: {plan.outage_rate:,.0f} executions/s, every broker down for {plan.outage_s:.0f} s")
+    sent_before = run.flow.sent_executions
+    run.flow.rate = plan.outage_rate
+    rate_start = time.monotonic()
+    time.sleep(plan.warmup_s)
+    steady_rss = max(run.sample_rss() for _ in range(3))
+    run.kafka.brokers("down")
+    down_at = time.monotonic()
+    peak = 0.0
+    while (now := time.monotonic()) < down_at + plan.outage_s:
+        time.sleep(SAMPLE_S)
+        peak = max(peak, run.sample_rss())
+        if int(now - down_at) % 10 == 0:
+            log(f"    brokers down {now - down_at:.0f}/{plan.outage_s:.0f} s, RSS {peak:.0f} MB peak")
+    run.kafka.brokers("up")
+    up_at = time.monotonic()
+    sent_by_up = run.flow.sent_executions  # what the connector holds or the stream carries
+    due_by_up = sent_before + plan.outage_rate * (up_at - rate_start)  # what the venue had to send
+    backlog_drained = schedule_caught_up = math.inf
+    deadline = up_at + plan.outage_s * 5
+    while time.monotonic() < deadline and math.isinf(schedule_caught_up):
+        peak = max(peak, run.sample_rss())
+        acked = run.reader.count
+        if math.isinf(backlog_drained) and acked >= sent_by_up:
+            backlog_drained = time.monotonic() - up_at
+        if acked >= due_by_up:
+            schedule_caught_up = time.monotonic() - up_at
+        time.sleep(0.1)
+    run.drain()
+    _, peak_hwm = run.connector.memory_mb()
+    run.figures["outage"] = {
+        "rate": plan.outage_rate,
+        "outage_s": plan.outage_s,
+        "rss_mb_before": steady_rss,
+        "rss_mb_peak_sampled": peak,
+        "rss_mb_peak_process_lifetime": peak_hwm,
+        "backlog_drained_s": backlog_drained,
+        "catch_up_s": schedule_caught_up,
+        "executions_sent": run.flow.sent_executions - sent_before,
+    }
+    log(
+        f"    RSS peak {peak:.0f} MB; after the brokers returned: backlog acknowledged in "
+        f"{backlog_drained:.1f} s, back on the venue's schedule in {schedule_caught_up:.1f} s"
+    )
 
 
 def main() -> int:
-    mapper = RecordMapper.for_venue()
-    encode = SingleObjectEncoder(schema_dict(RecordType.EXECUTION))
-    context = EventContext(Source.STREAM, "bench-session", 1_763_800_000_000_000_000, 0, "bench")
-    executions = [sample_execution(n) for n in range(1000)]
-    typical = encode(mapper.execution(executions[0], context))
-    print(f"typical ExecutionEvent: {len(typical)} bytes; {RECORDS} records per run", flush=True)
-
-    def pre_encoded(number: int) -> tuple[bytes, bytes]:
-        return b"OR-000000000000", typical
-
-    def connector_path(number: int) -> tuple[bytes, bytes]:
-        execution = executions[number % 1000]
-        record = mapper.execution(execution, context)
-        return record["order_id"].encode(), encode(record)
-
-    with dev_kafka() as bootstrap:
-        raw = produce_all(bootstrap, pre_encoded)
-        ours = produce_all(bootstrap, connector_path)
-    raw_us = raw / RECORDS * 1e6
-    ours_us = ours / RECORDS * 1e6
-    results = {
-        "records_per_run": RECORDS,
-        "execution_event_bytes": len(typical),
-        "raw_producer_cpu_us_per_record": round(raw_us, 2),
-        "map_encode_produce_cpu_us_per_execution": round(ours_us, 2),
-        "cpu_ratio_map_encode_produce_vs_raw_producer": round(ours_us / raw_us, 2),
-        "machine": f"{os.cpu_count()} cores, {sys.platform}, Python {sys.version.split()[0]}",
-        "command": "make bench",
-    }
+    plan = Plan()
+    log(f"plan: {json.dumps(asdict(plan))}")
+    flow = BenchFlow(
+        rate=0.0, executions_per_update=plan.executions_per_update, snapshot_orders=plan.snapshot_orders
+    )
+    with tempfile.TemporaryDirectory(prefix="pmx-bench-") as temporary, dev_kafka(Path(temporary)) as kafka:
+        folder = Path(temporary)
+        figures: dict[str, Any] = raw_producer_phase(kafka, plan, folder)
+        with bench_venue(folder, flow) as (venue, key_path):
+            config = connector_settings(venue, key_path, kafka.bootstrap_servers, _free_port())
+            topics = _create_connector_topics(kafka, config, folder)
+            connector = ConnectorProcess(config, folder)
+            reader = ExecutionsReader(kafka.bootstrap_servers, topics["executions"])
+            run = Run(plan, kafka, flow, connector, reader, figures)
+            try:
+                connector.wait_ready()
+                snapshot_phase(run)
+                throughput_phase(run)
+                latency_phase(run)
+                outage_phase(run)
+                figures["outage_missing"] = reader.missing(1, flow.sent_executions)
+                figures["duplicates"] = reader.duplicates()
+                figures["executions_sent"] = flow.sent_executions
+            finally:
+                reader.close()
+                figures["connector_exit_code"] = connector.stop()
+    results = summarise(plan, figures)
     (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
-    width = max(len(k) for k in results)
-    for key, value in results.items():
-        print(f"{key:<{width}}  {value}")
+    print_table(results)
     return 0
+
+
+def _create_connector_topics(kafka: Kafka, config: dict[str, Any], folder: Path) -> dict[str, str]:
+    from connector.config import load_settings
+    from tests.perf.stack import topics_of
+
+    path = folder / "topics.json"
+    path.write_text(json.dumps(config))
+    topics = topics_of(load_settings(path))
+    for role, topic in topics.items():
+        kafka.create_topic(topic, 1 if role == "checkpoints" else PARTITIONS)
+    return topics
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+BUDGETS = {
+    "cpu_ratio_vs_raw_producer": ("<=", 2.5),
+    "throughput_eps": (">=", 30_000),
+    "p99_ms_at_2k": ("<=", 10.0),
+    "rss_mb_steady": ("<=", 200.0),
+    "rss_mb_outage": ("<=", 400.0),
+    "outage_missing": ("<=", 0),
+    "snapshot_100k_s": ("<=", 5.0),
+}
+
+
+def summarise(plan: Plan, figures: dict[str, Any]) -> dict[str, Any]:
+    throughput, latency, outage = figures["throughput"], figures["latency"], figures["outage"]
+    headline = {
+        "cpu_ratio_vs_raw_producer": throughput["cpu_us_per_execution"]
+        / figures["raw_producer_cpu_us_per_record"],
+        "throughput_eps": throughput["executions_per_s"],
+        "p99_ms_at_2k": latency["p99_ms"],
+        "rss_mb_steady": latency["rss_mb_peak_sampled"],
+        "rss_mb_outage": outage["rss_mb_peak_sampled"],
+        "outage_missing": figures["outage_missing"],
+        "snapshot_100k_s": figures["snapshot_100k_s"],
+    }
+    budgets = {
+        key: {
+            "budget": limit,
+            "direction": direction,
+            "met": bool(headline[key] <= limit if direction == "<=" else headline[key] >= limit),
+        }
+        for key, (direction, limit) in BUDGETS.items()
+    }
+    details = {
+        "connector_cpu_us_per_execution": throughput["cpu_us_per_execution"],
+        "raw_producer_cpu_us_per_record": figures["raw_producer_cpu_us_per_record"],
+        "raw_producer_records_per_s": figures["raw_producer_records_per_s"],
+        "execution_event_bytes": figures["execution_event_bytes"],
+        "connector_cpu_cores_at_max": throughput["cpu_cores"],
+        "p50_ms_at_max": throughput["p50_ms"],
+        "p99_ms_at_max": throughput["p99_ms"],
+        "p999_ms_at_max": throughput["p999_ms"],
+        "p50_ms_at_2k": latency["p50_ms"],
+        "p999_ms_at_2k": latency["p999_ms"],
+        "connector_histogram_share_within_10ms_at_2k": latency["connector_histogram_share_within_10ms"],
+        "connector_cpu_us_per_execution_at_2k": latency["cpu_us_per_execution"],
+        "rss_mb_at_max_throughput": throughput["rss_mb_peak_sampled"],
+        "rss_mb_peak_lifetime": outage["rss_mb_peak_process_lifetime"],
+        "outage_s": outage["outage_s"],
+        "outage_rate_eps": outage["rate"],
+        "outage_backlog_acknowledged_s": outage["backlog_drained_s"],
+        "outage_catch_up_s": outage["catch_up_s"],
+        "load_average_1min_throughput": throughput["load_average_1min"],
+        "load_average_1min_latency": latency["load_average_1min"],
+        "duplicates": figures["duplicates"],
+        "executions_sent": figures["executions_sent"],
+        "connector_exit_code": figures["connector_exit_code"],
+    }
+    return {
+        **{key: _rounded(value) for key, value in headline.items()},
+        "budgets": budgets,
+        **{key: _rounded(value) for key, value in details.items()},
+        "plan": asdict(plan),
+        "machine": f"{os.cpu_count()} cores, {sys.platform}, Python {sys.version.split()[0]}",
+        "command": "BENCH_QUICK=1 make bench" if os.environ.get("BENCH_QUICK") else "make bench",
+    }
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value, 3 if abs(value) < 10 else 1)
+    return value
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = [("figure", "measured", "budget", "")]
+    for key, budget in results["budgets"].items():
+        rows.append(
+            (
+                key,
+                str(results[key]),
+                f"{budget['direction']} {budget['budget']}",
+                "met" if budget["met"] else "MISSED",
+            )
+        )
+    rows.extend(
+        (key, str(value), "", "")
+        for key, value in results.items()
+        if key not in results["budgets"] and key not in {"budgets", "plan"}
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 if __name__ == "__main__":
