@@ -164,6 +164,7 @@ def check_topics(settings: Settings, topics: list[str], *, create: bool = True) 
         metadata = admin.list_topics(timeout=TOPIC_CHECK_TIMEOUT_S)
     except KafkaException as exc:
         reason = exc.args[0].str() if exc.args else str(exc)
+        del admin  # destroyed now, so its log thread cannot print after the fatal line
         msg = f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {reason}"
         raise RuntimeFailure(msg) from None
     missing = [topic for topic in topics if topic not in metadata.topics]

@@ -201,7 +201,7 @@ def test_waits_for_an_unreachable_registry_then_registers(tmp_path: Path) -> Non
         assert not deadline_reached, "no reason reported"
         assert not done.is_set()
         with pytest.raises(RuntimeError, match="not known yet"):
-            encoders[RecordType.CHECKPOINT]({}, "t")
+            encoders[RecordType.EXECUTION]({}, "t")
         registry.start()
         assert done.wait(40), "the registry came back but the IDs were not resolved"
     finally:
