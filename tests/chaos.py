@@ -34,7 +34,7 @@ from typing import Any
 import requests
 
 from connector.record_schemas import RecordType
-from tests.process_stack import free_port, nanos, start, stop, wait_for_file
+from tests.process_stack import free_port, nanos, start, stop, wait_for_file, write_connector_config
 from tests.records import decode, read_topic
 
 TOPICS = {
@@ -116,33 +116,25 @@ class Stack:
         self.config = self._write_config(settings or {})
 
     def _write_config(self, overrides: dict[str, dict[str, Any]]) -> Path:
-        venue = self.venue
-        start_from = self.configured_start_from
-        config = {
-            "venue": {
-                "grpc_target": venue["grpc_target"], "rest_url": venue["rest_url"], "insecure": True,
-                "participant_id": venue["participant_id"], "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
-            },
-            "auth": {
-                "token_url": venue["token_url"], "client_id": venue["client_id"],
-                "private_key_file": str(self.tmp / "key.pem"), "audience": venue["audience"],
-            },
-            "kafka": {
-                "bootstrap_servers": self.kafka["bootstrap_servers"],
-                "properties": {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500},
-            },
-            "http": {"listen": f"127.0.0.1:{self.http_port}"},
+        sections: dict[str, dict[str, Any]] = {
+            "venue": {"heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S},
+            "kafka": {"properties": {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}},
             "connector": {
                 "name": "chaos", "heartbeat_interval_s": 0.5, "checkpoint_interval_s": 1.0,
-                "start_from": start_from, "flush_timeout_s": 15,
+                "start_from": self.configured_start_from, "flush_timeout_s": 15,
             },
             "backfill": {"margin_s": 2.0, "retry_budget_s": 120},
         }  # fmt: skip
         for section, values in overrides.items():
-            config[section] = {**config.get(section, {}), **values}
-        path = self.tmp / "config.yaml"
-        path.write_text(json.dumps(config))  # JSON is YAML
-        return path
+            sections[section] = {**sections.get(section, {}), **values}
+        return write_connector_config(
+            self.tmp / "config.yaml",
+            self.venue,
+            self.kafka["bootstrap_servers"],
+            self.http_port,
+            key_file=self.tmp / "key.pem",
+            sections=sections,
+        )
 
     def start_connector(self) -> None:
         """Start (or restart) the connector process."""

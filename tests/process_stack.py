@@ -75,3 +75,35 @@ def metric_value(exposition: str, series: str) -> float:
 def nanos(rfc3339: str) -> int:
     moment = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def write_connector_config(
+    path: Path,
+    venue: dict[str, Any],
+    bootstrap_servers: str,
+    http_port: int,
+    *,
+    key_file: Path,
+    sections: dict[str, dict[str, Any]],
+) -> Path:
+    """Write a connector config for a simulator (its ready file) and a broker; ``sections`` merge in."""
+    config: dict[str, dict[str, Any]] = {
+        "venue": {
+            "grpc_target": venue["grpc_target"],
+            "rest_url": venue["rest_url"],
+            "insecure": True,
+            "participant_id": venue["participant_id"],
+        },
+        "auth": {
+            "token_url": venue["token_url"],
+            "client_id": venue["client_id"],
+            "private_key_file": str(key_file),
+            "audience": venue["audience"],
+        },
+        "kafka": {"bootstrap_servers": bootstrap_servers},
+        "http": {"listen": f"127.0.0.1:{http_port}"},
+    }
+    for section, values in sections.items():
+        config[section] = {**config.get(section, {}), **values}
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path

@@ -34,7 +34,7 @@ from tests.deploy_fixtures import (
     write_rules,
 )
 from tests.integration.test_run_process import TOPICS
-from tests.process_stack import free_port, poll_http, start, stop, wait_for_file
+from tests.process_stack import free_port, poll_http, start, stop, wait_for_file, write_connector_config
 
 JOB = "pmx-connector"
 HEARTBEAT_GAP_S = 4
@@ -61,26 +61,14 @@ def prometheus_config(tmp: Path, connector_port: int) -> Path:
 
 
 def connector_config(venue: dict[str, Any], kafka: dict[str, Any], tmp: Path, port: int) -> Path:
-    config = {
-        "venue": {
-            "grpc_target": venue["grpc_target"],
-            "rest_url": venue["rest_url"],
-            "insecure": True,
-            "participant_id": venue["participant_id"],
-        },
-        "auth": {
-            "token_url": venue["token_url"],
-            "client_id": venue["client_id"],
-            "private_key_file": str(tmp / "key.pem"),
-            "audience": venue["audience"],
-        },
-        "kafka": {"bootstrap_servers": kafka["bootstrap_servers"]},
-        "http": {"listen": f"127.0.0.1:{port}"},
-        "connector": {"name": "alerting-it", "heartbeat_interval_s": 0.5},
-    }
-    path = tmp / "config.yaml"
-    path.write_text(json.dumps(config))
-    return path
+    return write_connector_config(
+        tmp / "config.yaml",
+        venue,
+        kafka["bootstrap_servers"],
+        port,
+        key_file=tmp / "key.pem",
+        sections={"connector": {"name": "alerting-it", "heartbeat_interval_s": 0.5}},
+    )
 
 
 def start_prometheus(tmp: Path, connector_port: int, port: int) -> subprocess.Popen[bytes]:

@@ -19,7 +19,16 @@ import pytest
 import requests
 
 from connector.record_schemas import RecordType
-from tests.process_stack import free_port, metric_value, nanos, poll_http, start, stop, wait_for_file
+from tests.process_stack import (
+    free_port,
+    metric_value,
+    nanos,
+    poll_http,
+    start,
+    stop,
+    wait_for_file,
+    write_connector_config,
+)
 from tests.records import decode, read_topic
 
 TOPICS = {
@@ -58,27 +67,15 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def write_config(stack: dict[str, Any], port: int) -> Path:
-    venue, tmp = stack["venue"], stack["tmp"]
-    config = {
-        "venue": {
-            "grpc_target": venue["grpc_target"],
-            "rest_url": venue["rest_url"],
-            "insecure": True,
-            "participant_id": venue["participant_id"],
-        },
-        "auth": {
-            "token_url": venue["token_url"],
-            "client_id": venue["client_id"],
-            "private_key_file": str(tmp / "key.pem"),
-            "audience": venue["audience"],
-        },
-        "kafka": {"bootstrap_servers": stack["kafka"]["bootstrap_servers"]},
-        "http": {"listen": f"127.0.0.1:{port}"},
-        "connector": {"name": "from-the-file", "heartbeat_interval_s": 0.5},
-    }
-    path = tmp / "config.yaml"
-    path.write_text(json.dumps(config))  # JSON is YAML
-    return path
+    tmp = stack["tmp"]
+    return write_connector_config(
+        tmp / "config.yaml",
+        stack["venue"],
+        stack["kafka"]["bootstrap_servers"],
+        port,
+        key_file=tmp / "key.pem",
+        sections={"connector": {"name": "from-the-file", "heartbeat_interval_s": 0.5}},
+    )
 
 
 def test_run_publishes_the_venue_stream_and_stops_cleanly(stack: dict[str, Any]) -> None:
