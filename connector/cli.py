@@ -4,7 +4,7 @@ Each sub-command lives in the module that owns its subject and exposes two funct
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them, turns the
 connector's own errors into one clear line and an exit code. Only the module of the command being
 run is imported, so one command never drags in another's dependencies. The service itself is
-composed in :mod:`connector.composition` (the ``run`` command).
+composed in :mod:`connector.commands.composition` (the ``run`` command).
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -57,7 +57,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "/metrics, /healthz, /readyz and /status on http.listen. Stops cleanly on SIGTERM or "
             "SIGINT after flushing. Every setting comes from --config and PMX_CONNECTOR_* variables."
         ),
-        module="connector.composition",
+        module="connector.commands.composition",
     ),
     Command(
         name="backfill",
@@ -69,7 +69,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "Progress goes to stderr. Exit code 1 if the window cannot be read completely or Kafka "
             "does not acknowledge every record, 2 for bad settings or times."
         ),
-        module="connector.backfill_command",
+        module="connector.commands.backfill",
     ),
     Command(
         name="demo",
@@ -80,7 +80,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "venue's journal: executions produced, found, missing, duplicated. Exit code 1 if any "
             "execution is missing."
         ),
-        module="connector.demo",
+        module="connector.commands.demo",
     ),
     Command(
         name="check",
@@ -90,7 +90,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "and check that Kafka answers and every topic exists; one ✓/✗ line per step. Nothing is "
             "written. Exit code 0 when everything passes, 1 when a step fails, 2 for bad settings."
         ),
-        module="connector.check",
+        module="connector.commands.check",
     ),
     Command(
         name="schemas",
@@ -100,7 +100,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "whether each is compatible with its subject's latest version; with --register, "
             "register the compatible ones. Exit code 1 when a schema is incompatible."
         ),
-        module="connector.schemas_command",
+        module="connector.commands.schemas",
     ),
     Command(
         name="tail",
@@ -111,7 +111,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "decoded value. Single-object Avro is decoded with the committed schemas, Confluent "
             "framing through the configured Schema Registry, anything else shown as base64."
         ),
-        module="connector.tail",
+        module="connector.commands.tail",
     ),
     Command(
         name="dev-kafka",
@@ -122,7 +122,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "use it. A loopback HTTP control endpoint can take brokers down and up, inject request "
             "errors and create topics. Data is lost when it stops."
         ),
-        module="connector.embedded.devkafka",
+        module="connector.commands.dev_kafka",
     ),
     Command(
         name="simulator",
@@ -132,7 +132,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "stream, the REST execution/order search, and the OAuth token endpoint, with a seeded "
             "order flow, a journal of every event it produced, and fault injection."
         ),
-        module="connector.simulator.command",
+        module="connector.commands.simulator",
     ),
 )
 

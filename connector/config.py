@@ -30,8 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from connector.core.record_schemas import RecordType
 from connector.errors import ConfigError
-from connector.record_schemas import RecordType
 
 ENV_PREFIX: Final = "PMX_CONNECTOR_"
 ENV_NESTING: Final = "__"

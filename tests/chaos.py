@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from connector.record_schemas import RecordType
+from connector.core.record_schemas import RecordType
 from tests.process_stack import free_port, nanos, start, stop, wait_for_file, write_connector_config
 from tests.records import decode, read_topic
 

@@ -9,7 +9,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from connector.record_schemas import RecordType, schema_dict
+from connector.core.record_schemas import RecordType, schema_dict
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Message]:

@@ -3,7 +3,7 @@
 ``FakeSchemaRegistry`` speaks the real HTTP API (so the real ``SchemaRegistryClient`` talks to it):
 register (``POST /subjects/{s}/versions``), look up (``POST /subjects/{s}``), latest version, schema
 by ID, subjects, and the compatibility check (``POST /compatibility/subjects/{s}/versions/latest``),
-which applies BACKWARD with :mod:`connector.schema_compat` — the same checker the test suite trusts
+which applies BACKWARD with :mod:`connector.core.schema_compat` — the same checker the test suite trusts
 for the committed schemas. Registering an incompatible schema answers 409 as the real one does.
 
 It can require HTTP basic auth, serve HTTPS (optionally requiring a client certificate), be
@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from connector.schema_compat import backward_incompatibilities
+from connector.core.schema_compat import backward_incompatibilities
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any, Final, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import SecretStr
 
+from connector.core.watermark import Watermark
 from connector.errors import RuntimeFailure
-from connector.watermark import Watermark
 
 _LOG: Final = logging.getLogger(__name__)
 

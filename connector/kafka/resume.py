@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from connector.dedup import RecentExecutionIds
+from connector.core.dedup import RecentExecutionIds
+from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.watermark import Position
 from connector.errors import RuntimeFailure
 from connector.kafka.encoding import SingleObjectDecoder
 from connector.kafka.topic_reader import read_tail
-from connector.record_schemas import RecordType, schema_dict
-from connector.watermark import Position
 
 _LOG: Final = logging.getLogger(__name__)
 

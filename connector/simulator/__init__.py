@@ -3,7 +3,7 @@
 It serves the ``CreateOrderSubscription`` gRPC stream, the REST report searches and the OAuth token
 endpoint on localhost, driven by a seeded order flow, with a journal of every event it produced and
 fault injection. :class:`SimulatedVenue` runs it in-process; ``pmx-connector simulator`` runs it as a
-process (:mod:`connector.simulator.command`).
+process (:mod:`connector.commands.simulator`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import requests
 from google.protobuf import json_format
 
 from connector._pb.polymarket.v1 import report_pb2, trading_pb2
-from connector.backfill_plan import RequestPacer, RetryBudget, SubscriptionFilter, Window
+from connector.core.backfill_plan import RequestPacer, RetryBudget, SubscriptionFilter, Window
 from connector.errors import ConnectorError
 from connector.venue.auth import CredentialsRefused, TokenEndpointUnavailable
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.backfill_plan import RequestPacer, RetryBudget, SubscriptionFilter, Window
+from connector.core.backfill_plan import RequestPacer, RetryBudget, SubscriptionFilter, Window
 from connector.simulator import SimulatedVenue, SimulatorConfig
 from connector.venue.auth import TokenProvider, load_private_key
 from connector.venue.backfill import ExecutionSearch, run_backfill

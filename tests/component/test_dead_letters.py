@@ -6,16 +6,16 @@ import time
 from pathlib import Path
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.dedup import RecentExecutionIds
+from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import RecordMapper
+from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.watermark import Watermark
 from connector.embedded import EmbeddedKafka
+from connector.engine.pipeline import Pipeline, Topics
 from connector.kafka.encoding import SingleObjectEncoder
 from connector.kafka.publisher import Publisher, build_producer
-from connector.mapping import RecordMapper
 from connector.observability.metrics import Metrics
-from connector.pipeline import Pipeline, Topics
-from connector.record_schemas import RecordType, schema_dict
 from connector.simulator import SimulatedVenue, SimulatorConfig
-from connector.watermark import Watermark
 from tests.records import decode, read_topic
 
 TOPICS = Topics("dlq.executions", "dlq.snapshots", "dlq.cancel-rejects", "dlq.dlq")

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.config import VenueSettings
-from connector.dedup import RecentExecutionIds
-from connector.pipeline import Pipeline
+from connector.core.dedup import RecentExecutionIds
+from connector.core.watermark import Watermark
+from connector.engine.pipeline import Pipeline
 from connector.venue.stream import Disposition, OrderStreamClient, StreamEnded, open_channel, read
-from connector.watermark import Watermark
 from tests.unit.test_fuzz_venue import (
     ENCODERS,
     MAPPER,

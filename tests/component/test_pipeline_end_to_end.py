@@ -21,17 +21,17 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.config import VenueSettings
-from connector.dedup import RecentExecutionIds
+from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import RecordMapper
+from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.watermark import Watermark
 from connector.embedded import EmbeddedKafka
+from connector.engine.pipeline import Pipeline, Topics
 from connector.kafka.encoding import Encoder, SingleObjectEncoder, registry_encoder
 from connector.kafka.publisher import Publisher, build_producer
-from connector.mapping import RecordMapper
-from connector.pipeline import Pipeline, Topics
-from connector.record_schemas import RecordType, schema_dict
 from connector.simulator import SimulatedVenue, SimulatorConfig
 from connector.venue.auth import TokenProvider, load_private_key
 from connector.venue.stream import OrderStreamClient, StreamEnded, open_channel, read
-from connector.watermark import Watermark
 from tests.records import decode, read_topic
 
 TOPICS = Topics("e2e.executions", "e2e.snapshots", "e2e.cancel-rejects", "e2e.dlq")

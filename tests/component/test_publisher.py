@@ -8,9 +8,9 @@ import time
 from confluent_kafka import Consumer
 from pydantic import SecretStr
 
+from connector.core.watermark import Watermark
 from connector.embedded import EmbeddedKafka
 from connector.kafka.publisher import Publisher, build_producer, client_config, producer_config
-from connector.watermark import Watermark
 
 FAST_RECONNECT = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from connector.config import start_from_ns
-from connector.record_schemas import RecordType
+from connector.core.record_schemas import RecordType
 from tests.chaos import CATCH_UP_TIMEOUT_S, Figures, stack, streaming, verify, wait_until
 from tests.process_stack import metric_value, nanos, stop
 from tests.records import decode, read_topic

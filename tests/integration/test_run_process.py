@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from connector.record_schemas import RecordType
+from connector.core.record_schemas import RecordType
 from tests.process_stack import (
     free_port,
     metric_value,

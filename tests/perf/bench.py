@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from connector._pb.polymarket.v1 import trading_pb2
+from connector.core.mapping import EventContext, RecordMapper, Source
+from connector.core.record_schemas import RecordType, schema_dict
 from connector.kafka.encoding import SingleObjectEncoder
-from connector.mapping import EventContext, RecordMapper, Source
-from connector.record_schemas import RecordType, schema_dict
 from connector.simulator.bench_stream import BenchFlow, FrameBuilder
 from tests.perf.stack import (
     PARTITIONS,

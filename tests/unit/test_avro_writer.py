@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector._pb.polymarket.v1 import trading_pb2
+from connector.core.mapping import RecordMapper
+from connector.core.record_schemas import RecordType, schema_dict
 from connector.kafka.avro_writer import (
     LONG_MAX,
     LONG_MIN,
@@ -22,8 +24,6 @@ from connector.kafka.avro_writer import (
     compile_writer,
     encode_long,
 )
-from connector.mapping import RecordMapper
-from connector.record_schemas import RecordType, schema_dict
 from tests.unit.test_mapping import CONTEXT, messages
 
 INT64 = st.integers(min_value=LONG_MIN, max_value=LONG_MAX)

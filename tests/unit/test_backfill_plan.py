@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.backfill_plan import (
+from connector.core.backfill_plan import (
     GapReason,
     RequestPacer,
     RetryBudget,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.dedup import RecentExecutionIds
+from connector.core.dedup import RecentExecutionIds
 
 
 @given(ids=st.lists(st.sampled_from([f"E{i}" for i in range(30)]), max_size=200), capacity=st.integers(1, 20))

@@ -14,13 +14,13 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import to_parsing_canonical_form
 
+from connector.core.record_schemas import RecordType, schema_dict
 from connector.kafka.encoding import (
     SingleObjectDecoder,
     SingleObjectEncoder,
     registry_encoder,
     schema_fingerprint,
 )
-from connector.record_schemas import RecordType, schema_dict
 
 CHECKPOINT: dict[str, Any] = {
     "connector": "c1",

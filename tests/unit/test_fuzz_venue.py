@@ -29,12 +29,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.dedup import RecentExecutionIds
+from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import CLAMPED_TIMESTAMP_FIELDS, MAX_TIMESTAMP_NS, MIN_TIMESTAMP_NS, RecordMapper
+from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.watermark import Watermark
+from connector.engine.pipeline import Pipeline, Topics
 from connector.kafka.encoding import SingleObjectEncoder
-from connector.mapping import CLAMPED_TIMESTAMP_FIELDS, MAX_TIMESTAMP_NS, MIN_TIMESTAMP_NS, RecordMapper
-from connector.pipeline import Pipeline, Topics
-from connector.record_schemas import RecordType, schema_dict
-from connector.watermark import Watermark
 
 TOPICS = Topics("fz.executions", "fz.snapshots", "fz.cancel-rejects", "fz.dlq")
 MAPPER = RecordMapper.for_venue()

@@ -21,7 +21,7 @@ from pydantic import BaseModel, SecretStr
 
 from connector.cli import build_parser
 from connector.config import SECRET_KAFKA_PROPERTIES, Settings, load_settings
-from connector.service import FINAL_HEARTBEAT_FLUSH_S, ServiceSettings
+from connector.engine.service import FINAL_HEARTBEAT_FLUSH_S, ServiceSettings
 from tests.deploy_fixtures import (
     CHART_DIR,
     DASHBOARD_FILE,

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
-from connector.mapping import EventContext, MappingError, RecordMapper, Source
-from connector.record_schemas import RecordType, schema_dict
+from connector.core.mapping import EventContext, MappingError, RecordMapper, Source
+from connector.core.record_schemas import RecordType, schema_dict
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 INT32 = st.integers(min_value=-(2**31), max_value=2**31 - 1)

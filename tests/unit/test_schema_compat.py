@@ -18,8 +18,8 @@ import fastavro
 import fastavro.utils
 import pytest
 
-from connector.record_schemas import RecordType, schema_dict
-from connector.schema_compat import backward_incompatibilities, describe, is_backward_compatible
+from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.schema_compat import backward_incompatibilities, describe, is_backward_compatible
 
 RELEASED = Path(__file__).resolve().parents[2] / "connector" / "schemas" / "released"
 NEW_SINCE_LAST_RELEASE = {RecordType.GAP_DETECTED}

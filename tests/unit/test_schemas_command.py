@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from connector.cli import main
-from connector.record_schemas import RecordType, schema_text
+from connector.core.record_schemas import RecordType, schema_text
 from tests.unit.test_config import VALID, write
 
 

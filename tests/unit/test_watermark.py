@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.watermark import Position, Watermark
+from connector.core.watermark import Position, Watermark
 
 # An arrival: (venue time or None, is a heartbeat). Times are non-decreasing in arrival order in the
 # live stream, but backfill and snapshots can bring older times, so any order is generated.

@@ -15,7 +15,7 @@ from typing import Final
 
 from rich.console import Console
 
-from connector.composition import check_topics, topic_names
+from connector.commands.composition import check_topics, topic_names
 from connector.config import Settings, load_settings
 from connector.errors import ConnectorError
 from connector.venue.auth import TokenProvider, load_private_key

@@ -3,7 +3,7 @@
 Without flags it prints every ``.avsc`` (or one, with ``--record``). With ``--check`` it asks the
 Schema Registry of the configuration whether each schema is compatible with the subject's latest
 version (the registry applies the subject's compatibility level, BACKWARD by default) and, when it
-is not, lists why, field by field (:mod:`connector.schema_compat` against the registry's latest
+is not, lists why, field by field (:mod:`connector.core.schema_compat` against the registry's latest
 version); with ``--register`` it registers the compatible ones. Subjects follow
 ``schema_registry.subject_name_strategy`` (``<topic>-value`` by default), the registry's TLS files
 and credentials come from the settings. Exit code 1 when a schema is incompatible or the registry
@@ -22,12 +22,12 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from connector.composition import TOPIC_ROLE, topic_names
+from connector.commands.composition import TOPIC_ROLE, topic_names
 from connector.config import load_settings
+from connector.core.record_schemas import RecordType, schema_dict, schema_text
+from connector.core.schema_compat import backward_incompatibilities
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, registry_subjects
-from connector.record_schemas import RecordType, schema_dict, schema_text
-from connector.schema_compat import backward_incompatibilities
 
 SUBJECT_NOT_FOUND: Final = 40401
 

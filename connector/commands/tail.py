@@ -21,10 +21,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.config import load_settings
+from connector.core.record_schemas import RecordType, schema_dict
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import SINGLE_OBJECT_MARKER, SingleObjectDecoder
 from connector.kafka.publisher import client_config
-from connector.record_schemas import RecordType, schema_dict
 
 METADATA_TIMEOUT_S: Final = 10.0
 IDLE_STOP_S: Final = 2.0

@@ -24,10 +24,10 @@ from typing import Final, NamedTuple
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from connector.commands.process import stop_on_signals, write_atomically
 from connector.embedded.cluster import EmbeddedKafka
 from connector.embedded.control import ControlServer
 from connector.errors import ConfigError, EmbeddedKafkaError
-from connector.process import stop_on_signals, write_atomically
 
 __all__ = ["TopicSpec", "add_arguments", "parse_topic", "run", "wait_until_ready", "write_ready_file"]
 

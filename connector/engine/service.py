@@ -12,7 +12,7 @@ after RESOURCE_EXHAUSTED; a clear fatal error for PERMISSION_DENIED / INVALID_AR
 
 Every stream starts with the recovery sequence of DESIGN.md §4: publish the snapshot, plan the
 backfill from the *resume point* (the checkpoint, then the watermark), declare what cannot be
-recovered (GapDetected), hold live updates back while a :class:`~connector.recovery.BackfillWorker`
+recovered (GapDetected), hold live updates back while a :class:`~connector.engine.recovery.BackfillWorker`
 searches the window, then release them. The resume point only moves forward once a stream's
 recovery completed, so an interrupted backfill is searched again from the same point. Checkpoints
 (the watermark, every few seconds and at shutdown) pause while live updates were released before a
@@ -37,16 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from connector import __version__
-from connector.backfill_plan import Gap, GapReason, Window, plan_backfill
 from connector.config import BackfillSettings
-from connector.errors import RuntimeFailure
-from connector.kafka.publisher import FatalProducerError, Publisher
-from connector.mapping import EventContext, Source
-from connector.observability.http import ServiceStatus, iso_from_ns
-from connector.observability.metrics import Metrics
-from connector.pipeline import Encoder, Pipeline
-from connector.record_schemas import RecordType
-from connector.recovery import (
+from connector.core.backfill_plan import Gap, GapReason, Window, plan_backfill
+from connector.core.mapping import EventContext, Source
+from connector.core.record_schemas import RecordType
+from connector.core.watermark import DeliveryFailure, Watermark
+from connector.engine.pipeline import Encoder, Pipeline
+from connector.engine.recovery import (
     BackfillFailed,
     BackfillFinished,
     BackfillWorker,
@@ -54,9 +51,12 @@ from connector.recovery import (
     describe_window,
     gap_record,
 )
+from connector.errors import RuntimeFailure
+from connector.kafka.publisher import FatalProducerError, Publisher
+from connector.observability.http import ServiceStatus, iso_from_ns
+from connector.observability.metrics import Metrics
 from connector.venue.auth import TokenEndpointUnavailable
 from connector.venue.stream import CancellableStream, Disposition, StreamEnded, read
-from connector.watermark import DeliveryFailure, Watermark
 
 _LOG: Final = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from typing import Any, Final, cast
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from connector.record_schemas import RecordType, schema_dict
+from connector.core.record_schemas import RecordType, schema_dict
 
 UNKNOWN_SYMBOL: Final = "UNKNOWN"
 NUMBER_SUFFIX: Final = "_number"

@@ -28,13 +28,13 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from connector.composition import BuiltService, build, topic_names
+from connector.commands.composition import BuiltService, build, topic_names
 from connector.config import Settings
+from connector.core.record_schemas import RecordType, schema_dict
 from connector.embedded import EmbeddedKafka
 from connector.errors import RuntimeFailure
 from connector.kafka.encoding import SingleObjectDecoder
 from connector.observability.metrics import Metrics
-from connector.record_schemas import RecordType, schema_dict
 from connector.simulator import SimulatedVenue, SimulatorConfig, VenueEndpoints
 
 CONNECT_TIMEOUT_S: Final = 30.0

@@ -23,10 +23,10 @@ from typing import Any, Final, Protocol
 
 from google.protobuf.message import Message
 
-from connector.dedup import RecentExecutionIds
-from connector.mapping import EventContext, MappingError, RecordMapper, Source, timestamp_ns
-from connector.record_schemas import RecordType
-from connector.watermark import Watermark
+from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import EventContext, MappingError, RecordMapper, Source, timestamp_ns
+from connector.core.record_schemas import RecordType
+from connector.core.watermark import Watermark
 
 _LOG: Final = logging.getLogger(__name__)
 

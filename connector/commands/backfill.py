@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.backfill_plan import RequestPacer, RetryBudget, Window
-from connector.composition import (
+from connector.commands.composition import (
     build_pipeline,
     build_tokens,
     check_topics,
@@ -30,15 +29,16 @@ from connector.composition import (
     topic_names,
 )
 from connector.config import load_settings, start_from_ns
-from connector.dedup import RecentExecutionIds
+from connector.core.backfill_plan import RequestPacer, RetryBudget, Window
+from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import EventContext, Source
+from connector.core.watermark import Watermark
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.publisher import Publisher, build_producer
 from connector.kafka.resume import seed_recent_ids
-from connector.mapping import EventContext, Source
 from connector.observability.http import iso_from_ns
 from connector.observability.metrics import Metrics
 from connector.venue.backfill import BackfillCancelled, BackfillExhausted, run_backfill
-from connector.watermark import Watermark
 
 FLUSH_TIMEOUT_S: Final = 60.0
 

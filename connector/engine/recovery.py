@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from connector import __version__
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.backfill_plan import Gap, RequestPacer, RetryBudget, Window
+from connector.core.backfill_plan import Gap, RequestPacer, RetryBudget, Window
 from connector.observability.http import iso_from_ns
 from connector.venue.backfill import (
     CANCELLED,

@@ -22,9 +22,15 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from connector.backfill_plan import RequestPacer, SubscriptionFilter, Window
 from connector.config import Settings, load_settings, start_from_ns
-from connector.dedup import RecentExecutionIds
+from connector.core.backfill_plan import RequestPacer, SubscriptionFilter, Window
+from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import RecordMapper
+from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.watermark import Watermark
+from connector.engine.pipeline import Pipeline, Topics
+from connector.engine.recovery import BackfillWorker
+from connector.engine.service import BackfillStarter, ConnectorService, ServiceSettings
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import (
     REGISTRY_CLIENT_DEFAULTS,
@@ -35,17 +41,11 @@ from connector.kafka.encoding import (
 )
 from connector.kafka.publisher import Delivered, Publisher, build_producer, client_config
 from connector.kafka.resume import checkpoint_decoder, read_checkpoint, seed_recent_ids
-from connector.mapping import RecordMapper
 from connector.observability.http import HealthServer, ServiceStatus, iso_from_ns
 from connector.observability.metrics import Metrics
-from connector.pipeline import Pipeline, Topics
-from connector.record_schemas import RecordType, schema_dict
-from connector.recovery import BackfillWorker
-from connector.service import BackfillStarter, ConnectorService, ServiceSettings
 from connector.venue.auth import TokenProvider, load_private_key
 from connector.venue.backfill import ExecutionSearch
 from connector.venue.stream import OrderStreamClient, open_channel
-from connector.watermark import Watermark
 
 _LOG: Final = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from connector.commands.process import stop_on_signals, write_atomically
 from connector.errors import ConfigError
-from connector.process import stop_on_signals, write_atomically
 from connector.simulator.faults import STATUS_NAMES, FaultSettings
 from connector.simulator.tokens import generate_client_key
 from connector.simulator.venue import (

@@ -1,0 +1,1 @@
+"""The sub-commands of ``pmx-connector``: one module each, with ``add_arguments`` and ``run``."""

@@ -1,0 +1,1 @@
+"""The service, written against ports only: reconnect loop, recovery sessions, checkpoint writer."""
