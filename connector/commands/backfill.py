@@ -20,14 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.commands.composition import (
-    build_pipeline,
-    build_tokens,
-    check_topics,
-    encoders_for,
-    execution_search,
-    topic_names,
-)
+from connector.commands.composition import build_pipeline, build_tokens, encoders_for, execution_search
 from connector.config import load_settings, start_from_ns
 from connector.core.backfill_plan import RequestPacer, RetryBudget, Window
 from connector.core.dedup import RecentExecutionIds
@@ -36,6 +29,7 @@ from connector.core.watermark import Watermark
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.publisher import Publisher, build_producer
 from connector.kafka.resume import seed_recent_ids
+from connector.kafka.topics import check_topics, topic_names
 from connector.observability.http import iso_from_ns
 from connector.observability.metrics import Metrics
 from connector.venue.backfill import BackfillCancelled, BackfillExhausted, run_backfill

@@ -15,9 +15,9 @@ from typing import Final
 
 from rich.console import Console
 
-from connector.commands.composition import check_topics, topic_names
 from connector.config import Settings, load_settings
 from connector.errors import ConnectorError
+from connector.kafka.topics import check_topics, topic_names
 from connector.venue.auth import TokenProvider, load_private_key
 from connector.venue.stream import OrderStreamClient, StreamEnded, open_channel, read
 

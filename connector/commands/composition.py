@@ -17,9 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from connector.config import Settings, load_settings, start_from_ns
@@ -31,7 +28,7 @@ from connector.core.watermark import Watermark
 from connector.engine.pipeline import Pipeline, Topics
 from connector.engine.recovery import BackfillWorker
 from connector.engine.service import BackfillStarter, ConnectorService, ServiceSettings
-from connector.errors import ConfigError, RuntimeFailure
+from connector.errors import ConfigError
 from connector.kafka.encoding import (
     REGISTRY_CLIENT_DEFAULTS,
     Encoder,
@@ -39,8 +36,9 @@ from connector.kafka.encoding import (
     SingleObjectEncoder,
     registry_subjects,
 )
-from connector.kafka.publisher import Delivered, Publisher, build_producer, client_config
+from connector.kafka.publisher import Delivered, Publisher, build_producer
 from connector.kafka.resume import checkpoint_decoder, read_checkpoint, seed_recent_ids
+from connector.kafka.topics import TOPIC_ROLE, check_topics, topic_names
 from connector.observability.http import HealthServer, ServiceStatus, iso_from_ns
 from connector.observability.metrics import Metrics
 from connector.venue.auth import TokenProvider, load_private_key
@@ -48,8 +46,6 @@ from connector.venue.backfill import ExecutionSearch
 from connector.venue.stream import OrderStreamClient, open_channel
 
 _LOG: Final = logging.getLogger(__name__)
-
-TOPIC_CHECK_TIMEOUT_S: Final = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,75 +127,6 @@ def subscription_key(settings: Settings) -> str:
     symbols = ",".join(sorted(settings.venue.symbols)) or "*"
     accounts = ",".join(sorted(settings.venue.accounts)) or "*"
     return f"symbols={symbols};accounts={accounts}"
-
-
-# The topic role (a key of kafka.topics) each record type is written to.
-TOPIC_ROLE: Final = {
-    RecordType.EXECUTION: "executions",
-    RecordType.ORDER_SNAPSHOT: "snapshots",
-    RecordType.CANCEL_REJECT: "cancel_rejects",
-    RecordType.CONNECTOR_HEARTBEAT: "heartbeats",
-    RecordType.CHECKPOINT: "checkpoints",
-    RecordType.GAP_DETECTED: "heartbeats",
-}
-
-
-def topic_names(settings: Settings) -> dict[str, str]:
-    """Every topic the connector writes, by role."""
-    kafka = settings.kafka
-    return {
-        role: kafka.topic(getattr(kafka.topics, role))
-        for role in ("executions", "snapshots", "cancel_rejects", "heartbeats", "checkpoints", "dlq")
-    }
-
-
-def check_topics(settings: Settings, topics: list[str], *, create: bool = True) -> None:
-    """Verify that every topic exists (creating missing ones when ``create`` and the settings allow).
-
-    Raises:
-        RuntimeFailure: Kafka is unreachable, or a topic is missing and cannot be created.
-    """
-    admin = AdminClient(client_config(settings.kafka.bootstrap_servers, settings.kafka.properties))
-    try:
-        metadata = admin.list_topics(timeout=TOPIC_CHECK_TIMEOUT_S)
-    except KafkaException as exc:
-        reason = exc.args[0].str() if exc.args else str(exc)
-        del admin  # destroyed now, so its log thread cannot print after the fatal line
-        msg = f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {reason}"
-        raise RuntimeFailure(msg) from None
-    missing = [topic for topic in topics if topic not in metadata.topics]
-    if not missing:
-        return
-    if not create:
-        msg = f"topics missing: {', '.join(missing)}"
-        raise RuntimeFailure(msg)
-    if not settings.kafka.create_topics:
-        msg = f"topics missing and kafka.create_topics is off: {', '.join(missing)}"
-        raise RuntimeFailure(msg)
-    _create_topics(admin, settings, missing)
-
-
-def _create_topics(admin: AdminClient, settings: Settings, missing: list[str]) -> None:
-    checkpoints = settings.kafka.topic(settings.kafka.topics.checkpoints)
-    requests = [
-        NewTopic(
-            topic,
-            num_partitions=1 if topic == checkpoints else settings.kafka.partitions,
-            replication_factor=settings.kafka.replication_factor,
-            config={"cleanup.policy": "compact"} if topic == checkpoints else {},
-        )
-        for topic in missing
-    ]
-    for topic, future in admin.create_topics(requests, request_timeout=TOPIC_CHECK_TIMEOUT_S).items():
-        try:
-            future.result()
-            _LOG.info("created topic %s", topic)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.name() == "TOPIC_ALREADY_EXISTS":
-                continue
-            msg = f"topic {topic} is missing and could not be created: {error.name()} ({error.str()})"
-            raise RuntimeFailure(msg) from None
 
 
 def build(settings: Settings) -> BuiltService:

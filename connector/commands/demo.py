@@ -28,12 +28,13 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from connector.commands.composition import BuiltService, build, topic_names
+from connector.commands.composition import BuiltService, build
 from connector.config import Settings
 from connector.core.record_schemas import RecordType, schema_dict
 from connector.embedded import EmbeddedKafka
 from connector.errors import RuntimeFailure
 from connector.kafka.encoding import SingleObjectDecoder
+from connector.kafka.topics import topic_names
 from connector.observability.metrics import Metrics
 from connector.simulator import SimulatedVenue, SimulatorConfig, VenueEndpoints
 

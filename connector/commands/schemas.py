@@ -22,12 +22,12 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from connector.commands.composition import TOPIC_ROLE, topic_names
 from connector.config import load_settings
 from connector.core.record_schemas import RecordType, schema_dict, schema_text
 from connector.core.schema_compat import backward_incompatibilities
 from connector.errors import ConfigError, RuntimeFailure
 from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, registry_subjects
+from connector.kafka.topics import TOPIC_ROLE, topic_names
 
 SUBJECT_NOT_FOUND: Final = 40401
 

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connector.cli import main
-from connector.commands.composition import topic_names
 from connector.commands.demo import settings_for_simulator
 from connector.config import Settings
 from connector.embedded import EmbeddedKafka
+from connector.kafka.topics import topic_names
 from connector.simulator import SimulatedVenue
 
 

@@ -21,10 +21,11 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.cli import main
-from connector.commands.composition import TOPIC_ROLE, encoders_for, topic_names
+from connector.commands.composition import encoders_for
 from connector.config import Settings, load_settings
 from connector.core.record_schemas import RecordType, schema_dict, schema_text
 from connector.kafka.encoding import SchemaNotRegistered, registry_subjects
+from connector.kafka.topics import TOPIC_ROLE, topic_names
 from tests.kafka_fixtures import docker_engine_answers
 from tests.registry_fixtures import FakeSchemaRegistry
 from tests.unit.test_config import VALID, write
