@@ -4,7 +4,7 @@ Each sub-command lives in the module that owns its subject and exposes two funct
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only wires them, turns the
 connector's own errors into one clear line and an exit code. Only the module of the command being
 run is imported, so one command never drags in another's dependencies. The service itself is
-composed in :mod:`connector.commands.composition` (the ``run`` command).
+composed in :mod:`connector.commands.composition`.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 """
@@ -57,7 +57,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
             "/metrics, /healthz, /readyz and /status on http.listen. Stops cleanly on SIGTERM or "
             "SIGINT after flushing. Every setting comes from --config and PMX_CONNECTOR_* variables."
         ),
-        module="connector.commands.composition",
+        module="connector.commands.run",
     ),
     Command(
         name="backfill",

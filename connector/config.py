@@ -14,10 +14,9 @@ import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -31,6 +30,7 @@ from pydantic import (
 )
 
 from connector.core.record_schemas import RecordType
+from connector.core.venue_time import ns_from_iso
 from connector.errors import ConfigError
 
 ENV_PREFIX: Final = "PMX_CONNECTOR_"
@@ -44,6 +44,8 @@ SECRET_KAFKA_PROPERTIES: Final = frozenset(
         "ssl.key.password",
         "ssl.keystore.password",
         "ssl.key.pem",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
     }
 )
 
@@ -64,7 +66,6 @@ KAFKA_CA_PROBE: Final = "probe"
 CONFLUENT_SCHEMA_ID_MAX: Final = 2**31 - 1
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
-NANOS_PER_SECOND: Final = 1_000_000_000
 
 
 class SubKeyError(ValueError):
@@ -239,6 +240,30 @@ class SchemaRegistrySettings(_Section):
     ssl_certificate_location: Path | None = Field(None, description="client certificate (PEM) for mTLS")
     ssl_key_location: Path | None = Field(None, description="client private key (PEM) for mTLS")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _credentials_out_of_the_url(cls, value: Any) -> Any:
+        """``https://user:secret@host`` works, but the credentials move out of the URL (it is logged)."""
+        if not isinstance(value, Mapping) or not isinstance(value.get("url"), str):
+            return value
+        parts = urlsplit(value["url"])
+        if parts.username is None and parts.password is None:
+            return value
+        if value.get("basic_auth_user_info") is not None:
+            msg = (
+                "schema_registry.url: credentials are both in the URL and in "
+                "schema_registry.basic_auth_user_info; keep them in basic_auth_user_info only"
+            )
+            raise ValueError(msg)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port is not None else host
+        user_info = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        return {
+            **value,
+            "url": urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)),
+            "basic_auth_user_info": SecretStr(user_info),
+        }
+
     @field_validator("url")
     @classmethod
     def _url_is_http_or_mock(cls, value: str | None) -> str | None:
@@ -336,7 +361,9 @@ class ConnectorSettings(_Section):
         20.0, description="on SIGTERM, how long to wait for Kafka acks (keep below the pod's grace period)"
     )
     recent_execution_ids: int = Field(
-        200_000, ge=1, description="how many recently published execution IDs are remembered for dedup"
+        600_000,
+        ge=1,
+        description="execution IDs remembered for dedup: 20 s at 30,000 executions/s (seeded at start)",
     )
 
     @field_validator("start_from")
@@ -355,29 +382,37 @@ def start_from_ns(value: str) -> int | None:
     if value.strip().lower() == "now":
         return None
     try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        msg = f"expected 'now' or an ISO 8601 time such as 2026-11-01T00:00:00Z, got {value!r}"
+        return ns_from_iso(value)
+    except ValueError as exc:
+        msg = f"'now' or an ISO 8601 time with a UTC offset: {exc}"
         raise ValueError(msg) from None
-    if moment.tzinfo is None:
-        msg = f"the time needs a UTC offset (e.g. 'Z'), got {value!r}"
-        raise ValueError(msg)
-    return int(moment.timestamp()) * NANOS_PER_SECOND + moment.microsecond * 1000
 
 
 class BackfillSettings(_Section):
     """Gap recovery through the venue's REST execution search (DESIGN.md §4)."""
 
-    margin_s: float = Field(60.0, ge=0, description="overlap before the watermark and after the stream start")
-    page_size: int = Field(500, ge=1, le=1000, description="executions per search page")
-    requests_per_minute: int = Field(12, ge=1, description="the venue's search rate limit")
+    margin_before_s: float = Field(
+        5.0, ge=0, description="searched before the resume point (the search's time semantics)"
+    )
+    margin_after_s: float = Field(1.0, ge=0, description="searched after the new stream's first message")
+    indexing_delay_s: float = Field(
+        2.0, ge=0, description="how long after it happens an execution is searchable (the tail waits this)"
+    )
+    page_size: int = Field(
+        1000, ge=1, le=1000, description="executions per search page (the venue's largest)"
+    )
+    requests_per_minute: int = Field(12, ge=1, description="the venue's search rate limit, per firm")
     retry_budget_s: PositiveSeconds = Field(
         600.0, description="how long a failing search is retried before the gap is declared"
     )
     request_timeout_s: PositiveSeconds = 30.0
-    holdback_max_records: int = Field(100_000, ge=1, description="live updates held back during a backfill")
-    holdback_max_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="bytes held back during a backfill"
+    holdback_max_s: PositiveSeconds = Field(
+        5.0, description="how long live updates wait behind a backfill before flowing beside it"
+    )
+    holdback_max_records: int = Field(100_000, ge=1, description="live records held back at most")
+    holdback_max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="bytes held back at most")
+    slice_max_s: PositiveSeconds = Field(
+        300.0, description="longest window searched (and buffered) at once; shorter on a busy market"
     )
     retention_days: float = Field(7.0, gt=0, description="how long the venue keeps executions")
 

@@ -12,29 +12,33 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from connector._pb.polymarket.v1 import trading_pb2
-from connector.commands.composition import build_pipeline, build_tokens, encoders_for, execution_search
-from connector.config import load_settings, start_from_ns
-from connector.core.backfill_plan import RequestPacer, RetryBudget, Window
+from connector.commands.composition import build_decoder, build_tokens, encoders_for, execution_search
+from connector.config import Settings, load_settings, start_from_ns
+from connector.core.backfill_plan import Window
 from connector.core.dedup import RecentExecutionIds
 from connector.core.mapping import EventContext, Source
-from connector.core.watermark import Watermark
-from connector.errors import ConfigError, RuntimeFailure
-from connector.kafka.publisher import Publisher, build_producer
-from connector.kafka.resume import seed_recent_ids
+from connector.core.pacing import FullJitterBackoff, RequestPacer
+from connector.core.records import Headers, OutRecord, base_headers, record_headers
+from connector.core.venue_time import iso_from_ns
+from connector.engine.backfill import BackfillRun, BackfillState, BackfillTuning, run_to_end
+from connector.engine.pipeline import VenueDecoder, refused_dead_letter
+from connector.engine.ports import SearchFailure, SearchPage, SystemClock
+from connector.engine.recovery import HTTP_FORBIDDEN, search_result
+from connector.errors import ConfigError, RecordRefused, RuntimeFailure, SearchRefused, TransientFailure
+from connector.kafka.publisher import KafkaPublisher, build_producer, max_record_bytes
+from connector.kafka.recent_ids import KafkaRecentIdSeeder
 from connector.kafka.topics import check_topics, topic_names
-from connector.observability.http import iso_from_ns
 from connector.observability.metrics import Metrics
-from connector.venue.backfill import BackfillCancelled, BackfillExhausted, run_backfill
 
 FLUSH_TIMEOUT_S: Final = 60.0
+FULL_POLL_S: Final = 0.05
+REGISTRY_RETRY_MAX_S: Final = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-published",
         action="store_true",
-        help="drop executions already in the tail of the executions topic (default: publish all again)",
+        help="drop executions the executions topic holds from --since on (default: publish all again)",
     )
 
 
@@ -64,53 +68,28 @@ def run(args: argparse.Namespace) -> int:
     check_topics(settings, [topics["executions"], topics["dlq"]], create=False)
     metrics = Metrics(tuple(topics.values()))
     kafka = settings.kafka
-    capacity = settings.connector.recent_execution_ids
-    recent_ids = RecentExecutionIds(capacity)
+    recent_ids = RecentExecutionIds(settings.connector.recent_execution_ids)
     if args.skip_published:
-        seeded = seed_recent_ids(
-            recent_ids, kafka.bootstrap_servers, kafka.properties, topics["executions"], capacity
+        seeder = KafkaRecentIdSeeder(
+            bootstrap_servers=kafka.bootstrap_servers, properties=kafka.properties, topic=topics["executions"]
         )
+        seeded = seeder.seed(recent_ids, window.start_ns)
         _say(f"{seeded} execution ids already in {topics['executions']} will be skipped")
-    watermark = Watermark()
-    publisher = Publisher(build_producer(kafka.bootstrap_servers, kafka.properties), watermark)
     encoders, schema_ids = encoders_for(settings, topics)
     if schema_ids is not None and schema_ids.missing():
         _say("asking the Schema Registry for the schema IDs ...")
-        if not schema_ids.wait(threading.Event(), lambda reason: _say(reason) if reason else None):
-            return 1
-    pipeline = build_pipeline(
-        settings, encoders, publisher, watermark, recent_ids=recent_ids, metrics=metrics
-    )
-    session = f"backfill-{uuid.uuid4()}"
-
-    def publish(executions: Sequence[trading_pb2.Execution]) -> None:
-        context = EventContext(Source.BACKFILL, session, None, time.time_ns(), settings.connector.name)
-        for execution in executions:
-            pipeline.on_execution(execution, context)
-        publisher.poll(0)
-
-    span = f"[{iso_from_ns(window.start_ns)}, {iso_from_ns(window.end_ns)})"
+        _resolve_with_retries(schema_ids.resolve)
+    decoder = build_decoder(settings, encoders, "backfill")
+    publisher = KafkaPublisher(build_producer(kafka.bootstrap_servers, kafka.properties), lambda _seq: None)
+    span = f"[{iso_from_ns(window.start_ns)}, {iso_from_ns(window.end_ns)}]"
     _say(f"backfilling {span} into {topics['executions']}")
-    tokens = build_tokens(settings, metrics)
-    try:
-        progress = run_backfill(
-            search=execution_search(settings, tokens),
-            window=window,
-            pacer=RequestPacer(settings.backfill.requests_per_minute),
-            budget=RetryBudget(settings.backfill.retry_budget_s),
-            on_page=publish,
-            stop=threading.Event(),  # runs to the end; Ctrl-C interrupts the process
-            on_request=lambda result: metrics.backfill_requests.labels(result).inc(),
-            on_progress=lambda p: _say(f"page {p.pages}: {p.executions} executions so far"),
-        )
-    except (BackfillExhausted, BackfillCancelled) as exc:
-        msg = f"the window could not be read completely: {exc}"
-        raise RuntimeFailure(msg) from None
+    run = _search(settings, window, decoder, publisher, recent_ids=recent_ids, metrics=metrics)
     remaining = publisher.flush(FLUSH_TIMEOUT_S)
-    if remaining or watermark.failure is not None:
-        reason = f" (delivery failed: {watermark.failure.reason})" if watermark.failure else ""
-        msg = f"{remaining} records were not acknowledged by Kafka{reason}"
+    publisher.poll()
+    if remaining:
+        msg = f"{remaining} records were not acknowledged by Kafka within {FLUSH_TIMEOUT_S:.0f} s"
         raise RuntimeFailure(msg)
+    progress = run.progress
     skipped = _sample(metrics, "pmx_connector_duplicates_dropped_total")
     dead = sum(
         _sample(metrics, "pmx_connector_dlq_records_total", {"reason": r}) for r in _dlq_reasons(metrics)
@@ -121,6 +100,84 @@ def run(args: argparse.Namespace) -> int:
         f"{dead} dead-lettered"
     )
     return 0
+
+
+def _search(
+    settings: Settings,
+    window: Window,
+    decoder: VenueDecoder,
+    publisher: KafkaPublisher,
+    *,
+    recent_ids: RecentExecutionIds,
+    metrics: Metrics,
+) -> BackfillRun:
+    """Drive one backfill to its end with blocking requests, publishing as slices complete."""
+    backfill = settings.backfill
+    tuning = BackfillTuning(backfill.indexing_delay_s, backfill.slice_max_s, backfill.retry_budget_s)
+    clock = SystemClock()
+    pacer = RequestPacer(backfill.requests_per_minute, clock.monotonic())
+    search = execution_search(settings, build_tokens(settings, metrics))
+    run = BackfillRun(window, tuning, pacer, now=clock.monotonic())
+    session = f"backfill-{uuid.uuid4()}"
+    headers: dict[tuple[str, str], Headers] = {}
+
+    def answered(answer: SearchPage | SearchFailure) -> None:
+        metrics.backfill_request(search_result(answer))
+        if isinstance(answer, SearchFailure):
+            if answer.status == HTTP_FORBIDDEN:
+                msg = f"the venue refused the execution search ({answer}): the credentials need read:reports"
+                raise SearchRefused(msg)
+            _say(f"search failed ({answer}); retrying")
+        else:
+            found = run.progress.executions + len(answer.executions)
+            _say(f"page {run.progress.pages + 1}: {found} executions so far")
+
+    def publish(executions: Sequence[Any]) -> None:
+        context = EventContext(Source.BACKFILL, session, None, clock.time_ns(), settings.connector.name)
+        for execution in executions:
+            record = decoder.execution(execution, context)
+            if record.topic == decoder.executions_topic:
+                if not recent_ids.add(record.execution_id):
+                    metrics.duplicate_dropped()
+                    continue
+            else:
+                metrics.dead_lettered(record.event_type, "venue data")
+            base = headers.setdefault(
+                (record.event_type, record.topic), base_headers(record, settings.connector.name)
+            )
+            _publish(publisher, record, record_headers(base, record, relaxed=False), decoder)
+
+    run_to_end(run, search.page, publish, clock=clock, sleep=time.sleep, on_answer=answered)
+    if run.state is BackfillState.EXHAUSTED:
+        msg = f"the window could not be read completely: {run.failure_detail}"
+        raise RuntimeFailure(msg)
+    return run
+
+
+def _publish(publisher: KafkaPublisher, record: OutRecord, headers: Headers, decoder: VenueDecoder) -> None:
+    """Hand one record over, waiting while the producer is full; a refused one goes to the DLQ."""
+    while True:
+        try:
+            if publisher.try_publish(record, headers, None):
+                return
+        except RecordRefused as exc:
+            _say(f"{exc}: sent to the DLQ")
+            record = refused_dead_letter(record, exc, decoder.dlq_topic, max_record_bytes({}))
+            continue
+        publisher.poll()
+        time.sleep(FULL_POLL_S)
+
+
+def _resolve_with_retries(resolve: Callable[[], None]) -> None:
+    backoff = FullJitterBackoff(1.0, REGISTRY_RETRY_MAX_S)
+    while True:
+        try:
+            resolve()
+            return
+        except TransientFailure as exc:
+            delay = backoff.next_delay()
+            _say(f"{exc}; retrying in {delay:.1f} s")
+            time.sleep(delay)
 
 
 def _window(since: str, until: str) -> Window:

@@ -19,7 +19,7 @@ from connector.config import Settings, load_settings
 from connector.errors import ConnectorError
 from connector.kafka.topics import check_topics, topic_names
 from connector.venue.auth import TokenProvider, load_private_key
-from connector.venue.stream import OrderStreamClient, StreamEnded, open_channel, read
+from connector.venue.stream import OrderStreamClient, StreamEndedError, open_channel, read
 
 SNAPSHOT_TIMEOUT_S: Final = 30.0
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         try:
             console.print(f"[green]✓[/] {step()}")
-        except (ConnectorError, StreamEnded) as exc:
+        except (ConnectorError, StreamEndedError) as exc:
             console.print(f"[red]✗[/] {name}: {exc}")
             failed = True
     return 1 if failed else 0
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 def _snapshot(settings: Settings, tokens: TokenProvider) -> str:
     channel = open_channel(settings.venue)
     try:
-        stream = OrderStreamClient(channel, settings.venue, tokens.token).open(snapshot_only=True)
+        stream = OrderStreamClient(channel, settings.venue, tokens.token).call(snapshot_only=True)
         orders = 0
         session = ""
         try:
@@ -87,8 +87,8 @@ def _snapshot(settings: Settings, tokens: TokenProvider) -> str:
                     orders += len(response.snapshot.orders)
                     stream.cancel()
                     break
-        except StreamEnded as ended:
-            if ended.status not in {"EOF", "CANCELLED"}:
+        except StreamEndedError as ended:
+            if ended.end.status not in {"EOF", "CANCELLED"}:
                 raise
         return (
             f"venue {settings.venue.grpc_target} sent a snapshot of {orders} open orders (session {session})"

@@ -1,34 +1,37 @@
-"""The ``run`` command: the composition root that builds the service from validated settings.
+"""The composition root: the one place that builds the concrete service from validated settings.
 
-This is the one place that knows the concrete classes: settings -> private key -> token provider
--> gRPC channel -> producer -> publisher -> mapper and encoders -> pipeline -> service, plus the
-HTTP endpoints and the signal handlers. Everything else is written against Protocols.
+settings -> private key -> token provider -> gRPC channel and stream opener -> REST search ->
+producer and publisher -> encoders and decoder -> checkpoint store and dedup seeder -> the engine,
+plus the HTTP endpoints. Nothing here does network I/O: the engine's start-up steps reach Kafka and
+the Schema Registry, with retries, once the HTTP endpoints are up. Everything else is written against
+the engine's ports.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Final
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from connector.config import Settings, load_settings, start_from_ns
-from connector.core.backfill_plan import RequestPacer, SubscriptionFilter, Window
+from connector.config import Settings, start_from_ns
+from connector.core.backfill_plan import RecoveryMargins, SubscriptionFilter
 from connector.core.dedup import RecentExecutionIds
 from connector.core.mapping import RecordMapper
 from connector.core.record_schemas import RecordType, schema_dict
 from connector.core.watermark import Watermark
-from connector.engine.pipeline import Pipeline, Topics
-from connector.engine.recovery import BackfillWorker
-from connector.engine.service import BackfillStarter, ConnectorService, ServiceSettings
+from connector.engine.backfill import BackfillTuning
+from connector.engine.pipeline import Topics, VenueDecoder
+from connector.engine.ports import Clock, ExecutionSearch, StartupStep, StreamOpener, SystemClock
+from connector.engine.recovery import HoldBackLimits
+from connector.engine.service import ConnectorService, EngineSettings
+from connector.engine.status import Phase, ServiceStatus
 from connector.errors import ConfigError
+from connector.kafka.checkpoints import KafkaCheckpointStore
 from connector.kafka.encoding import (
     REGISTRY_CLIENT_DEFAULTS,
     Encoder,
@@ -36,90 +39,54 @@ from connector.kafka.encoding import (
     SingleObjectEncoder,
     registry_subjects,
 )
-from connector.kafka.publisher import Delivered, Publisher, build_producer
-from connector.kafka.resume import checkpoint_decoder, read_checkpoint, seed_recent_ids
+from connector.kafka.publisher import KafkaPublisher, build_producer, max_record_bytes
+from connector.kafka.recent_ids import KafkaRecentIdSeeder
 from connector.kafka.topics import TOPIC_ROLE, check_topics, topic_names
-from connector.observability.http import HealthServer, ServiceStatus, iso_from_ns
+from connector.observability.http import HealthServer
 from connector.observability.metrics import Metrics
 from connector.venue.auth import TokenProvider, load_private_key
-from connector.venue.backfill import ExecutionSearch
+from connector.venue.search import ExecutionSearchClient, ThreadedSearch
 from connector.venue.stream import OrderStreamClient, open_channel
 
 _LOG: Final = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``run``'s flags."""
-    parser.add_argument(
-        "--config",
-        type=Path,
-        metavar="PATH",
-        help="YAML settings file (optional when every key comes from PMX_CONNECTOR_* variables)",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Build the service from the settings and run it until SIGTERM/SIGINT."""
-    stop_requested = threading.Event()
-    services: list[BuiltService] = []
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop_requested.set()
-        for service in services:
-            service.stop()
-
-    # Installed before the (possibly slow) start-up reads, so a SIGTERM then still ends in exit 0.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    built = build(load_settings(args.config))
-    services.append(built)
-    if stop_requested.is_set():
-        built.stop()
-    return built.run()
-
-
 @dataclass(frozen=True, slots=True)
 class BuiltService:
-    """The service and what runs beside it."""
+    """The engine and what runs beside it (HTTP endpoints, token renewal, the search worker)."""
 
     service: ConnectorService
     health: HealthServer
     tokens: TokenProvider
+    search: ThreadedSearch
     metrics: Metrics
     status: ServiceStatus
-    schema_ids: RegistrySchemaIds[RecordType] | None = None
-    stopping: threading.Event = field(default_factory=threading.Event)
+    publisher: KafkaPublisher
+    doorbell: threading.Event
 
     def run(self) -> int:
-        """Start the HTTP endpoints and token renewal, run the service, then stop them.
+        """Start the HTTP endpoints and token renewal, run the engine until it stops, then stop them.
 
-        With a Schema Registry and IDs not all pinned, first wait (not ready, retrying, the reason in
-        ``/status`` and the log) until the registry has given every schema ID.
+        Raises:
+            RuntimeFailure: the engine stopped on a fatal condition (one clear line).
         """
         self.health.start()
         self.tokens.start()
         try:
-            if self.schema_ids is not None and not self._await_schema_ids(self.schema_ids):
-                return 0  # stopped while waiting
-            return self.service.run()
+            return self.service.run(self._wait)
         finally:
+            self.search.close()
             self.tokens.stop()
             self.health.stop()
 
     def stop(self) -> None:
-        """Ask everything to stop (safe from a signal handler)."""
-        self.stopping.set()
-        self.service.stop()
+        """Ask the engine to stop (safe from a signal handler)."""
+        self.service.request_stop()
+        self.doorbell.set()
 
-    def _await_schema_ids(self, schema_ids: RegistrySchemaIds[RecordType]) -> bool:
-        if not schema_ids.missing():
-            return True
-        self.status.phase = "waiting_for_schema_registry"
-
-        def report(reason: str | None) -> None:
-            self.status.last_error = reason
-
-        return schema_ids.wait(self.stopping, report)
+    def _wait(self, seconds: float) -> None:
+        self.doorbell.wait(seconds)
+        self.doorbell.clear()
 
 
 def subscription_key(settings: Settings) -> str:
@@ -130,80 +97,125 @@ def subscription_key(settings: Settings) -> str:
 
 
 def build(settings: Settings) -> BuiltService:
-    """Build the service: check the topics, read the checkpoint, seed dedup (no venue I/O yet).
+    """Build the service (no network I/O: the engine's start-up steps do it, with retries).
 
     Raises:
-        RuntimeFailure: Kafka is unreachable, a topic is missing, or the checkpoint is unreadable.
+        ConfigError: the private key or the registry settings cannot be used.
     """
-    topics = topic_names(settings)
-    metrics = Metrics(tuple(topics.values()))
+    metrics = Metrics(tuple(topic_names(settings).values()))
     subscription = subscription_key(settings)
     status = ServiceStatus(connector=settings.connector.name, subscription=subscription)
     tokens = build_tokens(settings, metrics)
-    check_topics(settings, list(topics.values()))
-    encoders, schema_ids = encoders_for(settings, topics)
-    service_settings = ServiceSettings(
-        connector=settings.connector.name,
-        subscription=subscription,
-        heartbeat_topic=topics["heartbeats"],
-        checkpoint_topic=topics["checkpoints"],
-        heartbeat_interval_s=settings.connector.heartbeat_interval_s,
-        heartbeat_timeout_s=settings.venue.heartbeat_timeout_s,
-        checkpoint_interval_s=settings.connector.checkpoint_interval_s,
-        flush_timeout_s=settings.connector.flush_timeout_s,
-        backfill=settings.backfill,
-    )
-    kafka = settings.kafka
-    checkpoint = read_checkpoint(
-        kafka.bootstrap_servers,
-        kafka.properties,
-        topics["checkpoints"],
-        service_settings.checkpoint_key,
-        checkpoint_decoder(),
-    )
-    if checkpoint is not None:
-        _LOG.info("resuming from the checkpoint at %s", iso_from_ns(checkpoint.venue_time_ns))
-        status.watermark = iso_from_ns(checkpoint.venue_time_ns)
-    resume_ns = checkpoint.venue_time_ns if checkpoint else start_from_ns(settings.connector.start_from)
-    recent_ids = RecentExecutionIds(settings.connector.recent_execution_ids)
-
-    def reseed_recent_ids() -> None:
-        seed_recent_ids(
-            recent_ids,
-            kafka.bootstrap_servers,
-            kafka.properties,
-            topics["executions"],
-            settings.connector.recent_execution_ids,
-        )
-
-    reseed_recent_ids()
-    watermark = Watermark(checkpoint)
-    publisher = Publisher(
-        build_producer(kafka.bootstrap_servers, kafka.properties),
-        watermark,
-        on_delivered=lambda delivered: _record_delivery(metrics, status, topics["checkpoints"], delivered),
-    )
-    pipeline = build_pipeline(
-        settings, encoders, publisher, watermark, recent_ids=recent_ids, metrics=metrics
-    )
-    channel = open_channel(settings.venue)
-    client = OrderStreamClient(channel, settings.venue, tokens.token)
-    service = ConnectorService(
-        settings=service_settings,
-        open_stream=client.open,
-        pipeline=pipeline,
-        publisher=publisher,
-        watermark=watermark,
+    doorbell = threading.Event()
+    stream_client = OrderStreamClient(open_channel(settings.venue), settings.venue, tokens.token)
+    search = ThreadedSearch(execution_search(settings, tokens), doorbell.set)
+    service, publisher = build_engine(
+        settings,
+        open_stream=stream_client.opener(doorbell.set),
+        search=search,
+        invalidate_token=tokens.invalidate,
         metrics=metrics,
         status=status,
-        encoders=encoders,
-        invalidate_token=tokens.invalidate,
-        start_backfill=backfill_starter(settings, tokens, metrics),
-        reseed_recent_ids=reseed_recent_ids,
-        resume_ns=resume_ns,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
-    return BuiltService(service, health, tokens, metrics, status, schema_ids)
+    return BuiltService(service, health, tokens, search, metrics, status, publisher, doorbell)
+
+
+def build_engine(
+    settings: Settings,
+    *,
+    open_stream: StreamOpener,
+    search: ExecutionSearch,
+    invalidate_token: Callable[[], None],
+    metrics: Metrics,
+    status: ServiceStatus,
+    clock: Clock | None = None,
+) -> tuple[ConnectorService, KafkaPublisher]:
+    """The engine with every Kafka adapter, given the venue's side (the stream and the search)."""
+    topics = topic_names(settings)
+    subscription = subscription_key(settings)
+    encoders, schema_ids = encoders_for(settings, topics)
+    kafka = settings.kafka
+    watermark = Watermark()
+
+    def delivered(topic: str, venue_time_ns: int | None) -> None:
+        metrics.delivered(topic, venue_time_ns)
+        if topic == topics["checkpoints"]:
+            metrics.last_checkpoint.set(datetime.now(UTC).timestamp())
+            status.last_checkpoint = datetime.now(UTC).isoformat()
+
+    publisher = KafkaPublisher(
+        build_producer(kafka.bootstrap_servers, kafka.properties), watermark.acknowledge, delivered
+    )
+    startup = [
+        StartupStep(Phase.WAITING_FOR_KAFKA.value, lambda: check_topics(settings, list(topics.values())))
+    ]
+    if schema_ids is not None:
+        startup.append(StartupStep(Phase.WAITING_FOR_SCHEMA_REGISTRY.value, schema_ids.resolve))
+    service = ConnectorService(
+        settings=engine_settings(settings, subscription, topics),
+        clock=clock or SystemClock(),
+        open_stream=open_stream,
+        search=search,
+        sink=publisher,
+        watermark=watermark,
+        checkpoints=KafkaCheckpointStore(
+            bootstrap_servers=kafka.bootstrap_servers,
+            properties=kafka.properties,
+            topic=topics["checkpoints"],
+            connector=settings.connector.name,
+            subscription=subscription,
+        ),
+        seeder=KafkaRecentIdSeeder(
+            bootstrap_servers=kafka.bootstrap_servers, properties=kafka.properties, topic=topics["executions"]
+        ),
+        startup=startup,
+        decoder=build_decoder(settings, encoders, subscription),
+        recent_ids=RecentExecutionIds(settings.connector.recent_execution_ids),
+        observer=metrics,
+        status=status,
+        invalidate_token=invalidate_token,
+    )
+    return service, publisher
+
+
+def engine_settings(settings: Settings, subscription: str, topics: dict[str, str]) -> EngineSettings:
+    """The engine's settings from the configuration."""
+    backfill = settings.backfill
+    connector = settings.connector
+    return EngineSettings(
+        connector=connector.name,
+        subscription=subscription,
+        executions_topic=topics["executions"],
+        dlq_topic=topics["dlq"],
+        heartbeat_interval_s=connector.heartbeat_interval_s,
+        heartbeat_timeout_s=settings.venue.heartbeat_timeout_s,
+        checkpoint_interval_s=connector.checkpoint_interval_s,
+        flush_timeout_s=connector.flush_timeout_s,
+        start_from_ns=start_from_ns(connector.start_from),
+        margins=recovery_margins(settings),
+        tuning=BackfillTuning(
+            indexing_delay_s=backfill.indexing_delay_s,
+            slice_max_s=backfill.slice_max_s,
+            retry_budget_s=backfill.retry_budget_s,
+        ),
+        holdback=HoldBackLimits(
+            backfill.holdback_max_s, backfill.holdback_max_records, backfill.holdback_max_bytes
+        ),
+        requests_per_minute=backfill.requests_per_minute,
+        max_record_bytes=max_record_bytes(settings.kafka.properties),
+    )
+
+
+def recovery_margins(settings: Settings) -> RecoveryMargins:
+    """The recovery window's margins from the configuration."""
+    backfill = settings.backfill
+    return RecoveryMargins(
+        before_s=backfill.margin_before_s,
+        after_s=backfill.margin_after_s,
+        indexing_delay_s=backfill.indexing_delay_s,
+        retention_days=backfill.retention_days,
+    )
 
 
 def build_tokens(settings: Settings, metrics: Metrics) -> TokenProvider:
@@ -223,33 +235,28 @@ def build_tokens(settings: Settings, metrics: Metrics) -> TokenProvider:
     )
 
 
-def build_pipeline(
-    settings: Settings,
-    encoders: dict[RecordType, Encoder],
-    publisher: Publisher,
-    watermark: Watermark,
-    *,
-    recent_ids: RecentExecutionIds,
-    metrics: Metrics,
-) -> Pipeline:
-    """The pipeline, writing to the configured topics."""
+def build_decoder(settings: Settings, encoders: dict[RecordType, Encoder], subscription: str) -> VenueDecoder:
+    """The decoder, writing to the configured topics."""
     topics = topic_names(settings)
-    return Pipeline(
+    return VenueDecoder(
         mapper=RecordMapper.for_venue(),
         encoders=encoders,
-        sink=publisher,
-        watermark=watermark,
-        topics=Topics(topics["executions"], topics["snapshots"], topics["cancel_rejects"], topics["dlq"]),
+        topics=Topics(
+            topics["executions"],
+            topics["snapshots"],
+            topics["cancel_rejects"],
+            topics["heartbeats"],
+            topics["dlq"],
+        ),
         connector_name=settings.connector.name,
-        recent_ids=recent_ids,
-        observer=metrics,
+        subscription=subscription,
     )
 
 
-def execution_search(settings: Settings, tokens: TokenProvider) -> ExecutionSearch:
+def execution_search(settings: Settings, tokens: TokenProvider) -> ExecutionSearchClient:
     """The REST execution search, filtered to the configured subscription."""
     venue = settings.venue
-    return ExecutionSearch(
+    return ExecutionSearchClient(
         rest_url=venue.rest_url,
         participant_id=venue.participant_id,
         token=tokens.token,
@@ -260,29 +267,10 @@ def execution_search(settings: Settings, tokens: TokenProvider) -> ExecutionSear
     )
 
 
-def backfill_starter(settings: Settings, tokens: TokenProvider, metrics: Metrics) -> BackfillStarter:
-    """Bind the REST search, the process-wide pacer and the metrics into a backfill starter."""
-    search = execution_search(settings, tokens)
-    pacer = RequestPacer(settings.backfill.requests_per_minute)
-
-    def start(window: Window) -> BackfillWorker:
-        worker = BackfillWorker(
-            search=search,
-            window=window,
-            pacer=pacer,
-            retry_budget_s=settings.backfill.retry_budget_s,
-            on_request=lambda result: metrics.backfill_requests.labels(result).inc(),
-        )
-        worker.start()
-        return worker
-
-    return start
-
-
 def encoders_for(
     settings: Settings, topics: dict[str, str]
 ) -> tuple[dict[RecordType, Encoder], RegistrySchemaIds[RecordType] | None]:
-    """The encoder of each record type, and the registry IDs to wait for (None: no registry).
+    """The encoder of each record type, and the registry IDs to resolve at start (None: no registry).
 
     Checkpoints are the connector's own state and always use single-object encoding, so resuming
     never depends on the registry being up.
@@ -313,15 +301,3 @@ def encoders_for(
     encoders = {record_type: schema_ids.encoder(record_type) for record_type in RecordType}
     encoders[RecordType.CHECKPOINT] = SingleObjectEncoder(schema_dict(RecordType.CHECKPOINT))
     return encoders, schema_ids
-
-
-def _record_delivery(metrics: Metrics, status: ServiceStatus, checkpoints: str, delivered: Delivered) -> None:
-    if delivered.error is None:
-        metrics.records_produced.labels(delivered.topic).inc()
-        if delivered.topic == checkpoints:
-            metrics.last_checkpoint.set(time.time())
-            status.last_checkpoint = datetime.now(UTC).isoformat()
-        if delivered.venue_time_ns is not None:
-            metrics.event_to_ack.observe(max(0.0, (time.time_ns() - delivered.venue_time_ns) / 1e9))
-    else:
-        metrics.produce_errors.labels(delivered.topic, delivered.error).inc()

@@ -111,14 +111,14 @@ def _stack(
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not built.status.connected:
             if time.monotonic() > deadline or not runner.is_alive():
-                built.service.stop()
+                built.stop()
                 msg = f"the connector did not connect: {built.status.last_error or 'no error recorded'}"
                 raise RuntimeFailure(msg)
             time.sleep(0.05)
         console.print(f"connector        /metrics /status on http://127.0.0.1:{built.health.port}")
 
         def stop_connector() -> None:
-            built.service.stop()
+            built.stop()
             runner.join(timeout=30)
 
         try:
@@ -246,7 +246,7 @@ def _percentiles(metrics: Metrics, name: str, quantiles: tuple[float, ...]) -> t
 
 
 def _drain(venue: SimulatedVenue, built: BuiltService) -> None:
-    """Wait until the watermark covers the venue's last execution (or a deadline)."""
+    """Wait until the completeness frontier covers the venue's last execution (or a deadline)."""
     journal_path = venue.config.journal_path
     last_time = 0
     if journal_path is not None:
@@ -255,8 +255,8 @@ def _drain(venue: SimulatedVenue, built: BuiltService) -> None:
             last_time = max(last_time, _nanos(entry["transact_time"]))
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while time.monotonic() < deadline:
-        status_watermark = built.status.watermark
-        if status_watermark is not None and _nanos(status_watermark) >= last_time // 1000 * 1000:
+        frontier = built.status.completeness_frontier
+        if frontier is not None and _nanos(frontier) >= last_time // 1000 * 1000:
             return
         time.sleep(0.1)
 

@@ -1,32 +1,34 @@
-"""Pure planning of gap recovery: which venue window to search, what to declare, how fast to ask.
+"""Pure planning of gap recovery: which venue window to search, in which slices, and what to declare.
 
-The venue's stream has no resume token, so after any interruption the connector re-reads the
-executions it may have missed through the REST execution search (DESIGN.md §4). This module decides,
-with no I/O and no clock of its own:
+The venue's stream has no resume token, so every new stream re-reads the executions the connector may
+have missed through the REST execution search (DESIGN.md §4). This module decides, with no I/O and no
+clock of its own:
 
-- the search window: from the resume point (the watermark or checkpoint) minus a margin to the new
-  stream's start plus a margin; clipped to the venue's execution retention;
-- the gaps to declare: the part of the window older than the retention (``beyond_retention``), and
-  the disconnected window for cancel rejects, which no endpoint can return
-  (``cancel_rejects_unrecoverable``, informational);
+- the recovery window ``[R - before, S + after]``: from the resume point R (the completeness
+  frontier F when the stream started) minus a margin of seconds that covers the search's time
+  semantics, to the new stream's first message S plus a small margin; clipped to the venue's
+  execution retention;
+- the slices the window is searched in: every slice is searched to ``eof`` and its executions are
+  published in venue order, so memory is bounded by the slice, not by the outage (each slice is asked
+  for only once all of it is older than the venue's indexing delay: ``engine/backfill.py``);
+- the gaps to declare: the part older than the retention (``beyond_retention``), and the
+  disconnected window for cancel rejects, which no endpoint returns (``cancel_rejects_unrecoverable``,
+  informational);
 - whether a searched execution belongs to the subscription (the search takes one symbol, so the
-  filter is applied client-side);
-- the pacing of search requests (a sliding window of N per minute, plus the venue's ``Retry-After``)
-  and the retry budget after which completeness cannot be proven (``rest_exhausted``).
+  filter is applied client-side), and the order to publish a slice's executions in.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
-NANOS_PER_SECOND: Final = 1_000_000_000
-RATE_WINDOW_S: Final = 60.0
-RETRY_BASE_S: Final = 1.0
-RETRY_CAP_S: Final = 30.0
+from connector.core.venue_time import ns_from_timestamp, seconds_to_ns
+
+DAY_S: Final = 86_400.0
+MIN_SLICE_NS: Final = 1_000_000_000
 
 
 class GapReason(StrEnum):
@@ -39,7 +41,7 @@ class GapReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """A half-open window of venue time, ``[start_ns, end_ns)``."""
+    """A window of venue time, ``[start_ns, end_ns]`` (the search's bounds are treated as inclusive)."""
 
     start_ns: int
     end_ns: int
@@ -55,34 +57,37 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
-class BackfillPlan:
+class RecoveryMargins:
+    """The margins and delays of a recovery window (``backfill.*`` settings)."""
+
+    before_s: float
+    after_s: float
+    indexing_delay_s: float
+    retention_days: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPlan:
     """What to search (None: nothing) and what to declare before searching."""
 
     search: Window | None
     gaps: tuple[Gap, ...]
 
 
-def plan_backfill(
-    *,
-    resume_ns: int | None,
-    stream_start_ns: int,
-    now_ns: int,
-    margin_s: float,
-    retention_s: float,
-) -> BackfillPlan:
-    """Plan the recovery for a stream that started at ``stream_start_ns`` (venue time).
+def plan_recovery(
+    *, resume_ns: int | None, stream_start_ns: int, now_ns: int, margins: RecoveryMargins
+) -> RecoveryPlan:
+    """Plan the recovery of a stream whose first message was sent at ``stream_start_ns`` (venue time).
 
     Args:
-        resume_ns: venue time up to which every event is known to be in Kafka (the watermark or the
-            checkpoint), or None for a first start from "now" (nothing to recover).
-        stream_start_ns: venue time of the new stream's first message (its snapshot).
-        now_ns: the current time (for the retention limit).
-        margin_s: overlap searched before ``resume_ns`` and after ``stream_start_ns``.
-        retention_s: how long the venue keeps executions.
+        resume_ns: the completeness frontier when the stream started (every execution at or before it
+            is in Kafka), or None for a first start from "now" (nothing to recover).
+        stream_start_ns: venue time of the new stream's first message, whatever its type.
+        now_ns: the current wall time (for the retention limit).
+        margins: the settings' margins.
     """
     if resume_ns is None:
-        return BackfillPlan(None, ())
-    margin_ns = int(margin_s * NANOS_PER_SECOND)
+        return RecoveryPlan(None, ())
     gaps: list[Gap] = []
     if resume_ns < stream_start_ns:
         gaps.append(
@@ -92,18 +97,46 @@ def plan_backfill(
                 "cancel rejects sent while disconnected cannot be re-read from the venue",
             )
         )
-    oldest_kept_ns = now_ns - int(retention_s * NANOS_PER_SECOND)
-    start_ns = resume_ns - margin_ns
+    oldest_kept_ns = now_ns - seconds_to_ns(margins.retention_days * DAY_S)
     if resume_ns < oldest_kept_ns:
         gaps.append(
             Gap(
                 GapReason.BEYOND_RETENTION,
                 Window(resume_ns, oldest_kept_ns),
-                f"the venue keeps executions for {retention_s / 86_400:g} days only",
+                f"the venue keeps executions for {margins.retention_days:g} days only",
             )
         )
-    start_ns = max(start_ns, oldest_kept_ns)
-    return BackfillPlan(Window(start_ns, stream_start_ns + margin_ns), tuple(gaps))
+    start_ns = max(resume_ns - seconds_to_ns(margins.before_s), oldest_kept_ns)
+    end_ns = stream_start_ns + seconds_to_ns(margins.after_s)
+    return RecoveryPlan(Window(start_ns, max(start_ns, end_ns)), tuple(gaps))
+
+
+def next_slice(start_ns: int, window: Window, length_ns: int) -> Window:
+    """The next slice of ``window`` from ``start_ns``: at most ``length_ns`` long (at least a second)."""
+    return Window(start_ns, min(window.end_ns, start_ns + max(length_ns, MIN_SLICE_NS)))
+
+
+def next_slice_length_ns(previous_ns: int, found: int, *, target: int, cap_ns: int) -> int:
+    """Adapt the slice length so a slice holds about ``target`` executions (bounded memory)."""
+    if found <= 0:
+        return cap_ns
+    return max(MIN_SLICE_NS, min(cap_ns, previous_ns * target // found))
+
+
+def publication_order(executions: Sequence[Any]) -> list[Any]:
+    """A slice's executions in venue order, whatever order the search returned them in.
+
+    Sorted by ``transact_time``; executions of one order at the same instant (one venue update can
+    carry an order's NEW, its partial fills and its final FILL or CANCELED) by the order's state
+    after each: cumulative quantity first, a closed order (no quantity left) last. The sort is
+    stable, so the search's own order decides what is left.
+    """
+
+    def key(execution: Any) -> tuple[int, int, bool]:
+        order = execution.order
+        return (ns_from_timestamp(execution.transact_time), int(order.cum_qty), int(order.leaves_qty) == 0)
+
+    return sorted(executions, key=key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,63 +151,3 @@ class SubscriptionFilter:
         return (not self.symbols or symbol in self.symbols) and (
             not self.accounts or account in self.accounts
         )
-
-
-class RequestPacer:
-    """A sliding-window rate limit (N requests per minute) plus the venue's ``Retry-After``.
-
-    One pacer serves every backfill of a process (the venue's limit is per firm, not per backfill),
-    so it is safe to share between threads.
-    """
-
-    def __init__(self, requests_per_minute: int) -> None:
-        """Allow ``requests_per_minute`` requests in any 60 s window."""
-        self._limit = requests_per_minute
-        self._sent: deque[float] = deque()
-        self._not_before = 0.0
-        self._lock = threading.Lock()
-
-    def wait_s(self, now: float) -> float:
-        """How long to wait (monotonic seconds) before the next request may be sent."""
-        with self._lock:
-            while self._sent and now - self._sent[0] >= RATE_WINDOW_S:
-                self._sent.popleft()
-            wait = self._not_before - now
-            if len(self._sent) >= self._limit:
-                wait = max(wait, self._sent[0] + RATE_WINDOW_S - now)
-            return max(0.0, wait)
-
-    def sent(self, now: float) -> None:
-        """Record that a request was sent at ``now``."""
-        with self._lock:
-            self._sent.append(now)
-
-    def hold(self, now: float, seconds: float) -> None:
-        """Send nothing for ``seconds`` (the venue's ``Retry-After``)."""
-        with self._lock:
-            self._not_before = max(self._not_before, now + seconds)
-
-
-class RetryBudget:
-    """How long a failing search is retried, and the exponential wait between attempts."""
-
-    def __init__(self, budget_s: float) -> None:
-        """Give up once requests have failed for ``budget_s`` without a success in between."""
-        self._budget_s = budget_s
-        self._failing_since: float | None = None
-        self._failures = 0
-
-    def succeeded(self) -> None:
-        """A request succeeded: the budget is full again."""
-        self._failing_since = None
-        self._failures = 0
-
-    def failed(self, now: float, retry_after_s: float | None = None) -> float | None:
-        """A request failed at ``now``: return the wait before retrying, or None when exhausted."""
-        if self._failing_since is None:
-            self._failing_since = now
-        self._failures += 1
-        if now - self._failing_since >= self._budget_s:
-            return None
-        backoff = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** min(self._failures - 1, 16))
-        return max(backoff, retry_after_s or 0.0)

@@ -26,6 +26,11 @@ class RecentExecutionIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def capacity(self) -> int:
+        """How many IDs the set remembers at most."""
+        return self._capacity
+
     def __contains__(self, execution_id: object) -> bool:
         return execution_id in self._ids
 

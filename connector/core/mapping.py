@@ -31,11 +31,12 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.venue_time import NANOS_PER_SECOND
+from connector.errors import MappingError
 
 UNKNOWN_SYMBOL: Final = "UNKNOWN"
 NUMBER_SUFFIX: Final = "_number"
 TIMESTAMP_TYPE: Final = "google.protobuf.Timestamp"
-NANOS_PER_SECOND: Final = 1_000_000_000
 # timestamp-nanos is a signed 64-bit count: 1677-09-21 .. 2262-04-11.
 MIN_TIMESTAMP_NS: Final = -(2**63)
 MAX_TIMESTAMP_NS: Final = 2**63 - 1
@@ -54,10 +55,6 @@ class Source(StrEnum):
     STREAM = "STREAM"
     SNAPSHOT = "SNAPSHOT"
     BACKFILL = "BACKFILL"
-
-
-class MappingError(ValueError):
-    """A venue event that cannot become a record (it goes to the dead-letter topic)."""
 
 
 @dataclass(frozen=True, slots=True)

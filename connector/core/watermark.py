@@ -1,19 +1,21 @@
 """Pure arrival numbering and the acknowledged-prefix watermark (no I/O, no threads).
 
-The venue gives no sequence number and no resume token, so the connector numbers every event in
-arrival order. The *watermark* is the newest venue time in the longest prefix of arrivals that
-Kafka has acknowledged. Rules (DESIGN.md §4):
+The venue gives no sequence number and no resume token, so the connector numbers every event it
+publishes in arrival order. The *watermark* W is the newest *proof time* in the longest prefix of
+arrivals that Kafka has acknowledged. Rules (DESIGN.md §4):
 
 - it only moves forward, and never past an event that is not acknowledged;
-- a venue heartbeat is an event with no record: it counts as acknowledged as soon as it arrives,
-  so once everything before it is acknowledged the watermark moves to the heartbeat's
-  ``processed_sent_time`` (a quiet market still advances the checkpoint);
-- a failed delivery freezes the watermark: the pipeline must restart from it, since the failed
-  event (and every later one) may be missing from Kafka. The first failure is kept until
-  :meth:`Watermark.restart`, which forgets every unacknowledged arrival (late acknowledgements of
-  them are then ignored) and keeps the position, so re-reading the venue from it loses nothing.
+- each arrival carries the venue time it proves, or None when it proves nothing about older
+  executions: an execution proves its ``transact_time`` (the stream delivers a subscription's
+  executions in venue order), a snapshot order, a dead letter and a cancel reject without a
+  ``transact_time`` prove nothing (their only time is the venue's *send* time, and fills older than
+  that may still be queued behind them);
+- a venue heartbeat has no record: it is acknowledged on arrival, and proves its send time only when
+  the engine says so (when no backlog can be queued behind it).
 
-A checkpoint may only ever be written from :attr:`Watermark.position`.
+The watermark is not the completeness frontier F: a backfill still running, or an old execution
+still unacknowledged, keeps F behind W. Only :class:`connector.engine.frontier.Frontier` turns W into
+F, and a checkpoint is only ever written from F.
 """
 
 from __future__ import annotations
@@ -23,100 +25,76 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where the acknowledged prefix ends: the venue time and the newest execution in it."""
+    """A point in venue time, with the newest execution and the venue session at it."""
 
     venue_time_ns: int
     last_execution_id: str
     session_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryFailure:
-    """The first delivery that failed: the arrival number and the reason."""
-
-    sequence: int
-    reason: str
-
-
-@dataclass(slots=True)
-class _Arrival:
-    venue_time_ns: int | None
-    execution_id: str
-    session_id: str
-    acknowledged: bool = False
-
-
 class Watermark:
     """Tracks arrivals and acknowledgements; exposes the acknowledged-prefix position."""
 
-    __slots__ = ("_arrivals", "_failure", "_next_sequence", "_position", "_prefix_end", "_unacknowledged")
+    __slots__ = ("_acknowledged", "_next_sequence", "_position", "_prefix_end", "_proofs")
 
-    def __init__(self, start: Position | None = None) -> None:
-        """Start empty, or from a checkpointed position (the watermark never goes below it)."""
-        self._arrivals: dict[int, _Arrival] = {}
+    def __init__(self) -> None:
+        """Start empty (where to resume is the frontier's business, not the watermark's)."""
+        self._proofs: dict[int, tuple[int | None, str, str]] = {}
+        self._acknowledged: set[int] = set()
         self._next_sequence = 0
         self._prefix_end = 0  # the lowest sequence not yet acknowledged (or not yet arrived)
-        self._position = start
-        self._failure: DeliveryFailure | None = None
-        self._unacknowledged = 0
+        self._position: Position | None = None
 
     @property
     def position(self) -> Position | None:
-        """The newest venue time (and execution) in the acknowledged prefix, or None if nothing yet."""
+        """The newest proof time (and execution) in the acknowledged prefix, or None if nothing yet."""
         return self._position
 
     @property
-    def failure(self) -> DeliveryFailure | None:
-        """The first failed delivery, once one happened; the watermark is then frozen."""
-        return self._failure
+    def in_flight(self) -> int:
+        """Events that arrived and are not acknowledged yet."""
+        return self._next_sequence - self._prefix_end - len(self._acknowledged)
 
     @property
-    def in_flight(self) -> int:
-        """Events that arrived and are not acknowledged yet (failed ones included)."""
-        return self._unacknowledged
+    def last_sequence(self) -> int:
+        """The sequence of the newest arrival (-1 before the first)."""
+        return self._next_sequence - 1
 
-    def restart(self) -> None:
-        """Forget the failure and every unacknowledged arrival; keep the position (a pipeline restart)."""
-        self._arrivals.clear()
-        self._prefix_end = self._next_sequence
-        self._failure = None
-        self._unacknowledged = 0
+    def acknowledged_through(self, sequence: int) -> bool:
+        """Whether every arrival up to and including ``sequence`` is acknowledged."""
+        return sequence < self._prefix_end
 
-    def arrive(self, venue_time_ns: int | None, execution_id: str = "", session_id: str = "") -> int:
+    def arrive(self, proof_ns: int | None, execution_id: str = "", session_id: str = "") -> int:
         """Number an event that will be published; return its arrival sequence."""
         sequence = self._next_sequence
         self._next_sequence += 1
-        self._arrivals[sequence] = _Arrival(venue_time_ns, execution_id, session_id)
-        self._unacknowledged += 1
+        self._proofs[sequence] = (proof_ns, execution_id, session_id)
         return sequence
 
-    def arrive_heartbeat(self, processed_sent_time_ns: int, session_id: str = "") -> None:
-        """Number a venue heartbeat: it has no record, so it is acknowledged on arrival."""
-        self.acknowledge(self.arrive(processed_sent_time_ns, session_id=session_id))
+    def arrive_acknowledged(self, proof_ns: int | None, session_id: str = "") -> None:
+        """Number an event that has no record (a venue heartbeat): acknowledged on arrival."""
+        self.acknowledge(self.arrive(proof_ns, session_id=session_id))
 
     def acknowledge(self, sequence: int) -> None:
         """Record that Kafka acknowledged the event; advance the prefix as far as it now reaches."""
-        arrival = self._arrivals.get(sequence)
-        if arrival is None or arrival.acknowledged:
+        if sequence < self._prefix_end or sequence >= self._next_sequence:
             return  # a duplicate callback, or unknown
-        arrival.acknowledged = True
-        self._unacknowledged -= 1
-        if self._failure is not None:
+        if sequence != self._prefix_end:
+            self._acknowledged.add(sequence)
             return
-        while (head := self._arrivals.get(self._prefix_end)) is not None and head.acknowledged:
-            del self._arrivals[self._prefix_end]
+        self._advance(self._proofs.pop(sequence))
+        self._prefix_end += 1
+        acknowledged = self._acknowledged
+        while self._prefix_end in acknowledged:
+            acknowledged.discard(self._prefix_end)
+            self._advance(self._proofs.pop(self._prefix_end))
             self._prefix_end += 1
-            self._advance(head)
 
-    def fail(self, sequence: int, reason: str) -> None:
-        """Record a failed delivery: freeze the watermark (the first failure wins)."""
-        if self._failure is None and sequence in self._arrivals:
-            self._failure = DeliveryFailure(sequence, reason)
-
-    def _advance(self, arrival: _Arrival) -> None:
-        if arrival.venue_time_ns is None:
+    def _advance(self, proof: tuple[int | None, str, str]) -> None:
+        proof_ns, execution_id, session_id = proof
+        if proof_ns is None:
             return
         current = self._position
-        if current is None or arrival.venue_time_ns >= current.venue_time_ns:
-            last_execution_id = arrival.execution_id or (current.last_execution_id if current else "")
-            self._position = Position(arrival.venue_time_ns, last_execution_id, arrival.session_id)
+        if current is None or proof_ns >= current.venue_time_ns:
+            last_execution_id = execution_id or (current.last_execution_id if current else "")
+            self._position = Position(proof_ns, last_execution_id, session_id)

@@ -1,78 +1,42 @@
-"""The pipeline: one venue response in, records out to Kafka, written against Protocols only.
+"""Decoding: one venue response (or one searched execution) in, the records it becomes out (no I/O).
 
-For each ``CreateOrderSubscriptionResponse`` (DESIGN.md §1, §4):
+For each ``CreateOrderSubscriptionResponse`` (DESIGN.md §1, §4), read by documented field names only:
 
-- ``heartbeat`` -> no record; the watermark moves to its ``processed_sent_time`` once every earlier
-  event is acknowledged;
+- ``heartbeat`` -> no record (the engine decides what the heartbeat proves);
 - ``snapshot`` -> one OrderSnapshotEvent per order (Kafka timestamp: ``processed_sent_time``);
-- ``update`` -> one ExecutionEvent per execution (timestamp: ``transact_time``), dropping an
-  execution whose ID was published recently, and a CancelRejectEvent for ``cancel_reject``;
-- an event that cannot be mapped or encoded -> its raw protobuf bytes to the dead-letter topic with
-  ``error``, ``error_type`` and ``event_type`` headers; the stream goes on.
+- ``update`` -> one ExecutionEvent per execution (timestamp and proof: ``transact_time``), and a
+  CancelRejectEvent for ``cancel_reject`` (proof: its ``transact_time`` when it has one);
+- an event the venue sent that cannot become a record (:class:`~connector.errors.VenueDataError`)
+  -> a dead letter: its raw protobuf bytes for the DLQ topic, keyed by its order ID, with ``error``
+  and ``error_type`` headers. Only venue data is dead-lettered: any other exception is a bug of the
+  connector and propagates.
 
-Every record is keyed by the order ID's UTF-8 bytes and carries the headers ``event_type``,
-``source``, ``session_id``, ``connector`` and, for executions, ``execution_id``.
+Every record is keyed by the order ID's UTF-8 bytes. The connector's own records (ConnectorHeartbeat,
+GapDetected) are built here too, so one module knows every record the connector writes but the
+checkpoint (``kafka/checkpoints.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from google.protobuf.message import Message
 
-from connector.core.dedup import RecentExecutionIds
-from connector.core.mapping import EventContext, MappingError, RecordMapper, Source, timestamp_ns
+from connector import __version__
+from connector.core.backfill_plan import Gap
+from connector.core.mapping import EventContext, RecordMapper, Source, timestamp_ns
 from connector.core.record_schemas import RecordType
-from connector.core.watermark import Watermark
+from connector.core.records import EventType, MessageKind, OutRecord, VenueMessage
+from connector.errors import VenueDataError
 
 _LOG: Final = logging.getLogger(__name__)
 
-NANOS_PER_MILLI: Final = 1_000_000
+DLQ_ERROR_BYTES: Final = 1000
 
 Encoder = Callable[[Mapping[str, Any], str], bytes]  # (record, topic) -> value
-Headers = Sequence[tuple[str, bytes]]
-
-
-class RecordSink(Protocol):
-    """Where records go (the Kafka publisher)."""
-
-    def publish(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        *,
-        headers: Headers = (),
-        timestamp_ms: int | None = None,
-        sequence: int | None = None,
-        venue_time_ns: int | None = None,
-        received_time_ns: int | None = None,
-    ) -> None:
-        """Queue one record (blocking while the sink is full)."""
-
-    def poll(self, timeout_s: float = 0.0) -> None:
-        """Serve delivery callbacks."""
-
-
-class PipelineObserver(Protocol):
-    """What the pipeline tells the outside world (metrics, status); no effect on delivery."""
-
-    def event_received(
-        self, event_type: str, received_time_ns: int, processed_sent_time_ns: int | None
-    ) -> None:
-        """A venue event (heartbeat, snapshot, execution, cancel_reject) arrived."""
-
-    def venue_heartbeat(self, processed_sent_time_ns: int | None, session_id: str) -> None:
-        """A venue heartbeat arrived."""
-
-    def duplicate_dropped(self) -> None:
-        """An execution already published was dropped."""
-
-    def dead_lettered(self, event_type: str, reason: str) -> None:
-        """An event went to the dead-letter topic."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,175 +46,259 @@ class Topics:
     executions: str
     snapshots: str
     cancel_rejects: str
+    heartbeats: str
     dlq: str
 
 
-class Pipeline:
-    """Turns venue responses into published records."""
+class VenueDecoder:
+    """Turns venue messages into records ready to publish (mapping, encoding, keys, proofs)."""
 
     def __init__(
         self,
         *,
         mapper: RecordMapper,
         encoders: Mapping[RecordType, Encoder],
-        sink: RecordSink,
-        watermark: Watermark,
         topics: Topics,
         connector_name: str,
-        recent_ids: RecentExecutionIds,
-        observer: PipelineObserver,
+        subscription: str,
     ) -> None:
-        """Wire the pipeline's collaborators (all built by the composition root)."""
+        """Hold the mapper, the encoder of each record type and the destination topics."""
         self._mapper = mapper
-        self._encoders = encoders
-        self._sink = sink
-        self._watermark = watermark
+        self._encode_execution = encoders[RecordType.EXECUTION]
+        self._encode_snapshot = encoders[RecordType.ORDER_SNAPSHOT]
+        self._encode_cancel_reject = encoders[RecordType.CANCEL_REJECT]
+        self._encode_heartbeat = encoders[RecordType.CONNECTOR_HEARTBEAT]
+        self._encode_gap = encoders[RecordType.GAP_DETECTED]
         self._topics = topics
         self._connector = connector_name
-        self._connector_header = connector_name.encode()
-        self._recent_ids = recent_ids
-        self._observer = observer
+        self._connector_key = connector_name.encode()
+        self._subscription = subscription
 
-    def on_response(self, response: Any, received_time_ns: int, source: Source = Source.STREAM) -> None:
-        """Handle one ``CreateOrderSubscriptionResponse``."""
+    @property
+    def executions_topic(self) -> str:
+        """Where executions go."""
+        return self._topics.executions
+
+    @property
+    def dlq_topic(self) -> str:
+        """Where dead letters go."""
+        return self._topics.dlq
+
+    def response(self, response: Any, received_ns: int) -> VenueMessage:
+        """Decode one ``CreateOrderSubscriptionResponse``."""
         session_id: str = response.session_id
-        processed_sent_time_ns = _optional_timestamp(response, "processed_sent_time")
-        context = EventContext(source, session_id, processed_sent_time_ns, received_time_ns, self._connector)
+        sent_ns = _optional_timestamp(response, "processed_sent_time")
+        records: tuple[OutRecord, ...] = ()
         if response.HasField("heartbeat"):
-            self._observer.event_received("heartbeat", received_time_ns, processed_sent_time_ns)
-            self._observer.venue_heartbeat(processed_sent_time_ns, session_id)
-            if processed_sent_time_ns is not None:
-                self._watermark.arrive_heartbeat(processed_sent_time_ns, session_id)
+            kind = MessageKind.HEARTBEAT
         elif response.HasField("snapshot"):
-            snapshot_context = EventContext(
-                Source.SNAPSHOT, session_id, processed_sent_time_ns, received_time_ns, self._connector
-            )
-            self._snapshot(response.snapshot.orders, snapshot_context)
+            kind = MessageKind.SNAPSHOT
+            context = EventContext(Source.SNAPSHOT, session_id, sent_ns, received_ns, self._connector)
+            records = tuple(self._snapshot(response.snapshot.orders, context))
         elif response.HasField("update"):
+            kind = MessageKind.UPDATE
+            context = EventContext(Source.STREAM, session_id, sent_ns, received_ns, self._connector)
             update = response.update
-            for execution in update.executions:
-                self.on_execution(execution, context)
+            decoded = [self.execution(execution, context) for execution in update.executions]
             if update.HasField("cancel_reject"):
-                self._cancel_reject(update.cancel_reject, context)
-        self._sink.poll(0.0)
+                decoded.append(self._cancel_reject(update.cancel_reject, context))
+            records = tuple(decoded)
+        else:
+            kind = MessageKind.NONE
+        return VenueMessage(kind, session_id, sent_ns, received_ns, records, response.ByteSize())
 
-    def on_execution(self, execution: Any, context: EventContext) -> None:
-        """Publish one execution (from the stream or a backfill) unless it was published recently."""
-        self._observer.event_received("execution", context.received_time_ns, context.processed_sent_time_ns)
-        execution_id: str = execution.id
-        if execution_id and execution_id in self._recent_ids:
-            self._observer.duplicate_dropped()
-            return
+    def execution(self, execution: Any, context: EventContext) -> OutRecord:
+        """Decode one execution (from the stream or a backfill): an ExecutionEvent, or a dead letter."""
         try:
             record = self._mapper.execution(execution, context)
-            value = self._encoders[RecordType.EXECUTION](record, self._topics.executions)
-        except (MappingError, ValueError, TypeError, OverflowError) as exc:
-            self._dead_letter("execution", execution, exc, context)
-            return
-        self._recent_ids.add(execution_id)
-        transact_time_ns = record["transact_time"]
-        sequence = self._watermark.arrive(transact_time_ns, execution_id, context.session_id)
-        self._sink.publish(
-            self._topics.executions,
+        except VenueDataError as exc:
+            return self._dead_letter(EventType.EXECUTION, execution, exc, context)
+        transact_ns: int | None = record["transact_time"]
+        topic = self._topics.executions
+        return OutRecord(
+            topic,
             record["order_id"].encode(),
-            value,
-            headers=self._headers("execution", context, (("execution_id", execution_id.encode()),)),
-            timestamp_ms=_millis(transact_time_ns),
-            sequence=sequence,
-            venue_time_ns=transact_time_ns,
-            received_time_ns=context.received_time_ns,
+            self._encode_execution(record, topic),
+            EventType.EXECUTION,
+            context.source.value.lower(),
+            context.session_id,
+            transact_ns,
+            transact_ns,
+            record["execution_id"],
         )
 
-    def _snapshot(self, orders: Sequence[Any], context: EventContext) -> None:
+    def _snapshot(self, orders: Any, context: EventContext) -> list[OutRecord]:
         size = len(orders)
         snapshot_id = f"{context.session_id}@{context.processed_sent_time_ns or context.received_time_ns}"
-        encode = self._encoders[RecordType.ORDER_SNAPSHOT]
+        topic = self._topics.snapshots
+        timestamp = context.processed_sent_time_ns
+        decoded = []
         for position, order in enumerate(orders):
-            self._observer.event_received(
-                "snapshot_order", context.received_time_ns, context.processed_sent_time_ns
-            )
             try:
                 record = self._mapper.snapshot_order(order, snapshot_id, position, size, context)
-                value = encode(record, self._topics.snapshots)
-            except (MappingError, ValueError, TypeError, OverflowError) as exc:
-                self._dead_letter("snapshot_order", order, exc, context)
+            except VenueDataError as exc:
+                decoded.append(self._dead_letter(EventType.ORDER_SNAPSHOT, order, exc, context))
                 continue
-            # A snapshot is state, not history: it proves nothing about earlier executions, so it
-            # never moves the watermark (the backfill after it may still be filling a gap).
-            sequence = self._watermark.arrive(None, session_id=context.session_id)
-            self._sink.publish(
-                self._topics.snapshots,
-                record["order_id"].encode(),
-                value,
-                headers=self._headers("order_snapshot", context),
-                timestamp_ms=_millis(context.processed_sent_time_ns),
-                sequence=sequence,
-                venue_time_ns=context.processed_sent_time_ns,
-                received_time_ns=context.received_time_ns,
+            # A snapshot is state, not history: it proves nothing about earlier executions.
+            decoded.append(
+                OutRecord(
+                    topic,
+                    record["order_id"].encode(),
+                    self._encode_snapshot(record, topic),
+                    EventType.ORDER_SNAPSHOT,
+                    "snapshot",
+                    context.session_id,
+                    timestamp,
+                    None,
+                    "",
+                )
             )
+        return decoded
 
-    def _cancel_reject(self, cancel_reject: Any, context: EventContext) -> None:
-        self._observer.event_received(
-            "cancel_reject", context.received_time_ns, context.processed_sent_time_ns
-        )
+    def _cancel_reject(self, cancel_reject: Any, context: EventContext) -> OutRecord:
         try:
             record = self._mapper.cancel_reject(cancel_reject, context)
-            value = self._encoders[RecordType.CANCEL_REJECT](record, self._topics.cancel_rejects)
-        except (MappingError, ValueError, TypeError, OverflowError) as exc:
-            self._dead_letter("cancel_reject", cancel_reject, exc, context)
-            return
-        venue_time_ns = record["transact_time"] or context.processed_sent_time_ns
-        sequence = self._watermark.arrive(venue_time_ns, session_id=context.session_id)
-        self._sink.publish(
-            self._topics.cancel_rejects,
+        except VenueDataError as exc:
+            return self._dead_letter(EventType.CANCEL_REJECT, cancel_reject, exc, context)
+        transact_ns: int | None = record["transact_time"]
+        topic = self._topics.cancel_rejects
+        return OutRecord(
+            topic,
             record["order_id"].encode(),
-            value,
-            headers=self._headers("cancel_reject", context),
-            timestamp_ms=_millis(venue_time_ns),
-            sequence=sequence,
-            venue_time_ns=venue_time_ns,
-            received_time_ns=context.received_time_ns,
+            self._encode_cancel_reject(record, topic),
+            EventType.CANCEL_REJECT,
+            context.source.value.lower(),
+            context.session_id,
+            transact_ns or context.processed_sent_time_ns,
+            transact_ns,  # without a transact_time only the send time is known: it proves nothing
+            "",
         )
 
     def _dead_letter(
-        self, event_type: str, message: Message, error: Exception, context: EventContext
-    ) -> None:
+        self, event_type: EventType, message: Message, error: VenueDataError, context: EventContext
+    ) -> OutRecord:
         reason = type(error).__name__
-        _LOG.warning("event sent to the dead-letter topic: %s: %s", event_type, error)
-        self._observer.dead_lettered(event_type, reason)
-        key = (getattr(message, "id", "") or getattr(message, "order_id", "") or "").encode()
-        sequence = self._watermark.arrive(context.processed_sent_time_ns, session_id=context.session_id)
-        self._sink.publish(
+        execution_id = str(getattr(message, "id", "")) if event_type is EventType.EXECUTION else ""
+        _LOG.warning(
+            "%s sent to the dead-letter topic (order_id=%r, execution_id=%r): %s",
+            event_type.value,
+            order_id_of(message),
+            execution_id,
+            error,
+        )
+        return dead_letter(
             self._topics.dlq,
-            key,
+            event_type,
             message.SerializeToString(),
-            headers=self._headers(
-                event_type,
-                context,
-                (("error", str(error).encode()[:1000]), ("error_type", reason.encode())),
-            ),
-            timestamp_ms=_millis(context.processed_sent_time_ns),
-            sequence=sequence,
+            order_id_of(message).encode(),
+            source=context.source.value.lower(),
+            session_id=context.session_id,
+            timestamp_ns=context.processed_sent_time_ns,
+            reason=reason,
+            error=str(error),
+            execution_id=execution_id,
         )
 
-    def _headers(
-        self, event_type: str, context: EventContext, extra: Sequence[tuple[str, bytes]] = ()
-    ) -> list[tuple[str, bytes]]:
-        return [
-            ("event_type", event_type.encode()),
-            ("source", context.source.value.lower().encode()),
-            ("session_id", context.session_id.encode()),
-            ("connector", self._connector_header),
-            *extra,
-        ]
+    def connector_heartbeat(self, fields: Mapping[str, Any], emitted_ns: int) -> OutRecord:
+        """The connector's own heartbeat record (phase, session, F, the last venue heartbeat)."""
+        record = {
+            "connector": self._connector,
+            "subscription": self._subscription,
+            "emitted_time": emitted_ns,
+            "version": __version__,
+            **fields,
+        }
+        topic = self._topics.heartbeats
+        return self._own(topic, EventType.CONNECTOR_HEARTBEAT, self._encode_heartbeat(record, topic))
+
+    def gap_detected(self, gap: Gap, session_id: str, detected_ns: int) -> OutRecord:
+        """The GapDetected record declaring a window unproven."""
+        record = {
+            "connector": self._connector,
+            "subscription": self._subscription,
+            "reason": gap.reason.value,
+            "window_start": gap.window.start_ns,
+            "window_end": gap.window.end_ns,
+            "detected_time": detected_ns,
+            "detail": gap.detail,
+            "session_id": session_id,
+            "version": __version__,
+        }
+        topic = self._topics.heartbeats
+        return self._own(topic, EventType.GAP_DETECTED, self._encode_gap(record, topic), session_id)
+
+    def _own(self, topic: str, event_type: EventType, value: bytes, session_id: str = "") -> OutRecord:
+        return OutRecord(
+            topic, self._connector_key, value, event_type, "connector", session_id, None, None, ""
+        )
+
+
+def dead_letter(
+    topic: str,
+    event_type: str,
+    raw: bytes,
+    key: bytes,
+    *,
+    source: str,
+    session_id: str,
+    timestamp_ns: int | None,
+    reason: str,
+    error: str,
+    execution_id: str = "",
+) -> OutRecord:
+    """A dead-letter record: the raw event bytes with ``error`` and ``error_type`` headers.
+
+    A dead letter proves nothing (its only time is the venue's send time), but it is an arrival like
+    any record: the frontier cannot pass it before Kafka acknowledged it.
+    """
+    return OutRecord(
+        topic,
+        key,
+        raw,
+        event_type,
+        source,
+        session_id,
+        timestamp_ns,
+        None,
+        execution_id,
+        (("error", error.encode()[:DLQ_ERROR_BYTES]), ("error_type", reason.encode())),
+    )
+
+
+def refused_dead_letter(record: OutRecord, error: Exception, dlq_topic: str, max_bytes: int) -> OutRecord:
+    """The dead letter that takes the place of a record Kafka refused for itself (too large).
+
+    The event's raw bytes are gone by then: its encoded value goes instead, cut to half of what the
+    producer takes, with the IDs in the key and headers so it can be fetched from the venue again.
+    """
+    limit = max_bytes // 2
+    size = len(record.value)
+    return dead_letter(
+        dlq_topic,
+        record.event_type,
+        record.value[:limit],
+        record.key,
+        source=record.source,
+        session_id=record.session_id,
+        timestamp_ns=record.timestamp_ns,
+        reason=type(error).__name__,
+        error=f"{error}; the value is cut to {min(limit, size)} of its {size} bytes",
+        execution_id=record.execution_id,
+    )
+
+
+def order_id_of(message: Message) -> str:
+    """The order ID of a venue message: an Execution's order, an Order's or a CancelReject's own."""
+    if hasattr(message, "order_id"):
+        return str(message.order_id)
+    order = getattr(message, "order", None)
+    if order is not None:
+        return str(order.id)
+    return str(getattr(message, "id", ""))
 
 
 def _optional_timestamp(message: Any, field: str) -> int | None:
     try:
         return timestamp_ns(message, field)
-    except MappingError:
+    except VenueDataError:
         return None
-
-
-def _millis(nanos: int | None) -> int | None:
-    return None if nanos is None else nanos // NANOS_PER_MILLI

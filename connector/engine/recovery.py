@@ -1,189 +1,311 @@
-"""The moving parts of gap recovery that the service loop drives: backfill thread and hold-back.
+"""One recovery session per stream: an explicit state machine from the first message to "recovered".
 
-- :class:`BackfillWorker` runs one REST backfill window on its own thread (the search is paced to
-  12 requests a minute, so it can take minutes) and hands pages back to the main thread, which alone
-  touches the pipeline, the watermark and the producer.
-- :class:`HoldBack` keeps the live stream's responses while the backfill runs, bounded in records
-  and bytes, so backfilled executions are published before the live ones that follow them.
-- :func:`gap_record` builds the GapDetected record that declares a window unproven.
+Every new stream (and every new venue session inside one) starts a session. The venue does not say
+what a stream sends first (venue-api.md §2.2), so nothing here looks at the first message's type: its
+send time S is when the stream started, whatever it carries. States (:class:`RecoveryState`):
+
+``AWAITING_FIRST_MESSAGE``
+    the stream is open and silent.
+``BACKFILLING``
+    the first message came: the recovery window ``[R - before, S + after]`` is being searched
+    (:mod:`connector.engine.backfill`) and live messages are held back, in order, for at most
+    ``holdback_max_s`` (and a record and byte bound), so a short outage keeps each order's history
+    exactly in venue order: backfilled executions first, then what the stream sent.
+``BACKFILLING_BESIDE_LIVE``
+    the hold-back bound passed: held messages are released and live ones flow beside the backfill
+    (risk consumers need live fills within seconds, whatever the outage cost). Both the live records
+    and the backfilled ones published from then on carry the header ``ordering: relaxed``, because
+    per order the two may interleave out of venue order.
+``COMPLETE``
+    the backfill is published (or its window declared a gap), held messages released: the session
+    names its last arrival to the :class:`~connector.engine.frontier.Frontier` (the barrier).
+
+Gaps (``beyond_retention``, ``cancel_rejects_unrecoverable``, ``rest_exhausted``) are published as
+GapDetected records before the barrier, so F cannot pass a gap before its record is acknowledged.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from enum import StrEnum
+from typing import Any, Final, Protocol
 
-from connector import __version__
-from connector._pb.polymarket.v1 import trading_pb2
-from connector.core.backfill_plan import Gap, RequestPacer, RetryBudget, Window
-from connector.observability.http import iso_from_ns
-from connector.venue.backfill import (
-    CANCELLED,
-    BackfillCancelled,
-    BackfillExhausted,
-    BackfillProgress,
-    ExecutionSearch,
-    run_backfill,
-)
+from connector.core.backfill_plan import Gap, GapReason, RecoveryMargins, Window, plan_recovery
+from connector.core.pacing import RequestPacer
+from connector.core.records import VenueMessage
+from connector.core.venue_time import iso_from_ns
+from connector.engine.backfill import BackfillRun, BackfillState, BackfillTuning
+from connector.engine.ports import ExecutionSearch, SearchFailure, SearchPage
+from connector.errors import SearchRefused
 
 _LOG: Final = logging.getLogger(__name__)
 
-PAGE_QUEUE_CAPACITY: Final = 8
-PROGRESS_LOG_EVERY_S: Final = 5.0
+HTTP_FORBIDDEN: Final = 403
+HTTP_TOO_MANY_REQUESTS: Final = 429
+
+
+class RecoveryState(StrEnum):
+    """Where a stream's recovery is."""
+
+    AWAITING_FIRST_MESSAGE = "awaiting_first_message"
+    BACKFILLING = "backfilling"
+    BACKFILLING_BESIDE_LIVE = "backfilling_beside_live"
+    COMPLETE = "complete"
 
 
 @dataclass(frozen=True, slots=True)
-class BackfillFinished:
-    """The window was searched to ``eof``."""
+class HoldBackLimits:
+    """How long, and how much, live traffic may be held back behind a backfill."""
 
-    progress: BackfillProgress
-
-
-@dataclass(frozen=True, slots=True)
-class BackfillFailed:
-    """The search failed past its retry budget: the window is a gap."""
-
-    window: Window
-    detail: str
+    max_s: float
+    max_records: int
+    max_bytes: int
 
 
-BackfillItem = Sequence[trading_pb2.Execution] | BackfillFinished | BackfillFailed
+class RecoveryOutput(Protocol):
+    """Where a session's decisions go (the service: dedup, arrival numbering, the outbox)."""
 
+    def live(self, message: VenueMessage, heartbeat_proof_ns: int | None, *, relaxed: bool) -> None:
+        """Publish a live message (``heartbeat_proof_ns``: what a heartbeat proves, else None)."""
 
-class BackfillWorker:
-    """One backfill window, searched on a daemon thread; pages are collected by the main thread."""
+    def backfilled(self, executions: Sequence[Any], *, relaxed: bool) -> None:
+        """Publish searched executions (in the order given)."""
 
-    def __init__(
-        self,
-        *,
-        search: ExecutionSearch,
-        window: Window,
-        pacer: RequestPacer,
-        retry_budget_s: float,
-        on_request: Callable[[str], None],
-    ) -> None:
-        """Prepare the worker (nothing runs until :meth:`start`)."""
-        self.window = window
-        self._search = search
-        self._pacer = pacer
-        self._retry_budget_s = retry_budget_s
-        self._on_request = on_request
-        self._items: queue.Queue[BackfillItem] = queue.Queue(maxsize=PAGE_QUEUE_CAPACITY)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="backfill", daemon=True)
-        self._last_progress_log = 0.0
-        self.progress = BackfillProgress(window)
+    def gap(self, gap: Gap) -> None:
+        """Publish a GapDetected record."""
 
-    def start(self) -> None:
-        """Start searching."""
-        _LOG.info("backfill started: %s", describe_window(self.window))
-        self._thread.start()
+    def searched(self, result: str) -> None:
+        """A search request ended: ``ok``, ``throttled`` (429) or ``error``."""
 
-    def cancel(self) -> None:
-        """Stop searching (the thread ends at its next wait; pages not yet collected are dropped)."""
-        self._stop.set()
+    def overflowed(self) -> None:
+        """The backfill outlasted the hold-back bound (count it, say it)."""
 
-    def collect(self) -> list[BackfillItem]:
-        """Take every page and outcome ready now (never blocks)."""
-        items: list[BackfillItem] = []
-        while True:
-            try:
-                items.append(self._items.get_nowait())
-            except queue.Empty:
-                return items
+    def recovered(self, barrier: int) -> None:
+        """Everything the recovery publishes is published; its last arrival is ``barrier``."""
 
-    def _run(self) -> None:
-        try:
-            progress = run_backfill(
-                search=self._search,
-                window=self.window,
-                pacer=self._pacer,
-                budget=RetryBudget(self._retry_budget_s),
-                on_page=self._put,
-                stop=self._stop,
-                on_request=self._on_request,
-                on_progress=self._log_progress,
-            )
-            self._put(BackfillFinished(progress))
-        except BackfillExhausted as exc:
-            self._put(BackfillFailed(self.window, str(exc)))
-        except BackfillCancelled:
-            return
-
-    def _put(self, item: BackfillItem) -> None:
-        while not self._stop.is_set():
-            try:
-                self._items.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-        raise BackfillCancelled(CANCELLED)
-
-    def _log_progress(self, progress: BackfillProgress) -> None:
-        self.progress = progress
-        now = time.monotonic()
-        if progress.done or now - self._last_progress_log >= PROGRESS_LOG_EVERY_S:
-            self._last_progress_log = now
-            _LOG.info(
-                "backfill %s: %d pages, %d requests, %d executions",
-                "done" if progress.done else "in progress",
-                progress.pages,
-                progress.requests,
-                progress.executions,
-            )
+    def last_sequence(self) -> int:
+        """The arrival sequence of the newest record published so far."""
 
 
 class HoldBack:
-    """Live responses held while a backfill runs, bounded in records and serialized bytes."""
+    """Live messages held while a backfill runs, in order, bounded in time, records and bytes."""
 
-    def __init__(self, max_records: int, max_bytes: int) -> None:
-        """Hold at most ``max_records`` responses and ``max_bytes`` bytes."""
-        self._max_records = max_records
-        self._max_bytes = max_bytes
-        self._held: deque[tuple[Any, int]] = deque()
+    def __init__(self, limits: HoldBackLimits) -> None:
+        """Hold nothing yet."""
+        self._limits = limits
+        self._held: deque[tuple[VenueMessage, int | None]] = deque()
+        self._records = 0
         self._bytes = 0
+        self._since: float | None = None
 
     def __len__(self) -> int:
         return len(self._held)
 
-    def offer(self, response: Any, received_time_ns: int) -> bool:
-        """Hold a response; False (and nothing held) when it does not fit."""
-        size = response.ByteSize()
-        if len(self._held) >= self._max_records or self._bytes + size > self._max_bytes:
+    def offer(self, message: VenueMessage, heartbeat_proof_ns: int | None, now: float) -> bool:
+        """Hold a message; False (and nothing held) when it would pass a bound."""
+        records = self._records + len(message.records)
+        size = self._bytes + message.size_bytes
+        if self.expired(now) or records > self._limits.max_records or size > self._limits.max_bytes:
             return False
-        self._held.append((response, received_time_ns))
-        self._bytes += size
+        if self._since is None:
+            self._since = now
+        self._held.append((message, heartbeat_proof_ns))
+        self._records, self._bytes = records, size
         return True
 
-    def release(self) -> list[tuple[Any, int]]:
+    def expired(self, now: float) -> bool:
+        """Whether the oldest held message has waited ``max_s``."""
+        return self._since is not None and now - self._since >= self._limits.max_s
+
+    def deadline(self) -> float | None:
+        """When the time bound passes (None while nothing is held)."""
+        return None if self._since is None else self._since + self._limits.max_s
+
+    def release(self) -> list[tuple[VenueMessage, int | None]]:
         """Everything held, oldest first; the buffer is empty afterwards."""
         released = list(self._held)
         self._held.clear()
-        self._bytes = 0
+        self._records = self._bytes = 0
+        self._since = None
         return released
+
+
+class RecoverySession:
+    """The recovery of one stream (or one venue session), driven by the service's loop."""
+
+    def __init__(
+        self,
+        *,
+        resume_ns: int | None,
+        margins: RecoveryMargins,
+        tuning: BackfillTuning,
+        limits: HoldBackLimits,
+        search: ExecutionSearch,
+        pacer: RequestPacer,
+        output: RecoveryOutput,
+    ) -> None:
+        """Wait for the stream's first message."""
+        self.state = RecoveryState.AWAITING_FIRST_MESSAGE
+        self.stream_start_ns: int | None = None
+        self.backfill: BackfillRun | None = None
+        self.overflowed = False
+        self._resume_ns = resume_ns
+        self._margins = margins
+        self._tuning = tuning
+        self._search = search
+        self._pacer = pacer
+        self._out = output
+        self._hold = HoldBack(limits)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the session published everything its recovery will publish."""
+        return self.state is RecoveryState.COMPLETE
+
+    def on_message(
+        self, message: VenueMessage, heartbeat_proof_ns: int | None, now: float, now_ns: int
+    ) -> None:
+        """Take one live message: start the recovery on the first, then hold or publish."""
+        if self.state is RecoveryState.AWAITING_FIRST_MESSAGE:
+            self._start(message.sent_ns or message.received_ns, now, now_ns)
+        if self.state is RecoveryState.BACKFILLING:
+            if self._hold.offer(message, heartbeat_proof_ns, now):
+                return
+            self._overflow(now)
+        self._out.live(
+            message, heartbeat_proof_ns, relaxed=self.state is RecoveryState.BACKFILLING_BESIDE_LIVE
+        )
+
+    def step(self, now: float, now_ns: int) -> float | None:
+        """Drive the backfill and the hold-back bound; return when to be called again (None: on input).
+
+        Raises:
+            SearchRefused: the search answered 403: the credentials lack the ``read:reports`` scope
+                (retrying cannot help; the service stops with one clear line).
+        """
+        run = self.backfill
+        if run is None or self.complete:
+            return None
+        answer = self._search.poll()
+        if answer is not None:
+            self._out.searched(search_result(answer))
+            if isinstance(answer, SearchFailure) and answer.status == HTTP_FORBIDDEN:
+                msg = (
+                    f"the venue refused the execution search ({answer}); the credentials need the "
+                    "read:reports scope for gap recovery"
+                )
+                raise SearchRefused(msg)
+            ready = run.on_answer(answer, now)
+            if ready:
+                self._out.backfilled(ready, relaxed=self.overflowed)
+        if self.state is RecoveryState.BACKFILLING and self._hold.expired(now):
+            self._overflow(now)
+        if run.finished:
+            self._finish(run)
+            return None
+        request = run.next_request(now, now_ns)
+        if request is not None:
+            self._search.submit(request)
+        wake = run.wake_at(now, now_ns)
+        deadline = self._hold.deadline()
+        if deadline is not None and (wake is None or deadline < wake):
+            wake = deadline
+        return wake
+
+    def abandon(self) -> None:
+        """The stream ended before the recovery completed: stop searching, drop what is held.
+
+        Held messages are not lost: the next recovery starts from the same resume point and its
+        window covers them.
+        """
+        if self.backfill is not None:
+            self._search.cancel()
+            self.backfill.cancel_request()
+        self._hold.release()
+
+    def describe(self) -> dict[str, Any]:
+        """The session for ``/status``."""
+        document: dict[str, Any] = {
+            "state": self.state.value,
+            "stream_start": iso_from_ns(self.stream_start_ns),
+            "resume_point": iso_from_ns(self._resume_ns),
+            "held_messages": len(self._hold),
+            "ordering_relaxed": self.overflowed and not self.complete,
+        }
+        run = self.backfill
+        if run is not None:
+            progress = run.progress
+            document["backfill"] = {
+                "state": run.state.value,
+                "window": describe_window(run.window),
+                "requests": progress.requests,
+                "pages": progress.pages,
+                "executions": progress.executions,
+                "throttled": progress.throttled,
+                "last_failure": progress.last_failure,
+            }
+        return document
+
+    def _start(self, stream_start_ns: int, now: float, now_ns: int) -> None:
+        self.stream_start_ns = stream_start_ns
+        plan = plan_recovery(
+            resume_ns=self._resume_ns, stream_start_ns=stream_start_ns, now_ns=now_ns, margins=self._margins
+        )
+        for gap in plan.gaps:
+            self._out.gap(gap)
+        if plan.search is None:
+            self._complete()
+            return
+        self.backfill = BackfillRun(plan.search, self._tuning, self._pacer, now=now)
+        self.state = RecoveryState.BACKFILLING
+        _LOG.info("recovery started: searching %s", describe_window(plan.search))
+
+    def _overflow(self, now: float) -> None:
+        del now
+        self.state = RecoveryState.BACKFILLING_BESIDE_LIVE
+        self.overflowed = True
+        self._out.overflowed()
+        released = self._hold.release()
+        _LOG.warning(
+            "the backfill outlasted the hold-back bound: %d held messages released, live updates now "
+            "flow beside it (records marked ordering=relaxed)",
+            len(released),
+        )
+        for message, proof in released:
+            self._out.live(message, proof, relaxed=True)
+
+    def _finish(self, run: BackfillRun) -> None:
+        if run.state is BackfillState.EXHAUSTED:
+            self._out.gap(Gap(GapReason.REST_EXHAUSTED, run.window, run.failure_detail))
+        else:
+            _LOG.info(
+                "backfill done: %d executions in %d pages, %d requests",
+                run.progress.executions,
+                run.progress.pages,
+                run.progress.requests,
+            )
+        released = self._hold.release()
+        if released:
+            _LOG.info("releasing %d held live messages", len(released))
+        for message, proof in released:
+            self._out.live(message, proof, relaxed=False)
+        self._complete()
+
+    def _complete(self) -> None:
+        self.state = RecoveryState.COMPLETE
+        self._out.recovered(self._out.last_sequence())
+
+
+def search_result(answer: SearchPage | SearchFailure) -> str:
+    """The ``result`` label of a search answer: ok, throttled (429) or error."""
+    if isinstance(answer, SearchPage):
+        return "ok"
+    return "throttled" if answer.status == HTTP_TOO_MANY_REQUESTS else "error"
 
 
 def describe_window(window: Window) -> str:
     """A window as two RFC 3339 times."""
-    return f"[{iso_from_ns(window.start_ns)}, {iso_from_ns(window.end_ns)})"
-
-
-def gap_record(connector: str, subscription: str, gap: Gap, session_id: str) -> dict[str, Any]:
-    """The GapDetected record for a gap."""
-    return {
-        "connector": connector,
-        "subscription": subscription,
-        "reason": gap.reason.value,
-        "window_start": gap.window.start_ns,
-        "window_end": gap.window.end_ns,
-        "detected_time": time.time_ns(),
-        "detail": gap.detail,
-        "session_id": session_id,
-        "version": __version__,
-    }
+    return f"[{iso_from_ns(window.start_ns)}, {iso_from_ns(window.end_ns)}]"

@@ -1,62 +1,86 @@
-"""The long-running service: keep one venue stream open and feed the pipeline, until told to stop.
+"""The service: keep one venue stream open and its events flowing into Kafka, until told to stop.
 
-Threads (DESIGN.md §2): a *reader* thread pulls responses from the gRPC stream into a bounded
-queue; the *main* thread takes them off, maps, encodes and produces them, serves the producer's
-delivery callbacks, emits the connector's own heartbeat records, and watches for a silent stream.
-When the producer is full the main thread blocks, the queue fills, and the reader stops pulling
-(HTTP/2 flow control then pushes back on the venue): memory stays bounded.
+Everything happens in :meth:`ConnectorService.step`, on one thread, against the ports of
+:mod:`connector.engine.ports` and an injectable clock, so a simulation test drives the real engine
+on a virtual clock exactly as :meth:`ConnectorService.run` drives it in production. ``step`` never
+blocks: it does what can be done now and returns how long it may sleep (the production driver
+sleeps on a doorbell that the stream reader, the search thread and the signal handler ring).
 
-Reconnects follow the failure matrix: full-jitter exponential backoff from 1 s to 30 s (reset after
-60 s healthy); a fresh token at once after UNAUTHENTICATED (once, then backoff); up to 5 minutes
-after RESOURCE_EXHAUSTED; a clear fatal error for PERMISSION_DENIED / INVALID_ARGUMENT.
+Lifecycle:
 
-Every stream starts with the recovery sequence of DESIGN.md §4: publish the snapshot, plan the
-backfill from the *resume point* (the checkpoint, then the watermark), declare what cannot be
-recovered (GapDetected), hold live updates back while a :class:`~connector.engine.recovery.BackfillWorker`
-searches the window, then release them. The resume point only moves forward once a stream's
-recovery completed, so an interrupted backfill is searched again from the same point. Checkpoints
-(the watermark, every few seconds and at shutdown) pause while live updates were released before a
-backfill ended, since the watermark could then pass a hole.
+1. **start-up**: the start-up steps (topics, schema IDs), then the last checkpoint and the
+   recent-ID seed (every execution ID the executions topic holds from the resume point minus the
+   backfill margin on). Kafka or the registry down: retried with backoff, not ready, the reason in
+   ``/status``; never a crash loop.
+2. **streams**, each with a :class:`~connector.engine.recovery.RecoverySession` (a new venue session
+   inside a stream starts a new one too). Reconnects follow the failure matrix: full-jitter backoff
+   1 s → 30 s (reset after 60 s healthy), a fresh token at once after UNAUTHENTICATED (once), up to
+   5 minutes after RESOURCE_EXHAUSTED, one clear fatal line for PERMISSION_DENIED/INVALID_ARGUMENT.
+   A stream silent for ``heartbeat_timeout_s`` while the connector reads is cancelled (a stall).
+3. **stop** (SIGTERM/SIGINT): stop reading, wait for Kafka's acknowledgements up to
+   ``flush_timeout_s``, write the checkpoint and a last ConnectorHeartbeat, exit 0.
 
-A failed delivery freezes the watermark: the service drops the stream, waits for the producer to
-drain, re-seeds the recent-ID set from the executions topic (which proves Kafka is back), restarts
-the watermark and reconnects; the recovery sequence re-reads everything after the frozen point.
+Publishing: every record is deduplicated (executions), numbered in the watermark and put in the
+*outbox*; the outbox goes to the producer as fast as it takes it. While the producer is full the
+engine stops taking input (the reader then stops pulling: HTTP/2 flow control pushes back on the
+venue) but keeps ticking: SIGTERM, ``/healthz`` and the timers stay alive.
 
-Shutdown (SIGTERM/SIGINT): stop reading, flush with a deadline, write the checkpoint, exit 0.
+A venue heartbeat proves its send time only when no backlog can be queued behind it at the venue:
+the venue's queue only grows while the connector pushes back, so a heartbeat counts only after the
+intake has been seen idle since the last push-back (DESIGN.md §4).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import math
 import random
-import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
 
-from connector import __version__
-from connector.config import BackfillSettings
-from connector.core.backfill_plan import Gap, GapReason, Window, plan_backfill
+from connector.core.backfill_plan import Gap, GapReason, RecoveryMargins
+from connector.core.dedup import RecentExecutionIds
 from connector.core.mapping import EventContext, Source
-from connector.core.record_schemas import RecordType
-from connector.core.watermark import DeliveryFailure, Watermark
-from connector.engine.pipeline import Encoder, Pipeline
-from connector.engine.recovery import (
-    BackfillFailed,
-    BackfillFinished,
-    BackfillWorker,
-    HoldBack,
-    describe_window,
-    gap_record,
+from connector.core.pacing import FullJitterBackoff, RequestPacer
+from connector.core.records import (
+    RELAXED_ORDERING,
+    Headers,
+    MessageKind,
+    OutRecord,
+    VenueMessage,
+    base_headers,
+    record_headers,
 )
-from connector.errors import RuntimeFailure
-from connector.kafka.publisher import FatalProducerError, Publisher
-from connector.observability.http import ServiceStatus, iso_from_ns
-from connector.observability.metrics import Metrics
-from connector.venue.auth import TokenEndpointUnavailable
-from connector.venue.stream import CancellableStream, Disposition, StreamEnded, read
+from connector.core.venue_time import iso_from_ns, seconds_to_ns
+from connector.core.watermark import Position, Watermark
+from connector.engine.backfill import BackfillTuning
+from connector.engine.frontier import Frontier
+from connector.engine.pipeline import VenueDecoder, refused_dead_letter
+from connector.engine.ports import (
+    CheckpointStore,
+    Clock,
+    Disposition,
+    ExecutionSearch,
+    Observer,
+    RecentIdSeeder,
+    RecordSink,
+    StartupStep,
+    StreamEnd,
+    StreamOpener,
+    VenueStream,
+)
+from connector.engine.recovery import HoldBackLimits, RecoverySession
+from connector.engine.status import Phase, ServiceStatus
+from connector.errors import (
+    RecordRefused,
+    RuntimeFailure,
+    StreamRefused,
+    TokenEndpointUnavailable,
+    TransientFailure,
+)
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -64,339 +88,519 @@ BACKOFF_BASE_S: Final = 1.0
 BACKOFF_MAX_S: Final = 30.0
 BACKOFF_RESOURCE_EXHAUSTED_MAX_S: Final = 300.0
 HEALTHY_RESET_S: Final = 60.0
-QUEUE_CAPACITY: Final = 1024
-LOOP_TICK_S: Final = 0.1
-FINAL_HEARTBEAT_FLUSH_S: Final = 5.0
+MAX_MESSAGES_PER_STEP: Final = 256
+QUIET_PROOF_S: Final = 0.1  # no message for this long, none queued: the venue holds no backlog
+ACK_POLL_S: Final = 0.005  # while records are in flight, serve acknowledgements this often
+MAX_IDLE_S: Final = 1.0
+STATUS_REFRESH_S: Final = 0.25
+PRODUCER_STALL_S: Final = 5.0
+FINAL_FLUSH_S: Final = 5.0
+SEED_SLACK_S: Final = 1.0
+HEADER_CACHE_SIZE: Final = 64
 
-
-class StreamOpener(Protocol):
-    """Opens a new venue stream (a fresh call with a current token)."""
-
-    def __call__(self) -> CancellableStream:
-        """Open the stream."""
-
-
-class BackfillStarter(Protocol):
-    """Starts a backfill of one window (the composition root binds the REST search and pacer)."""
-
-    def __call__(self, window: Window) -> BackfillWorker:
-        """Start searching the window."""
+RECONNECT_REASONS: Final = {
+    "EOF": "eof",
+    "UNAVAILABLE": "unavailable",
+    "STALL": "stall",
+    "UNAUTHENTICATED": "unauthenticated",
+    "RESOURCE_EXHAUSTED": "resource_exhausted",
+}
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceSettings:
-    """The service loop's own settings."""
+class EngineSettings:
+    """The engine's own settings (the composition root maps the configuration onto them)."""
 
     connector: str
     subscription: str
-    heartbeat_topic: str
-    checkpoint_topic: str
+    executions_topic: str
+    dlq_topic: str
     heartbeat_interval_s: float
     heartbeat_timeout_s: float
-    checkpoint_interval_s: float = 5.0
-    flush_timeout_s: float = 20.0
-    backfill: BackfillSettings = field(default_factory=BackfillSettings)
-
-    @property
-    def checkpoint_key(self) -> bytes:
-        """The checkpoint's key: connector name and subscription filter."""
-        return f"{self.connector}|{self.subscription}".encode()
-
-
-@dataclass(slots=True)
-class _Session:
-    """One stream's recovery state (main thread only)."""
-
-    hold_back: HoldBack
-    stream_start_ns: int | None = None  # venue time of its first message
-    backfill: BackfillWorker | None = None
-    recovered: bool = False  # the backfill (if any) finished or was declared a gap
-    overflowed: bool = False  # live updates were released before the backfill finished
+    checkpoint_interval_s: float
+    flush_timeout_s: float
+    start_from_ns: int | None
+    margins: RecoveryMargins
+    tuning: BackfillTuning
+    holdback: HoldBackLimits
+    requests_per_minute: int
+    max_record_bytes: int
 
 
-class FullJitterBackoff:
-    """Full-jitter exponential backoff: a random wait in [0, min(cap, base * 2^attempt)]."""
-
-    def __init__(self, base_s: float, cap_s: float, rng: random.Random | None = None) -> None:
-        """Start at attempt 0."""
-        self._base_s = base_s
-        self._cap_s = cap_s
-        self._attempt = 0
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
-
-    def next_delay(self, cap_s: float | None = None) -> float:
-        """The next wait; each call doubles the bound up to the cap."""
-        bound = min(cap_s or self._cap_s, self._base_s * 2**self._attempt)
-        self._attempt = min(self._attempt + 1, 30)
-        return self._rng.uniform(0, bound)
-
-    def reset(self) -> None:
-        """Back to the first attempt (after a healthy stream)."""
-        self._attempt = 0
-
-
-_END = object()
+class _Lifecycle(Enum):
+    STARTING = "starting"  # start-up steps and reads, retried while Kafka is down
+    RUNNING = "running"  # streams
+    STOPPING = "stopping"  # waiting for Kafka to acknowledge what was published
+    CLOSING = "closing"  # the final checkpoint and heartbeat are on their way
+    FINISHED = "finished"
 
 
 class ConnectorService:
-    """Runs the stream -> pipeline -> Kafka loop with reconnects, until stopped."""
+    """Runs the stream -> records -> Kafka loop with recovery and reconnects, until stopped."""
 
     def __init__(
         self,
         *,
-        settings: ServiceSettings,
+        settings: EngineSettings,
+        clock: Clock,
         open_stream: StreamOpener,
-        pipeline: Pipeline,
-        publisher: Publisher,
+        search: ExecutionSearch,
+        sink: RecordSink,
         watermark: Watermark,
-        metrics: Metrics,
+        checkpoints: CheckpointStore,
+        seeder: RecentIdSeeder,
+        startup: Sequence[StartupStep],
+        decoder: VenueDecoder,
+        recent_ids: RecentExecutionIds,
+        observer: Observer,
         status: ServiceStatus,
-        encoders: Mapping[RecordType, Encoder],
         invalidate_token: Callable[[], None],
-        start_backfill: BackfillStarter,
-        reseed_recent_ids: Callable[[], None],
-        resume_ns: int | None,
+        rng: random.Random | None = None,
     ) -> None:
-        """Wire the service (the composition root builds every collaborator).
+        """Wire the service (the composition root builds every collaborator; no I/O here).
 
-        Args:
-            settings: the loop's settings.
-            open_stream: opens a venue stream.
-            pipeline: maps and publishes venue events.
-            publisher: the Kafka producer.
-            watermark: the acknowledged-prefix tracker (started from the checkpoint, if any).
-            metrics: the Prometheus metrics.
-            status: what ``/status`` and ``/readyz`` report.
-            encoders: one encoder per record type (for the connector's own records).
-            invalidate_token: forget the cached access token.
-            start_backfill: starts a REST backfill of a window.
-            reseed_recent_ids: refills the recent-ID set from the executions topic.
-            resume_ns: venue time from which the first stream must recover (the checkpoint or
-                ``start_from``), or None to start from the first stream's snapshot.
+        ``watermark`` is the one the sink reports acknowledgements to.
         """
         self._settings = settings
+        self._clock = clock
         self._open_stream = open_stream
-        self._pipeline = pipeline
-        self._publisher = publisher
+        self._search = search
+        self._sink = sink
         self._watermark = watermark
-        self._metrics = metrics
+        self._checkpoints = checkpoints
+        self._seeder = seeder
+        self._startup = list(startup)
+        self._decoder = decoder
+        self._recent_ids = recent_ids
+        self._observer = observer
         self._status = status
-        self._encoders = encoders
         self._invalidate_token = invalidate_token
-        self._start_backfill = start_backfill
-        self._reseed_recent_ids = reseed_recent_ids
-        self._resume_ns = resume_ns
-        self._stop = threading.Event()
-        self._backoff = FullJitterBackoff(BACKOFF_BASE_S, BACKOFF_MAX_S)
-        self._next_heartbeat_record = 0.0
-        self._next_checkpoint = time.monotonic() + settings.checkpoint_interval_s
-        self._checkpoints_paused = False
-        self._last_venue_heartbeat_ns: int | None = None
+        now = clock.monotonic()
+        self._backoff = FullJitterBackoff(BACKOFF_BASE_S, BACKOFF_MAX_S, rng)
+        self._pacer = RequestPacer(settings.requests_per_minute, now)
+        self._lifecycle = _Lifecycle.STARTING
+        self._retry_at = now
+        self._stop_requested = False
+        self._fatal: RuntimeFailure | None = None
+        self._frontier = Frontier(watermark, None)
+        self._outbox: deque[tuple[OutRecord, Headers, int | None]] = deque()
+        self._outbox_blocked_since: float | None = None
+        self._headers: dict[tuple[str, str, str], Headers] = {}
+        # the current stream
+        self._stream: VenueStream | None = None
+        self._session: RecoverySession | None = None
+        self._session_id = ""
+        self._stream_opened_at = now
+        self._last_item_at = now
+        self._quiet = False
+        self._reconnect_at = now
         self._reauthenticated = False
-        self._session = self._new_session()
+        # timers
+        self._next_heartbeat_record = now
+        self._next_checkpoint = now + settings.checkpoint_interval_s
+        self._next_status = now
+        self._stop_deadline = math.inf
+        self._checkpoint_written = False
+        self._last_venue_heartbeat_ns: int | None = None
+        self._reported_frontier: int | None = None
 
-    def stop(self) -> None:
-        """Ask the service to stop (safe from a signal handler)."""
-        self._stop.set()
+    # ----------------------------------------------------------------------------- driving
 
-    def run(self) -> int:
-        """Run until stopped; return the exit code (0 after a clean shutdown).
+    @property
+    def finished(self) -> bool:
+        """Whether the service has stopped (after :meth:`request_stop`, or a fatal error)."""
+        return self._lifecycle is _Lifecycle.FINISHED
+
+    @property
+    def frontier(self) -> Position | None:
+        """The completeness frontier F now."""
+        return self._frontier.value()
+
+    def request_stop(self) -> None:
+        """Ask the service to stop (safe from a signal handler: it only sets a flag)."""
+        self._stop_requested = True
+
+    def run(self, wait: Callable[[float], None]) -> int:
+        """Step until finished, sleeping with ``wait`` in between; return the exit code (0).
 
         Raises:
-            RuntimeFailure: a fatal condition (credentials refused, permission denied, bad filter,
-                fatal producer error), after flushing what can be flushed.
+            RuntimeFailure: a fatal condition (refused credentials, subscription or search; a fatal
+                producer error), after flushing what can be flushed.
         """
-        try:
-            while not self._stop.is_set():
-                self._status.phase = "connecting"
-                delay = self._one_stream()
-                failure = self._watermark.failure
-                if failure is not None and not self._stop.is_set():
-                    self._restart_pipeline(failure)
-                    delay = max(delay, self._backoff.next_delay())
-                if delay > 0 and not self._stop.is_set():
-                    self._status.phase = "reconnecting"
-                    _LOG.info("reconnecting in %.1f s", delay)
-                    self._idle(delay)
-        finally:
-            self._shutdown()
+        while True:
+            delay = self.step()
+            if self.finished:
+                break
+            if delay > 0:
+                wait(min(delay, MAX_IDLE_S))
+        if self._fatal is not None:
+            raise self._fatal
         return 0
 
-    def _one_stream(self) -> float:
-        """Open a stream and pump it until it ends; return how long to wait before the next one."""
-        try:
-            stream = self._open_stream()  # CredentialsRefused (not retryable) propagates: exit 1
-        except TokenEndpointUnavailable as exc:
-            self._status.last_error = str(exc)
-            return self._backoff.next_delay()
-        responses: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CAPACITY)
-        reader = threading.Thread(target=_pump, args=(stream, responses), name="stream-reader", daemon=True)
-        reader.start()
-        self._session = self._new_session()
-        opened = time.monotonic()
-        last_message = opened
-        ended: StreamEnded | None = None
-        try:
-            while True:
-                self._tick()
-                if self._stop.is_set() or self._watermark.failure is not None:
-                    stream.cancel()
-                    return 0.0
-                self._collect_backfill()
-                try:
-                    item = responses.get(timeout=LOOP_TICK_S)
-                except queue.Empty:
-                    if time.monotonic() - last_message > self._settings.heartbeat_timeout_s:
-                        _LOG.warning(
-                            "no message for %.0f s: cancelling the stream", self._settings.heartbeat_timeout_s
-                        )
-                        self._metrics.stream_stalls.inc()
-                        stream.cancel()
-                        ended = StreamEnded("STALL", "heartbeat timeout", Disposition.RECONNECT)
-                        break
-                    continue
-                if isinstance(item, StreamEnded):
-                    ended = item
-                    break
-                last_message = time.monotonic()
-                self._on_response(item)
-        finally:
-            self._end_session()
-            self._set_connected(connected=False)
-            if time.monotonic() - opened >= HEALTHY_RESET_S:
-                self._backoff.reset()
-        return self._after_end(ended)
+    def step(self) -> float:
+        """Do everything that can be done now; return how long the caller may wait before the next step.
 
-    def _new_session(self) -> _Session:
-        limits = self._settings.backfill
-        return _Session(HoldBack(limits.holdback_max_records, limits.holdback_max_bytes))
+        Raises:
+            FatalProducerError: the producer cannot go on (nothing more can be delivered).
+        """
+        now = self._clock.monotonic()
+        self._status.tick(now)
+        if self._lifecycle is _Lifecycle.FINISHED:
+            return math.inf
+        self._sink.poll()
+        self._drain_outbox(now)
+        if self._lifecycle is _Lifecycle.STARTING:
+            return self._start_up(now)
+        if self._stop_requested and self._lifecycle is _Lifecycle.RUNNING:
+            self._begin_stop(now)
+        if self._lifecycle is _Lifecycle.STOPPING:
+            return self._stopping(now)
+        if self._lifecycle is _Lifecycle.CLOSING:
+            return self._closing(now)
+        try:
+            wake = self._run_stream(now)
+        except RuntimeFailure as exc:
+            self._fatal = exc
+            self._begin_stop(now)
+            return 0.0
+        wake = min(wake, self._timers(now))
+        if self._outbox or self._sink.in_flight:
+            wake = min(wake, now + ACK_POLL_S)
+        return max(0.0, min(wake, now + MAX_IDLE_S) - now)
 
-    def _on_response(self, response: Any) -> None:
-        received = time.time_ns()
-        session = self._session
-        if not self._status.connected:
-            self._set_connected(connected=True, session_id=response.session_id)
-            self._reauthenticated = False
-        if session.stream_start_ns is None:
-            sent = (
-                response.processed_sent_time.ToNanoseconds()
-                if response.HasField("processed_sent_time")
-                else 0
+    # ----------------------------------------------------------------------------- start-up
+
+    def _start_up(self, now: float) -> float:
+        if self._stop_requested:
+            self._finish("stopped during start-up")
+            return math.inf
+        if now < self._retry_at:
+            return self._retry_at - now
+        try:
+            while self._startup:
+                self._status.phase = self._startup[0].phase
+                self._startup[0].run()
+                self._startup.pop(0)
+            self._status.phase = Phase.WAITING_FOR_KAFKA.value
+            checkpoint = self._checkpoints.read()
+            resume = checkpoint or self._start_from()
+            since = None
+            if resume is not None:
+                since = resume.venue_time_ns - seconds_to_ns(self._settings.margins.before_s + SEED_SLACK_S)
+            self._seeder.seed(self._recent_ids, since)
+        except TransientFailure as exc:
+            delay = self._backoff.next_delay()
+            self._status.last_error = f"{exc} (retrying in {delay:.1f} s)"
+            _LOG.warning("%s", self._status.last_error)
+            self._retry_at = now + delay
+            return delay
+        if checkpoint is not None:
+            _LOG.info("resuming from the checkpoint at %s", iso_from_ns(checkpoint.venue_time_ns))
+        elif resume is not None:
+            _LOG.info(
+                "no checkpoint: starting from connector.start_from %s", iso_from_ns(resume.venue_time_ns)
             )
-            session.stream_start_ns = sent or received
-            self._publish_live(response, received)  # the snapshot comes first
-            self._begin_recovery(session.stream_start_ns, response.session_id)
+        else:
+            _LOG.info("no checkpoint: starting from now")
+        self._frontier = Frontier(self._watermark, resume)
+        self._status.last_error = None
+        self._status.phase = Phase.CONNECTING.value
+        self._backoff.reset()
+        self._lifecycle = _Lifecycle.RUNNING
+        self._reconnect_at = now
+        self._next_heartbeat_record = now
+        self._next_checkpoint = now + self._settings.checkpoint_interval_s
+        self._report(now)
+        return 0.0
+
+    def _start_from(self) -> Position | None:
+        start = self._settings.start_from_ns
+        return None if start is None else Position(start, "", "")
+
+    # ----------------------------------------------------------------------------- the stream
+
+    def _run_stream(self, now: float) -> float:
+        if self._stream is None:
+            if now < self._reconnect_at:
+                self._status.phase = Phase.RECONNECTING.value
+                return self._reconnect_at
+            self._open(now)
+        stream = self._stream
+        if stream is None:
+            return self._reconnect_at
+        wake = self._intake(stream, now)
+        if self._stream is None:
+            return self._reconnect_at  # it ended
+        if self._outbox:
+            self._last_item_at = now  # not reading is not silence: the watchdog waits
+        elif now - self._last_item_at > self._settings.heartbeat_timeout_s:
+            _LOG.warning("no message for %.0f s: cancelling the stream", self._settings.heartbeat_timeout_s)
+            self._observer.stream_stalled()
+            stream.cancel()
+            self._end_stream(StreamEnd("STALL", "heartbeat timeout", Disposition.RECONNECT), now)
+            return self._reconnect_at
+        wake = min(wake, self._last_item_at + self._settings.heartbeat_timeout_s)
+        session = self._session
+        if session is not None:
+            session_wake = session.step(now, self._clock.time_ns())
+            if session_wake is not None:
+                wake = min(wake, session_wake)
+        return wake
+
+    def _intake(self, stream: VenueStream, now: float) -> float:
+        """Take what the stream has, while the outbox is empty; return when to look again."""
+        if stream.pushed_back() or self._outbox:
+            self._quiet = False
+        for _ in range(MAX_MESSAGES_PER_STEP):
+            if self._outbox:
+                return math.inf  # the producer is full: stop reading (the stream pushes back)
+            item = stream.take()
+            if item is None:
+                if now - self._last_item_at >= QUIET_PROOF_S:
+                    self._quiet = True
+                return math.inf if self._quiet else self._last_item_at + QUIET_PROOF_S
+            self._last_item_at = now
+            if isinstance(item, StreamEnd):
+                self._end_stream(item, now)
+                return math.inf
+            self._on_response(item, now)
+        return now  # more may be waiting: step again at once
+
+    def _open(self, now: float) -> None:
+        self._status.phase = Phase.CONNECTING.value
+        try:
+            self._stream = self._open_stream()
+        except TokenEndpointUnavailable as exc:
+            delay = self._backoff.next_delay()
+            self._status.last_error = f"{exc} (retrying in {delay:.1f} s)"
+            _LOG.warning("%s", self._status.last_error)
+            self._reconnect_at = now + delay
             return
-        if session.backfill is not None and not session.overflowed:
-            if session.hold_back.offer(response, received):
+        self._stream_opened_at = now
+        self._last_item_at = now
+        self._quiet = False
+        self._session_id = ""
+        self._new_session()
+
+    def _new_session(self) -> None:
+        self._frontier.begin_recovery()
+        resume = self._frontier.resume
+        self._session = RecoverySession(
+            resume_ns=resume.venue_time_ns if resume is not None else None,
+            margins=self._settings.margins,
+            tuning=self._settings.tuning,
+            limits=self._settings.holdback,
+            search=self._search,
+            pacer=self._pacer,
+            output=_Output(self),
+        )
+
+    def _on_response(self, response: Any, now: float) -> None:
+        now_ns = self._clock.time_ns()
+        message = self._decoder.response(response, now_ns)
+        self._count(message)
+        if not self._status.connected:
+            self._set_connected(message.session_id)
+        elif message.session_id != self._session_id:
+            _LOG.warning(
+                "the venue session changed mid-stream (%s -> %s): recovering from F",
+                self._session_id,
+                message.session_id,
+            )
+            if self._session is not None:
+                self._session.abandon()
+            self._session_id = message.session_id
+            self._status.session_id = message.session_id
+            self._status.phase = Phase.RECOVERING.value
+            self._new_session()
+        proof = None
+        if message.kind is MessageKind.HEARTBEAT:
+            self._last_venue_heartbeat_ns = message.sent_ns
+            self._status.last_venue_heartbeat = iso_from_ns(message.sent_ns)
+            stream = self._stream
+            if stream is not None and stream.pushed_back():
+                self._quiet = False  # the reader waited for room while this heartbeat came in
+            if self._quiet:
+                proof = message.sent_ns
+        session = self._session
+        assert session is not None  # noqa: S101 - a stream always has a session
+        session.on_message(message, proof, now, now_ns)
+
+    def _count(self, message: VenueMessage) -> None:
+        observer = self._observer
+        if message.kind is MessageKind.HEARTBEAT:
+            observer.event_received("heartbeat", message.received_ns, message.sent_ns)
+            observer.venue_heartbeat(message.sent_ns)
+        elif message.kind is MessageKind.SNAPSHOT:
+            observer.event_received(
+                "snapshot_order", message.received_ns, message.sent_ns, len(message.records)
+            )
+        elif message.kind is MessageKind.UPDATE:
+            for record in message.records:
+                observer.event_received(record.event_type, message.received_ns, message.sent_ns)
+
+    def _set_connected(self, session_id: str) -> None:
+        self._status.connected = True
+        self._status.session_id = session_id
+        self._status.phase = Phase.RECOVERING.value
+        self._session_id = session_id
+        self._reauthenticated = False
+        self._observer.stream_connected(True)
+        _LOG.info("order stream connected (session %s)", session_id)
+
+    def _end_stream(self, ended: StreamEnd, now: float) -> None:
+        if self._session is not None:
+            self._session.abandon()
+        self._session = None
+        self._stream = None
+        if self._status.connected:
+            self._observer.stream_connected(False)
+        self._status.connected = False
+        if now - self._stream_opened_at >= HEALTHY_RESET_S:
+            self._backoff.reset()
+        self._status.last_error = str(ended)
+        self._status.reconnects += 1
+        self._observer.reconnect(RECONNECT_REASONS.get(ended.status, "other"))
+        _LOG.warning("%s", ended)
+        if ended.disposition is Disposition.FATAL:
+            msg = f"the venue refused the subscription: {ended.status}: {ended.details}"
+            raise StreamRefused(msg)
+        delay = self._backoff.next_delay()
+        if ended.disposition is Disposition.REAUTHENTICATE:
+            self._invalidate_token()
+            if not self._reauthenticated:
+                self._reauthenticated = True
+                delay = 0.0
+        elif ended.disposition is Disposition.BACK_OFF_LONG:
+            delay = self._backoff.next_delay(BACKOFF_RESOURCE_EXHAUSTED_MAX_S)
+        self._reconnect_at = now + delay
+        if delay > 0:
+            _LOG.info("reconnecting in %.1f s", delay)
+
+    # ----------------------------------------------------------------------------- publishing
+
+    def emit(self, record: OutRecord, *, relaxed: bool = False) -> None:
+        """Deduplicate, number and queue one record (the outbox goes to Kafka in order)."""
+        if record.execution_id and record.topic == self._settings.executions_topic:
+            if record.execution_id in self._recent_ids:
+                self._observer.duplicate_dropped()
                 return
-            self._overflow()
-        self._publish_live(response, received)
+            self._recent_ids.add(record.execution_id)
+        elif record.topic == self._settings.dlq_topic:
+            self._observer.dead_lettered(record.event_type, _error_type(record))
+        sequence = self._watermark.arrive(record.proof_ns, record.execution_id, record.session_id)
+        self._outbox.append((record, self._headers_for(record, relaxed), sequence))
 
-    def _publish_live(self, response: Any, received_time_ns: int) -> None:
-        self._pipeline.on_response(response, received_time_ns)
-        if response.HasField("heartbeat") and response.HasField("processed_sent_time"):
-            self._last_venue_heartbeat_ns = response.processed_sent_time.ToNanoseconds()
-            self._status.last_venue_heartbeat = iso_from_ns(self._last_venue_heartbeat_ns)
+    def _headers_for(self, record: OutRecord, relaxed: bool) -> Headers:
+        key = (record.event_type, record.source, record.session_id)
+        base = self._headers.get(key)
+        if base is None:
+            if len(self._headers) > HEADER_CACHE_SIZE:
+                self._headers.clear()  # sessions come and go
+            base = self._headers[key] = base_headers(record, self._settings.connector)
+        return record_headers(base, record, relaxed=relaxed)
 
-    # ------------------------------------------------------------------------------- recovery
-
-    def _begin_recovery(self, stream_start_ns: int, session_id: str) -> None:
-        """After the snapshot: declare the unrecoverable, then search what was missed."""
-        session = self._session
-        plan = plan_backfill(
-            resume_ns=self._resume_ns,
-            stream_start_ns=stream_start_ns,
-            now_ns=time.time_ns(),
-            margin_s=self._settings.backfill.margin_s,
-            retention_s=self._settings.backfill.retention_days * 86_400,
-        )
-        for gap in plan.gaps:
-            self._declare_gap(gap, session_id)
-        if self._resume_ns is None:
-            self._resume_ns = stream_start_ns  # from now on, the stream itself is the history
-        if plan.search is None:
-            session.recovered = True
-            return
-        self._status.phase = "backfill"
-        session.backfill = self._start_backfill(plan.search)
-        self._status.backfill = {"window": describe_window(plan.search), "pages": 0, "executions": 0}
-
-    def _collect_backfill(self) -> None:
-        session = self._session
-        if session.backfill is None:
-            return
-        for item in session.backfill.collect():
-            if isinstance(item, BackfillFinished):
-                self._finish_backfill()
-            elif isinstance(item, BackfillFailed):
-                self._declare_gap(
-                    Gap(GapReason.REST_EXHAUSTED, item.window, item.detail), self._status.session_id
+    def _drain_outbox(self, now: float) -> None:
+        outbox = self._outbox
+        sink = self._sink
+        while outbox:
+            record, headers, sequence = outbox[0]
+            try:
+                if not sink.try_publish(record, headers, sequence):
+                    break
+            except RecordRefused as exc:
+                letter = self._refused(record, exc)
+                relaxed = RELAXED_ORDERING in headers
+                outbox[0] = (letter, self._headers_for(letter, relaxed), sequence)
+                continue
+            outbox.popleft()
+        if outbox:
+            if self._outbox_blocked_since is None:
+                self._outbox_blocked_since = now
+            elif now - self._outbox_blocked_since >= PRODUCER_STALL_S and self._status.producer_healthy:
+                self._status.producer_healthy = False
+                self._status.last_error = (
+                    "Kafka is not taking records: the producer's queue has been full for "
+                    f"{PRODUCER_STALL_S:.0f} s (the venue stream is paused)"
                 )
-                self._finish_backfill()
-            else:
-                context = EventContext(
-                    Source.BACKFILL, self._status.session_id, None, time.time_ns(), self._settings.connector
-                )
-                for execution in item:
-                    self._pipeline.on_execution(execution, context)
-                self._metrics.backfill_executions.inc(len(item))
-        if session.backfill is not None:
-            progress = session.backfill.progress
-            self._status.backfill = {
-                "window": describe_window(progress.window),
-                "pages": progress.pages,
-                "executions": progress.executions,
-            }
+                _LOG.warning("%s", self._status.last_error)
+        elif self._outbox_blocked_since is not None:
+            self._outbox_blocked_since = None
+            if not self._status.producer_healthy:
+                self._status.producer_healthy = True
+                _LOG.info("Kafka is taking records again")
 
-    def _finish_backfill(self) -> None:
+    def _refused(self, record: OutRecord, error: RecordRefused) -> OutRecord:
+        """The dead letter that takes a refused record's place (and its arrival sequence)."""
+        _LOG.error("%s (key %r, execution_id=%r): sent to the DLQ", error, record.key, record.execution_id)
+        self._observer.dead_lettered(record.event_type, type(error).__name__)
+        return refused_dead_letter(record, error, self._settings.dlq_topic, self._settings.max_record_bytes)
+
+    # ----------------------------------------------------------------------------- timers
+
+    def _timers(self, now: float) -> float:
+        if now >= self._next_heartbeat_record:
+            self._next_heartbeat_record = now + self._settings.heartbeat_interval_s
+            self._publish_own(self._heartbeat_record())
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + self._settings.checkpoint_interval_s
+            self._write_checkpoint()
+        if now >= self._next_status:
+            self._next_status = now + STATUS_REFRESH_S
+            self._report(now)
+        return min(self._next_heartbeat_record, self._next_checkpoint, self._next_status)
+
+    def _publish_own(self, record: OutRecord | None) -> bool:
+        """Publish one of the connector's own records now, unless Kafka is backed up (then skip it)."""
+        if record is None or self._outbox:
+            return False
+        try:
+            return self._sink.try_publish(record, self._headers_for(record, relaxed=False), None)
+        except RecordRefused:
+            _LOG.exception("the connector's own %s record was refused", record.event_type)
+            return False
+
+    def _write_checkpoint(self) -> bool:
+        frontier = self._frontier.value()
+        if frontier is None:
+            return False
+        return self._publish_own(self._checkpoints.record(frontier, self._clock.time_ns()))
+
+    def _heartbeat_record(self) -> OutRecord:
+        frontier = self._frontier.value()
+        fields = {
+            "phase": self._status.phase,
+            "session_id": self._status.session_id,
+            "last_venue_heartbeat_time": self._last_venue_heartbeat_ns,
+            "watermark": frontier.venue_time_ns if frontier is not None else None,
+        }
+        return self._decoder.connector_heartbeat(fields, self._clock.time_ns())
+
+    def _report(self, now: float) -> None:
+        del now
+        frontier = self._frontier.value()
+        frontier_ns = frontier.venue_time_ns if frontier is not None else None
+        if frontier_ns != self._reported_frontier:
+            self._reported_frontier = frontier_ns
+            self._observer.frontier(frontier_ns)
+            self._status.completeness_frontier = iso_from_ns(frontier_ns)
+        self._observer.in_flight(self._sink.in_flight + len(self._outbox))
         session = self._session
-        session.backfill = None
-        session.recovered = True
-        self._checkpoints_paused = False
-        self._status.backfill = None
-        self._status.phase = "streaming"
-        released = session.hold_back.release()
-        if released:
-            _LOG.info("backfill done: releasing %d held live updates", len(released))
-        for response, received in released:
-            self._publish_live(response, received)
+        self._status.recovery = session.describe() if session is not None and not session.complete else None
 
-    def _overflow(self) -> None:
-        """The hold-back buffer is full: stream on beside the backfill, and say so."""
-        session = self._session
-        session.overflowed = True
-        self._checkpoints_paused = True
-        self._metrics.holdback_overflows.inc()
-        self._status.last_error = (
-            "hold-back buffer full: live updates are published while the backfill continues "
-            "(per-order ordering between backfilled and live records is not guaranteed)"
-        )
-        _LOG.warning("%s", self._status.last_error)
-        for response, received in session.hold_back.release():
-            self._publish_live(response, received)
+    # ----------------------------------------------------------------------------- gaps
 
-    def _end_session(self) -> None:
-        """The stream ended: stop its backfill, and move the resume point if recovery completed."""
-        session = self._session
-        if session.backfill is not None:
-            session.backfill.cancel()
-            session.backfill = None
-            self._status.backfill = None
-        position = self._watermark.position
-        if (
-            session.recovered
-            and position is not None
-            and (self._resume_ns is None or position.venue_time_ns > self._resume_ns)
-        ):
-            self._resume_ns = position.venue_time_ns
-
-    def _declare_gap(self, gap: Gap, session_id: str) -> None:
-        """Publish a GapDetected record, count it, and show it in ``/status``: never silent."""
-        record = gap_record(self._settings.connector, self._settings.subscription, gap, session_id)
+    def declare_gap(self, gap: Gap) -> None:
+        """Publish a GapDetected record (at least once: F cannot pass it before it is acknowledged)."""
         log = _LOG.info if gap.reason is GapReason.CANCEL_REJECTS_UNRECOVERABLE else _LOG.error
-        log("gap detected (%s) %s: %s", gap.reason.value, describe_window(gap.window), gap.detail)
-        self._metrics.gaps_detected.labels(gap.reason.value).inc()
+        log(
+            "gap detected (%s) [%s, %s]: %s",
+            gap.reason.value,
+            iso_from_ns(gap.window.start_ns),
+            iso_from_ns(gap.window.end_ns),
+            gap.detail,
+        )
+        self._observer.gap_detected(gap.reason.value)
         self._status.gaps_detected += 1
         self._status.last_gap = {
             "reason": gap.reason.value,
@@ -404,166 +608,139 @@ class ConnectorService:
             "window_end": iso_from_ns(gap.window.end_ns),
             "detail": gap.detail,
         }
-        topic = self._settings.heartbeat_topic
-        self._publisher.publish(
-            topic,
-            self._settings.connector.encode(),
-            self._encoders[RecordType.GAP_DETECTED](record, topic),
-            headers=[("event_type", RecordType.GAP_DETECTED.value.encode())],
+        self.emit(self._decoder.gap_detected(gap, self._session_id, self._clock.time_ns()))
+
+    def overflowed(self) -> None:
+        """A session's backfill outlasted the hold-back bound."""
+        self._observer.holdback_overflow()
+        self._status.holdback_overflows += 1
+
+    def recovered(self, barrier: int) -> None:
+        """The current session published its recovery; F follows the watermark once ``barrier`` is in."""
+        self._frontier.recovery_published(barrier)
+        self._status.phase = Phase.STREAMING.value
+
+    def backfill_context(self) -> EventContext:
+        """The context of executions a backfill found now."""
+        return EventContext(
+            Source.BACKFILL, self._session_id, None, self._clock.time_ns(), self._settings.connector
         )
 
-    def _restart_pipeline(self, failure: DeliveryFailure) -> None:
-        """After a failed delivery: drain, prove Kafka is back, and re-read from the frozen watermark."""
-        self._status.phase = "recovering"
-        _LOG.error("a delivery failed (%s): restarting the pipeline from the watermark", failure.reason)
-        self._publisher.purge_queued()
-        while not self._stop.is_set():
-            if self._publisher.flush(LOOP_TICK_S * 10):
-                self._tick()
-                continue
-            try:
-                self._reseed_recent_ids()
-            except RuntimeFailure as exc:
-                self._status.last_error = f"waiting for Kafka: {exc}"
-                self._idle(self._backoff.next_delay())
-                continue
-            break
-        self._watermark.restart()
-        position = self._watermark.position
-        if position is not None and (self._resume_ns is None or position.venue_time_ns < self._resume_ns):
-            self._resume_ns = position.venue_time_ns
-        self._status.producer_healthy = True
-        self._status.last_error = f"delivery failed ({failure.reason}); pipeline restarted from the watermark"
+    @property
+    def decoder(self) -> VenueDecoder:
+        """The decoder (the recovery output decodes searched executions with it)."""
+        return self._decoder
 
-    def _after_end(self, ended: StreamEnded | None) -> float:
-        if ended is None or self._stop.is_set():
-            return 0.0
-        self._status.last_error = str(ended)
-        self._status.reconnects += 1
-        reason = {
-            "EOF": "eof",
-            "UNAVAILABLE": "unavailable",
-            "STALL": "stall",
-            "UNAUTHENTICATED": "unauthenticated",
-            "RESOURCE_EXHAUSTED": "resource_exhausted",
-        }.get(ended.status, "other")
-        self._metrics.reconnects.labels(reason).inc()
-        _LOG.warning("%s", ended)
-        if ended.disposition is Disposition.FATAL:
-            msg = f"the venue refused the subscription: {ended.status}: {ended.details}"
-            raise StreamRefused(msg)
-        if ended.disposition is Disposition.REAUTHENTICATE:
-            self._invalidate_token()
-            if not self._reauthenticated:
-                self._reauthenticated = True
-                return 0.0
-        if ended.disposition is Disposition.BACK_OFF_LONG:
-            return self._backoff.next_delay(BACKOFF_RESOURCE_EXHAUSTED_MAX_S)
-        return self._backoff.next_delay()
+    @property
+    def watermark(self) -> Watermark:
+        """The watermark (the recovery output numbers venue heartbeats in it)."""
+        return self._watermark
 
-    def _idle(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            self._tick()
-            self._stop.wait(min(left, LOOP_TICK_S))
+    @property
+    def observer(self) -> Observer:
+        """The metrics."""
+        return self._observer
 
-    def _tick(self) -> None:
-        """Serve delivery callbacks, refresh gauges, emit the connector heartbeat when due."""
-        self._publisher.poll(0.0)
-        self._status.tick()
-        position = self._watermark.position
-        if position is not None:
-            self._metrics.watermark.set(position.venue_time_ns / 1e9)
-            self._status.watermark = iso_from_ns(position.venue_time_ns)
-        self._metrics.inflight_records.set(self._publisher.in_flight)
-        failure = self._watermark.failure
-        if failure is not None and self._status.producer_healthy:
-            self._status.producer_healthy = False
-            self._status.last_error = f"delivery failed ({failure.reason}); watermark frozen"
-        now = time.monotonic()
-        if now >= self._next_heartbeat_record:
-            self._next_heartbeat_record = now + self._settings.heartbeat_interval_s
-            self._emit_heartbeat_record()
-        if now >= self._next_checkpoint:
-            self._next_checkpoint = now + self._settings.checkpoint_interval_s
-            self._write_checkpoint()
+    # ----------------------------------------------------------------------------- stop
 
-    def _write_checkpoint(self) -> None:
-        """Write the watermark to the checkpoint topic, if it may be trusted now."""
-        position = self._watermark.position
-        if position is None or self._checkpoints_paused or self._watermark.failure is not None:
-            return
-        record = {
-            "connector": self._settings.connector,
-            "subscription": self._settings.subscription,
-            "watermark": position.venue_time_ns,
-            "last_execution_id": position.last_execution_id,
-            "session_id": position.session_id,
-            "written_time": time.time_ns(),
-        }
-        topic = self._settings.checkpoint_topic
-        self._publisher.publish(
-            topic,
-            self._settings.checkpoint_key,
-            self._encoders[RecordType.CHECKPOINT](record, topic),
-            headers=[("event_type", RecordType.CHECKPOINT.value.encode())],
-        )
-
-    def _emit_heartbeat_record(self) -> None:
-        position = self._watermark.position
-        record = {
-            "connector": self._settings.connector,
-            "subscription": self._settings.subscription,
-            "emitted_time": time.time_ns(),
-            "phase": self._status.phase,
-            "session_id": self._status.session_id,
-            "last_venue_heartbeat_time": self._last_venue_heartbeat_ns,
-            "watermark": position.venue_time_ns if position else None,
-            "version": __version__,
-        }
-        topic = self._settings.heartbeat_topic
-        self._publisher.publish(
-            topic,
-            self._settings.connector.encode(),
-            self._encoders[RecordType.CONNECTOR_HEARTBEAT](record, topic),
-            headers=[("event_type", RecordType.CONNECTOR_HEARTBEAT.value.encode())],
-        )
-
-    def _set_connected(self, *, connected: bool, session_id: str = "") -> None:
-        self._status.connected = connected
-        self._metrics.stream_connected.set(1 if connected else 0)
-        if connected:
-            self._status.session_id = session_id
-            self._status.phase = "streaming"
-            _LOG.info("order stream connected (session %s)", session_id)
-
-    def _shutdown(self) -> None:
-        self._status.phase = "stopping"
+    def _begin_stop(self, now: float) -> None:
+        self._lifecycle = _Lifecycle.STOPPING
+        self._status.phase = Phase.STOPPING.value
+        self._stop_deadline = now + self._settings.flush_timeout_s
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+        if self._session is not None:
+            self._session.abandon()
+            self._session = None
+        if self._status.connected:
+            self._observer.stream_connected(False)
         self._status.connected = False
-        remaining = self._publisher.flush(self._settings.flush_timeout_s)
-        if remaining:
-            _LOG.error("%d records were not acknowledged before the flush deadline", remaining)
+
+    def _stopping(self, now: float) -> float:
+        pending = len(self._outbox) + self._sink.in_flight
+        if pending and now < self._stop_deadline:
+            return ACK_POLL_S
+        if pending:
+            _LOG.error(
+                "%d records were not acknowledged within connector.flush_timeout_s (%.0f s): no final "
+                "checkpoint; the next start recovers from the last one",
+                pending,
+                self._settings.flush_timeout_s,
+            )
+            self._finish("stopped with unacknowledged records")
+            return math.inf
+        # Everything is acknowledged: the checkpoint, then a last heartbeat record that tells
+        # consumers the connector stopped on purpose, and where.
+        self._status.phase = Phase.STOPPED.value
+        self._checkpoint_written = self._write_checkpoint()
+        self._publish_own(self._heartbeat_record())
+        self._lifecycle = _Lifecycle.CLOSING
+        self._stop_deadline = now + FINAL_FLUSH_S
+        return 0.0
+
+    def _closing(self, now: float) -> float:
+        if self._sink.in_flight and now < self._stop_deadline:
+            return ACK_POLL_S
+        if self._sink.in_flight:
+            _LOG.error("the final checkpoint was not acknowledged within %.0f s", FINAL_FLUSH_S)
+        elif self._checkpoint_written:
+            _LOG.info("all records acknowledged, checkpoint written; stopping")
+        else:
+            _LOG.info("all records acknowledged (nothing to checkpoint yet); stopping")
+        self._finish("stopped")
+        return math.inf
+
+    def _finish(self, why: str) -> None:
+        _LOG.debug("service finished: %s", why)
+        self._report(self._clock.monotonic())
+        self._status.phase = Phase.STOPPED.value
+        self._lifecycle = _Lifecycle.FINISHED
+
+
+class _Output:
+    """The recovery session's side of the service: publish live, backfilled and gap records."""
+
+    __slots__ = ("_service",)
+
+    def __init__(self, service: ConnectorService) -> None:
+        self._service = service
+
+    def live(self, message: VenueMessage, heartbeat_proof_ns: int | None, *, relaxed: bool) -> None:
+        service = self._service
+        if message.kind is MessageKind.HEARTBEAT:
+            service.watermark.arrive_acknowledged(heartbeat_proof_ns, message.session_id)
             return
-        # The checkpoint, then a last heartbeat record that tells consumers the connector stopped
-        # on purpose, and where.
-        self._status.phase = "stopped"
-        try:
-            self._write_checkpoint()
-            self._emit_heartbeat_record()
-        except FatalProducerError:
-            return  # the original error is already on its way out
-        self._publisher.flush(FINAL_HEARTBEAT_FLUSH_S)
-        _LOG.info("all records acknowledged, checkpoint written; stopping")
+        emit = service.emit
+        for record in message.records:
+            emit(record, relaxed=relaxed)
+
+    def backfilled(self, executions: Sequence[Any], *, relaxed: bool) -> None:
+        service = self._service
+        context = service.backfill_context()
+        decode = service.decoder.execution
+        for execution in executions:
+            service.emit(decode(execution, context), relaxed=relaxed)
+        service.observer.backfill_executions(len(executions))
+
+    def gap(self, gap: Gap) -> None:
+        self._service.declare_gap(gap)
+
+    def last_sequence(self) -> int:
+        return self._service.watermark.last_sequence
+
+    def searched(self, result: str) -> None:
+        self._service.observer.backfill_request(result)
+
+    def overflowed(self) -> None:
+        self._service.overflowed()
+
+    def recovered(self, barrier: int) -> None:
+        self._service.recovered(barrier)
 
 
-class StreamRefused(RuntimeFailure):
-    """The venue refused the subscription for a reason that retrying cannot fix."""
-
-
-def _pump(stream: CancellableStream, responses: queue.Queue[Any]) -> None:
-    """Reader thread: move responses into the queue; end with the StreamEnded outcome."""
-    try:
-        for response in read(stream):
-            responses.put(response)
-    except StreamEnded as ended:
-        responses.put(ended)
+def _error_type(record: OutRecord) -> str:
+    for name, value in record.extra_headers:
+        if name == "error_type":
+            return value.decode(errors="replace")
+    return "unknown"

@@ -16,9 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import random
 import ssl
-import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from connector.errors import RuntimeFailure
+from connector.errors import SchemaNotRegistered, SchemaRegistryUnavailable
 from connector.kafka.avro_writer import UnsupportedSchema, compile_writer, fastavro_body
 
 _LOG: Final = logging.getLogger(__name__)
@@ -146,21 +144,11 @@ def registry_encoder(
 CONFLUENT_MAGIC: Final = b"\x00"
 SUBJECT_NOT_FOUND: Final = 40401
 SCHEMA_NOT_FOUND: Final = 40403
-REGISTRY_RETRY_BASE_S: Final = 1.0
-REGISTRY_RETRY_MAX_S: Final = 30.0
 # Our own loop retries the registry (with status and logs); the client's own retries would only
 # hide the outage for longer.
 REGISTRY_CLIENT_DEFAULTS: Final[Mapping[str, Any]] = {"max.retries": 0, "timeout": 10}
 
 SubjectNameStrategy = Literal["topic", "record", "topic_record"]
-
-
-class SchemaRegistryUnavailable(RuntimeFailure):
-    """The Schema Registry could not be reached or answered with a server error (retryable)."""
-
-
-class SchemaNotRegistered(RuntimeFailure):
-    """Auto-registration is off and the registry does not hold the schema under its subject."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +214,8 @@ class RegistrySchemaIds(Generic[T]):
     """The schema ID of every record type: pinned in the settings, or asked of the registry once.
 
     :meth:`resolve` asks the registry for the IDs not pinned (registering the schemas when
-    auto-registration is on, else looking the exact schema up under its subject). :meth:`wait`
-    retries that with backoff until it succeeds, telling ``report`` why it waits, so the service
+    auto-registration is on, else looking the exact schema up under its subject). The engine retries
+    it (a start-up step) with backoff until it succeeds, saying why it waits, so the service
     stays up and says "not ready" rather than crash. Each :meth:`encoder` frames with the ID found
     and never calls the registry again, so a later registry outage does not stop publishing.
     """
@@ -300,37 +288,10 @@ class RegistrySchemaIds(Generic[T]):
             self._ids[key] = schema_id
             _LOG.info("schema %s is ID %d under subject %s", entry.schema["name"], schema_id, entry.subject)
 
-    def wait(self, stop: threading.Event, report: Callable[[str | None], None]) -> bool:
-        """Resolve, retrying with full-jitter backoff until it succeeds or ``stop`` is set.
-
-        Args:
-            stop: set it to give up (shutdown).
-            report: told why the service waits (a one-line reason), then ``None`` once resolved.
-
-        Returns:
-            True when every ID is known; False when stopped first.
-
-        Raises:
-            SchemaNotRegistered: not retryable (auto-registration off and the schema missing).
-        """
-        attempt = 0
-        while self.missing():
-            try:
-                self.resolve()
-            except SchemaRegistryUnavailable as exc:
-                delay_s = random.uniform(0, min(REGISTRY_RETRY_MAX_S, REGISTRY_RETRY_BASE_S * 2**attempt))  # noqa: S311 - jitter, not security
-                attempt = min(attempt + 1, 10)
-                report(f"waiting for the schema registry: {exc}")
-                _LOG.warning("%s; retrying in %.1f s", exc, delay_s)
-                if stop.wait(delay_s):
-                    return False
-        report(None)
-        return True
-
     def encoder(self, key: T) -> Encoder:
-        """The encoder of one record type; it frames with the ID that :meth:`wait` finds.
+        """The encoder of one record type; it frames with the ID that :meth:`resolve` finds.
 
-        Calling it before the ID is known raises ``RuntimeError`` (the service waits first).
+        Calling it before the ID is known raises ``RuntimeError`` (the engine resolves first).
         """
         schema = self._subjects[key].schema
 

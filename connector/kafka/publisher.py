@@ -1,53 +1,74 @@
-"""Publishing records to Kafka: the idempotent producer, backpressure, and delivery tracking.
+"""Publishing records to Kafka: the idempotent producer, non-blocking hand-over, delivery tracking.
 
-One thread calls :meth:`Publisher.publish` and :meth:`Publisher.poll`; delivery callbacks run on
-that same thread inside ``poll``/``flush`` (librdkafka serves them there), so nothing here needs a
-lock. Each record that carries an arrival sequence reports its fate to the :class:`Watermark`:
-acknowledged, or failed (which freezes the watermark). Nothing is counted as delivered before Kafka
-acknowledged it.
+One thread (the engine's) calls :meth:`KafkaPublisher.try_publish` and :meth:`KafkaPublisher.poll`;
+delivery callbacks run on that same thread inside ``poll`` (librdkafka serves them there), so nothing
+here needs a lock. Each record that carries an arrival sequence reports its acknowledgement to the
+watermark. Nothing counts as delivered before Kafka acknowledged it.
 
-Backpressure: when librdkafka's queue is full, ``publish`` serves delivery callbacks until there is
-room again, so the caller (the stream reader) simply stops pulling from the venue.
+The producer is configured so that a delivery can never leave a gap or reorder an order's history
+(librdkafka's INTRODUCTION.md, "Idempotent Producer"): with ``message.timeout.ms`` finite, records
+that time out while queued are skipped and the ones behind them written (1, 4, 5), so a later record
+of an order could land before the failed one's re-send. Hence, enforced:
 
-confluent-kafka's errors are translated here and nowhere else.
+- ``enable.idempotence`` and ``acks=all``: per-partition order through retries;
+- ``message.timeout.ms=0``: a record is retried until it is delivered (Kafka down means the
+  producer's queue fills, the engine stops reading and the venue stream pushes back);
+- ``enable.gapless.guarantee``: any other error that could leave a gap is fatal to the producer.
+
+So every delivery failure is fatal: the connector stops (exit 1), the completeness frontier never
+passed the failed record, and the restart recovers from the checkpoint. A record larger than the
+producer takes (``message.max.bytes``) is refused at hand-over and dead-lettered by the engine.
+
+confluent-kafka's producer errors are translated here and nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import SecretStr
 
-from connector.core.watermark import Watermark
-from connector.errors import RuntimeFailure
+from connector.core.records import Headers, OutRecord
+from connector.core.venue_time import NANOS_PER_MILLI
+from connector.errors import FatalProducerError, RecordRefused
 
 _LOG: Final = logging.getLogger(__name__)
+LIBRDKAFKA_LOG: Final = logging.getLogger("librdkafka")
 
-BACKPRESSURE_POLL_S: Final = 0.05
 PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
-    "enable.idempotence": True,
-    "acks": "all",
     "linger.ms": 5,
     "compression.type": "lz4",
-    "message.timeout.ms": 120_000,
+    "message.max.bytes": 1_000_000,
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 262_144,
 }
-PRODUCER_ONLY_PREFIXES: Final = ("queue.buffering.", "message.timeout.", "batch.", "delivery.", "linger.")
+PRODUCER_ONLY_PREFIXES: Final = (
+    "queue.buffering.",
+    "message.timeout.",
+    "batch.",
+    "delivery.",
+    "linger.",
+    "enable.gapless.",
+)
 # These make the connector's delivery guarantee; raw properties may not weaken them.
-ENFORCED: Final[Mapping[str, Any]] = {"enable.idempotence": True, "acks": "all"}
+ENFORCED: Final[Mapping[str, Any]] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "message.timeout.ms": 0,
+    "enable.gapless.guarantee": True,
+}
+# What an authorization failure means for the operator.
+PERMISSION_HINTS: Final[Mapping[str, str]] = {
+    "TOPIC_AUTHORIZATION_FAILED": "the connector's principal needs WRITE and DESCRIBE on the topic",
+    "CLUSTER_AUTHORIZATION_FAILED": "the connector's principal needs IDEMPOTENT_WRITE on the cluster",
+    "TRANSACTIONAL_ID_AUTHORIZATION_FAILED": "the connector's principal needs WRITE on its transactional id",
+}
 
-Headers = Sequence[tuple[str, bytes]]
-
-
-class FatalProducerError(RuntimeFailure):
-    """The producer hit a fatal error (fenced, authorisation, ...); the process must exit."""
+Delivered = Callable[[str, int | None], None]  # (topic, the record's venue timestamp in ns)
 
 
 def producer_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
@@ -63,9 +84,14 @@ def client_config(bootstrap_servers: str, properties: Mapping[str, object]) -> d
     connection = {
         key: value
         for key, value in _revealed(properties).items()
-        if key not in PRODUCER_DEFAULTS and not key.startswith(PRODUCER_ONLY_PREFIXES)
+        if key not in PRODUCER_DEFAULTS and key not in ENFORCED and not key.startswith(PRODUCER_ONLY_PREFIXES)
     }
     return {"bootstrap.servers": bootstrap_servers, **connection}
+
+
+def max_record_bytes(properties: Mapping[str, object]) -> int:
+    """The largest record the producer takes (``message.max.bytes``)."""
+    return int(str(producer_config("", properties)["message.max.bytes"]))
 
 
 def _revealed(properties: Mapping[str, object]) -> dict[str, object]:
@@ -76,148 +102,105 @@ def _revealed(properties: Mapping[str, object]) -> dict[str, object]:
     }
 
 
-@dataclass(slots=True)
-class DeliveryCounts:
-    """Records acknowledged per topic and delivery errors per (topic, error name)."""
-
-    acknowledged: Counter[str] = field(default_factory=Counter)
-    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-
-class Delivered(NamedTuple):
-    """What a delivery callback tells the rest of the connector (for metrics and latency).
-
-    A named tuple rather than a frozen dataclass: one is made per record, and it builds ~4x faster.
-    """
-
-    topic: str
-    error: str | None
-    venue_time_ns: int | None
-    received_time_ns: int | None
-
-
-class Publisher:
-    """Produces records, applies backpressure, and feeds delivery results to the watermark."""
+class KafkaPublisher:
+    """Hands records to the producer without blocking and feeds acknowledgements to the watermark."""
 
     def __init__(
         self,
         producer: Producer,
-        watermark: Watermark,
-        on_delivered: Callable[[Delivered], None] = lambda _delivered: None,
+        on_acknowledged: Callable[[int], None],
+        on_delivered: Delivered = lambda _topic, _timestamp_ns: None,
     ) -> None:
-        """Wrap a producer (built by the caller) and the watermark it reports to."""
+        """Wrap a producer (built by the caller); ``on_acknowledged`` takes arrival sequences."""
         self._producer = producer
-        self._watermark = watermark
+        self._acknowledge = on_acknowledged
         self._on_delivered = on_delivered
-        self.counts = DeliveryCounts()
+        self.acknowledged: Counter[str] = Counter()
         self._fatal: str | None = None
-        self._acknowledged = self.counts.acknowledged
-        self._acknowledge = watermark.acknowledge
 
     @property
     def in_flight(self) -> int:
         """Records queued in the producer or awaiting acknowledgement."""
         return len(self._producer)
 
-    def publish(
-        self,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        *,
-        headers: Headers = (),
-        timestamp_ms: int | None = None,
-        sequence: int | None = None,
-        venue_time_ns: int | None = None,
-        received_time_ns: int | None = None,
-    ) -> None:
-        """Queue one record; block (serving callbacks) while the producer's queue is full.
-
-        Args:
-            topic: destination topic.
-            key: record key (the order id's UTF-8 bytes).
-            value: encoded record value.
-            headers: record headers.
-            timestamp_ms: record timestamp (venue time); None lets Kafka stamp it.
-            sequence: the record's arrival sequence in the watermark, if it counts towards it.
-            venue_time_ns: venue time of the event (for the latency metric).
-            received_time_ns: when the connector received the event (for the latency metric).
+    def try_publish(self, record: OutRecord, headers: Headers, sequence: int | None) -> bool:
+        """Hand one record to the producer; False when its queue is full.
 
         Raises:
+            RecordRefused: the record is larger than the producer takes.
             FatalProducerError: the producer reported a fatal error.
         """
-        if self._fatal is not None:
-            raise FatalProducerError(self._fatal)
+        self._raise_if_fatal()
+        topic = record.topic
+        timestamp_ns = record.timestamp_ns
         delivered = self._delivered
 
         def on_delivery(error: KafkaError | None, _message: object) -> None:
-            delivered(topic, sequence, error, venue_time_ns, received_time_ns)
+            delivered(topic, sequence, error, timestamp_ns)
 
         # confluent-kafka takes a timestamp of 0 as "now" (Kafka stamps it).
-        timestamp = timestamp_ms if timestamp_ms is not None and timestamp_ms > 0 else 0
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value, key, headers=list(headers), on_delivery=on_delivery, timestamp=timestamp
-                )
-                return
-            except BufferError:
-                self._producer.poll(BACKPRESSURE_POLL_S)  # backpressure: wait for room
-                self._raise_if_fatal()
-            except KafkaException as exc:
-                error = exc.args[0] if exc.args else None
-                name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
-                msg = f"cannot produce to {topic}: {name}"
-                raise FatalProducerError(msg) from None
+        timestamp = timestamp_ns // NANOS_PER_MILLI if timestamp_ns is not None and timestamp_ns > 0 else 0
+        try:
+            self._producer.produce(
+                topic,
+                record.value,
+                record.key,
+                headers=headers,  # type: ignore[arg-type]  # bytes values; the stub is invariant
+                on_delivery=on_delivery,
+                timestamp=timestamp,
+            )
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            name = error.name() if isinstance(error, KafkaError) else type(exc).__name__
+            if isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                msg = f"a {len(record.value)}-byte record for {topic} is larger than the producer takes"
+                raise RecordRefused(msg) from None
+            msg = f"cannot produce to {topic}: {name}"
+            raise FatalProducerError(msg) from None
+        return True
 
-    def poll(self, timeout_s: float = 0.0) -> None:
+    def poll(self) -> None:
         """Serve delivery callbacks.
 
         Raises:
-            FatalProducerError: the producer reported a fatal error.
+            FatalProducerError: a delivery failed, or the producer reported a fatal error.
         """
-        self._producer.poll(timeout_s)
+        try:
+            self._producer.poll(0)
+        except KafkaException as exc:  # confluent-kafka raises a fatal error from poll()
+            error = exc.args[0] if exc.args else None
+            detail = f"{error.name()}: {error.str()}" if isinstance(error, KafkaError) else str(exc)
+            self._fail(f"the producer stopped: {detail}")
         self._raise_if_fatal()
 
-    def purge_queued(self) -> None:
-        """Fail every record not yet sent to a broker (after a failed delivery, before re-reading).
-
-        Records queued behind a failed one would otherwise reach Kafka ahead of its re-sent copy,
-        breaking per-order ordering; the restart re-publishes them all, in venue order.
-        """
-        self._producer.purge(in_queue=True, in_flight=False, blocking=False)
-        self._producer.poll(0)
-
     def flush(self, timeout_s: float) -> int:
-        """Wait up to ``timeout_s`` for every queued record; return how many are still unacknowledged."""
-        deadline = time.monotonic() + timeout_s
-        remaining = len(self._producer)
-        while remaining and (left := deadline - time.monotonic()) > 0:
-            remaining = self._producer.flush(min(left, 1.0))
+        """Wait up to ``timeout_s`` for every queued record (commands only); return how many remain."""
+        remaining: int = self._producer.flush(timeout_s)
         return remaining
 
     def _delivered(
-        self,
-        topic: str,
-        sequence: int | None,
-        error: KafkaError | None,
-        venue_time_ns: int | None,
-        received_time_ns: int | None,
+        self, topic: str, sequence: int | None, error: KafkaError | None, timestamp_ns: int | None
     ) -> None:
         if error is None:  # the hot path: one call per acknowledged record
-            self._acknowledged[topic] += 1
+            self.acknowledged[topic] += 1
             if sequence is not None:
                 self._acknowledge(sequence)
-            self._on_delivered(Delivered(topic, None, venue_time_ns, received_time_ns))
+            self._on_delivered(topic, timestamp_ns)
             return
         name = error.name()
-        self.counts.errors[(topic, name)] += 1
-        if sequence is not None:
-            self._watermark.fail(sequence, name)
-        if error.fatal():
-            self._fatal = f"fatal producer error on {topic}: {name}: {error.str()}"
-        _LOG.error("delivery to %s failed: %s", topic, name)
-        self._on_delivered(Delivered(topic, name, venue_time_ns, received_time_ns))
+        hint = PERMISSION_HINTS.get(name)
+        why = f" ({hint})" if hint else ""
+        self._fail(f"delivery to {topic} failed: {name}: {error.str()}{why}")
+
+    def _fail(self, reason: str) -> None:
+        if self._fatal is not None:
+            return  # the records purged behind the first failure: it already said why
+        self._fatal = reason
+        _LOG.error(
+            "%s; stopping so that nothing is skipped (the restart resumes from the checkpoint)", reason
+        )
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
@@ -225,5 +208,9 @@ class Publisher:
 
 
 def build_producer(bootstrap_servers: str, properties: Mapping[str, object]) -> Producer:
-    """Create the confluent-kafka producer with the enforced delivery guarantees."""
-    return Producer(producer_config(bootstrap_servers, properties))
+    """Create the confluent-kafka producer with the enforced delivery guarantees.
+
+    librdkafka's own log lines go through Python logging (logger ``librdkafka``), so they take the
+    connector's log format (one JSON object per line with ``--log-format json``) instead of raw stderr.
+    """
+    return Producer({**producer_config(bootstrap_servers, properties), "logger": LIBRDKAFKA_LOG})

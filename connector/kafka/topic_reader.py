@@ -1,26 +1,38 @@
-"""Read the end of a topic once, up to the offsets it had when reading began (no consumer group).
+"""Read part of a topic once, up to the offsets it had when reading began (no consumer group).
 
-Start-up needs two bounded reads (DESIGN.md §4): the whole (compacted) checkpoint topic, to take
-the last checkpoint per key, and the tail of the executions topic, to seed the recent-ID set. Both
-go by offsets (end offset - N): ``offsets_for_times`` is not available on every broker (the embedded
-one answers -1), and compaction may be lazy or ignored, so the reader, not the broker, keeps the
-last record per key. Kafka errors are translated here into :class:`RuntimeFailure`.
+A start needs two bounded reads (DESIGN.md §4): the whole (compacted) checkpoint topic, to take the
+last checkpoint per key, and the executions recorded since a point in time, to seed the recent-ID
+set. Reading *by time* uses ``offsets_for_times`` (the first offset whose timestamp is at or after
+the time; every record before it is older), so a partition that holds more recent records than
+another is read further back, whatever the key skew. A broker that cannot answer by time (the
+embedded mock cluster answers -1) is detected, per partition, by its newest record being at or
+after the time: that partition is then read from the last ``fallback_last`` records.
+
+Kafka's errors are translated here: no answer within the deadline is
+:class:`~connector.errors.KafkaUnavailable` (the caller retries), an authorization failure or a
+missing topic is a :class:`~connector.errors.RuntimeFailure`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Final
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from connector.errors import RuntimeFailure
-from connector.kafka.publisher import client_config
+from connector.errors import KafkaUnavailable, RuntimeFailure
+from connector.kafka.publisher import LIBRDKAFKA_LOG, client_config
+
+_LOG: Final = logging.getLogger(__name__)
 
 POLL_S: Final = 0.5
 RETRY_S: Final = 0.5
+
+# (consumer, partition, low, high) -> the offset to start reading that partition from
+StartChooser = Callable[[Consumer, TopicPartition, int, int, float], int]
 
 
 def read_tail(
@@ -31,37 +43,92 @@ def read_tail(
     last: int | None,
     timeout_s: float,
 ) -> Iterator[Message]:
-    """Yield about the last ``last`` records of the topic, spread evenly over its partitions.
-
-    ``None`` reads every record. Records come in offset order within a partition.
+    """Yield about the last ``last`` records of each partition's share (None: every record).
 
     Raises:
-        RuntimeFailure: Kafka cannot be reached, the topic is missing, or the read outlasts
-            ``timeout_s``.
+        KafkaUnavailable: Kafka does not answer, or the read outlasts ``timeout_s``.
+        RuntimeFailure: the topic is missing, or the connector may not read it.
     """
-    consumer = Consumer(
+
+    def start(_consumer: Consumer, _partition: TopicPartition, low: int, high: int, _deadline: float) -> int:
+        return low if share is None else max(low, high - share)
+
+    share: int | None = None
+    if last is not None:
+        partitions = _partition_count(bootstrap_servers, properties, topic, timeout_s)
+        share = -(-last // max(1, partitions))
+    return _read(bootstrap_servers, properties, topic, start, timeout_s)
+
+
+def read_since(
+    bootstrap_servers: str,
+    properties: Mapping[str, object],
+    topic: str,
+    *,
+    since_ms: int,
+    fallback_last: int,
+    timeout_s: float,
+) -> Iterator[Message]:
+    """Yield every record appended at or after the first one stamped ``since_ms`` or later, per partition.
+
+    Raises:
+        KafkaUnavailable: Kafka does not answer, or the read outlasts ``timeout_s``.
+        RuntimeFailure: the topic is missing, or the connector may not read it.
+    """
+
+    def start(consumer: Consumer, partition: TopicPartition, low: int, high: int, deadline: float) -> int:
+        found = _offset_for_time(
+            consumer, TopicPartition(partition.topic, partition.partition, since_ms), deadline
+        )
+        if found >= 0:
+            return max(low, found)
+        newest = _timestamp_at(consumer, partition, high - 1, deadline)
+        if newest is None or newest < since_ms:
+            return high  # nothing at or after the time: nothing to read
+        _LOG.warning(
+            "%s[%d]: the broker cannot find offsets by time; reading its last %d records instead",
+            partition.topic,
+            partition.partition,
+            fallback_last,
+        )
+        return max(low, high - fallback_last)
+
+    return _read(bootstrap_servers, properties, topic, start, timeout_s)
+
+
+def _consumer(bootstrap_servers: str, properties: Mapping[str, object]) -> Consumer:
+    return Consumer(
         {
             **client_config(bootstrap_servers, properties),
+            "logger": LIBRDKAFKA_LOG,
             "group.id": f"pmx-connector-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
         }
     )
+
+
+def _read(
+    bootstrap_servers: str,
+    properties: Mapping[str, object],
+    topic: str,
+    start: StartChooser,
+    timeout_s: float,
+) -> Iterator[Message]:
+    consumer = _consumer(bootstrap_servers, properties)
     deadline = time.monotonic() + timeout_s
     try:
-        ends = _assign_tail(consumer, topic, last, timeout_s)
+        ends = _assign(consumer, topic, start, deadline)
         while ends:
             if time.monotonic() > deadline:
-                msg = f"reading the tail of {topic} took longer than {timeout_s:.0f} s"
-                raise RuntimeFailure(msg)
+                msg = f"reading {topic} took longer than {timeout_s:.0f} s"
+                raise KafkaUnavailable(msg)
             message = consumer.poll(POLL_S)
             if message is None:
                 continue
             error = message.error()
             if error is not None:
-                if error.fatal() or error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                    msg = f"cannot read {topic}: {error.name()}"
-                    raise RuntimeFailure(msg)
+                _raise_if_final(error, topic)
                 continue
             partition, offset = message.partition(), message.offset()
             if partition is None or offset is None or partition not in ends:
@@ -73,9 +140,62 @@ def read_tail(
         consumer.close()
 
 
-def _offsets(consumer: Consumer, partition: TopicPartition, timeout_s: float) -> tuple[int, int]:
+def _raise_if_final(error: KafkaError, topic: str) -> None:
+    if error.code() in {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}:
+        msg = f"the connector may not read {topic}: {error.name()} (it needs READ and DESCRIBE on the topic)"
+        raise RuntimeFailure(msg)
+    if error.fatal():
+        msg = f"cannot read {topic}: {error.name()}"
+        raise RuntimeFailure(msg)
+
+
+def _partition_count(
+    bootstrap_servers: str, properties: Mapping[str, object], topic: str, timeout_s: float
+) -> int:
+    consumer = _consumer(bootstrap_servers, properties)
+    try:
+        return len(_described(consumer, topic, timeout_s).partitions)
+    finally:
+        consumer.close()
+
+
+def _described(consumer: Consumer, topic: str, timeout_s: float) -> Any:
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as exc:
+        msg = f"cannot reach Kafka to read {topic}: {_reason(exc)}"
+        raise KafkaUnavailable(msg) from None
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None or not described.partitions:
+        error = getattr(described, "error", None)
+        if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            msg = f"the connector may not read {topic} (it needs DESCRIBE and READ on the topic)"
+            raise RuntimeFailure(msg)
+        msg = f"topic {topic} does not exist"
+        raise RuntimeFailure(msg)
+    return described
+
+
+def _assign(consumer: Consumer, topic: str, start: StartChooser, deadline: float) -> dict[int, int]:
+    """Assign each partition from its chosen start; return the end offset per partition to read."""
+    described = _described(consumer, topic, max(1.0, deadline - time.monotonic()))
+    ends: dict[int, int] = {}
+    assignments = []
+    for partition in described.partitions:
+        part = TopicPartition(topic, partition)
+        low, high = _offsets(consumer, part, deadline)
+        first = start(consumer, part, low, high, deadline) if high > low else high
+        if first >= high:
+            continue
+        assignments.append(TopicPartition(topic, partition, first))
+        ends[partition] = high
+    if assignments:
+        consumer.assign(assignments)
+    return ends
+
+
+def _offsets(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
     """A partition's low and high offsets, retried while its leader is unavailable (a broker restart)."""
-    deadline = time.monotonic() + timeout_s
     while True:
         try:
             low, high = consumer.get_watermark_offsets(
@@ -84,34 +204,43 @@ def _offsets(consumer: Consumer, partition: TopicPartition, timeout_s: float) ->
             return int(low), int(high)
         except KafkaException as exc:
             if time.monotonic() >= deadline:
-                msg = (
-                    f"cannot read the offsets of {partition.topic}: {exc.args[0].str() if exc.args else exc}"
-                )
-                raise RuntimeFailure(msg) from None
+                msg = f"cannot read the offsets of {partition.topic}: {_reason(exc)}"
+                raise KafkaUnavailable(msg) from None
             time.sleep(RETRY_S)
 
 
-def _assign_tail(consumer: Consumer, topic: str, last: int | None, timeout_s: float) -> dict[int, int]:
-    """Assign each non-empty partition from its tail start; return the end offset per partition."""
+def _offset_for_time(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    while True:
+        try:
+            (found,) = consumer.offsets_for_times([partition], timeout=max(1.0, deadline - time.monotonic()))
+            return int(found.offset)
+        except KafkaException as exc:
+            if time.monotonic() >= deadline:
+                msg = f"cannot find offsets by time in {partition.topic}: {_reason(exc)}"
+                raise KafkaUnavailable(msg) from None
+            time.sleep(RETRY_S)
+
+
+def _timestamp_at(consumer: Consumer, partition: TopicPartition, offset: int, deadline: float) -> int | None:
+    """The timestamp (ms) of the record at ``offset``, read on its own."""
+    consumer.assign([TopicPartition(partition.topic, partition.partition, offset)])
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
-    except KafkaException as exc:
-        msg = f"cannot reach Kafka to read {topic}: {exc.args[0].str() if exc.args else exc}"
-        raise RuntimeFailure(msg) from None
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None or not described.partitions:
-        msg = f"topic {topic} does not exist"
-        raise RuntimeFailure(msg)
-    per_partition = None if last is None else -(-last // len(described.partitions))
-    ends: dict[int, int] = {}
-    assignments = []
-    for partition in described.partitions:
-        low, high = _offsets(consumer, TopicPartition(topic, partition), timeout_s)
-        if high <= low:
-            continue
-        start = low if per_partition is None else max(low, high - per_partition)
-        assignments.append(TopicPartition(topic, partition, start))
-        ends[partition] = high
-    if assignments:
-        consumer.assign(assignments)
-    return ends
+        while time.monotonic() < deadline:
+            message = consumer.poll(POLL_S)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                _raise_if_final(error, partition.topic)
+                continue
+            _kind, stamp = message.timestamp()
+            return int(stamp)
+    finally:
+        consumer.unassign()
+    msg = f"cannot read the newest record of {partition.topic}[{partition.partition}]"
+    raise KafkaUnavailable(msg)
+
+
+def _reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)

@@ -3,13 +3,15 @@
 Every record type has a topic *role* (a key of ``kafka.topics``); the name is the configured prefix
 plus the role's topic. At start the connector verifies that every topic exists and, when the settings
 and the cluster's permissions allow, creates the missing ones (the checkpoint topic compacted, with
-one partition). Kafka's admin errors are translated here into :class:`RuntimeFailure`.
+one partition). Kafka's admin errors are translated here: no answer is
+:class:`~connector.errors.KafkaUnavailable` (retried), a missing topic that cannot be created
+:class:`~connector.errors.TopicsUnavailable`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Any, Final
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -17,8 +19,8 @@ from confluent_kafka.cimpl import NewTopic
 
 from connector.config import Settings
 from connector.core.record_schemas import RecordType
-from connector.errors import RuntimeFailure
-from connector.kafka.publisher import client_config
+from connector.errors import KafkaUnavailable, TopicsUnavailable
+from connector.kafka.publisher import LIBRDKAFKA_LOG, client_config
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -49,25 +51,27 @@ def check_topics(settings: Settings, topics: list[str], *, create: bool = True) 
     """Verify that every topic exists (creating missing ones when ``create`` and the settings allow).
 
     Raises:
-        RuntimeFailure: Kafka is unreachable, or a topic is missing and cannot be created.
+        KafkaUnavailable: Kafka does not answer (the caller retries).
+        TopicsUnavailable: a topic is missing and cannot be created.
     """
-    admin = AdminClient(client_config(settings.kafka.bootstrap_servers, settings.kafka.properties))
+    config: dict[str, Any] = client_config(settings.kafka.bootstrap_servers, settings.kafka.properties)
+    admin = AdminClient({**config, "logger": LIBRDKAFKA_LOG})  # type: ignore[dict-item]  # the stub omits logger
     try:
         metadata = admin.list_topics(timeout=TOPIC_CHECK_TIMEOUT_S)
     except KafkaException as exc:
         reason = exc.args[0].str() if exc.args else str(exc)
         del admin  # destroyed now, so its log thread cannot print after the fatal line
         msg = f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {reason}"
-        raise RuntimeFailure(msg) from None
+        raise KafkaUnavailable(msg) from None
     missing = [topic for topic in topics if topic not in metadata.topics]
     if not missing:
         return
     if not create:
         msg = f"topics missing: {', '.join(missing)}"
-        raise RuntimeFailure(msg)
+        raise TopicsUnavailable(msg)
     if not settings.kafka.create_topics:
         msg = f"topics missing and kafka.create_topics is off: {', '.join(missing)}"
-        raise RuntimeFailure(msg)
+        raise TopicsUnavailable(msg)
     _create_topics(admin, settings, missing)
 
 
@@ -91,4 +95,4 @@ def _create_topics(admin: AdminClient, settings: Settings, missing: list[str]) -
             if error.name() == "TOPIC_ALREADY_EXISTS":
                 continue
             msg = f"topic {topic} is missing and could not be created: {error.name()} ({error.str()})"
-            raise RuntimeFailure(msg) from None
+            raise TopicsUnavailable(msg) from None

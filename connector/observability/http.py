@@ -1,13 +1,13 @@
 """The connector's one HTTP port: ``/metrics``, ``/healthz``, ``/readyz`` and ``/status``.
 
 - ``/healthz``: the process is alive and its main loop is not wedged (it ticked recently);
-- ``/readyz``: the stream is connected, the producer is healthy (no frozen watermark, no fatal
-  error) and the loop is alive; 503 with the reasons otherwise;
-- ``/status``: JSON with the phase, the venue session, the watermark, the last checkpoint, the
-  running backfill, the gaps detected (and the last one) and the last error;
+- ``/readyz``: the stream is connected, the producer is taking records and the loop is alive; 503
+  with the reasons otherwise;
+- ``/status``: JSON with the phase, the venue session, the completeness frontier, the last
+  checkpoint, the running recovery, the gaps detected (and the last one) and the last error;
 - ``/metrics``: Prometheus text format from the connector's own registry.
 
-The main loop writes :class:`ServiceStatus`; the HTTP thread only reads it. Nothing secret is in it.
+The engine writes :class:`~connector.engine.status.ServiceStatus`; the HTTP thread only reads it.
 """
 
 from __future__ import annotations
@@ -15,72 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from connector.engine.status import ServiceStatus
+
 _LOG: Final = logging.getLogger(__name__)
-
-LOOP_STALL_LIMIT_S: Final = 60.0
-
-
-@dataclass(slots=True)
-class ServiceStatus:
-    """What the service reports about itself (written by the main loop, read by HTTP)."""
-
-    connector: str
-    subscription: str
-    phase: str = "starting"
-    session_id: str = ""
-    connected: bool = False
-    watermark: str | None = None
-    last_venue_heartbeat: str | None = None
-    last_error: str | None = None
-    producer_healthy: bool = True
-    reconnects: int = 0
-    backfill: dict[str, Any] | None = None
-    gaps_detected: int = 0
-    last_gap: dict[str, Any] | None = None
-    last_checkpoint: str | None = None
-    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    loop_tick_monotonic: float = field(default_factory=time.monotonic)
-
-    def tick(self) -> None:
-        """Record that the main loop is alive."""
-        self.loop_tick_monotonic = time.monotonic()
-
-    def loop_alive(self) -> bool:
-        """Whether the main loop ticked recently."""
-        return time.monotonic() - self.loop_tick_monotonic < LOOP_STALL_LIMIT_S
-
-    def not_ready_reasons(self) -> list[str]:
-        """Why the service is not ready (empty when it is)."""
-        reasons = []
-        if not self.connected:
-            reasons.append("venue stream not connected")
-        if not self.producer_healthy:
-            reasons.append("producer unhealthy")
-        if not self.loop_alive():
-            reasons.append("main loop not ticking")
-        return reasons
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``/status`` document."""
-        document = asdict(self)
-        document.pop("loop_tick_monotonic")
-        document["ready"] = not self.not_ready_reasons()
-        return document
-
-
-def iso_from_ns(nanos: int | None) -> str | None:
-    """Render epoch nanoseconds as an RFC 3339 UTC time (microsecond precision)."""
-    if nanos is None:
-        return None
-    return datetime.fromtimestamp(nanos / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 class HealthServer:

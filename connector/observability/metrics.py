@@ -7,7 +7,8 @@ order-level labels. :class:`Metrics` also implements the pipeline's observer pro
 
 from __future__ import annotations
 
-from typing import Final
+import time
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -15,6 +16,7 @@ from connector import __version__
 
 PREFIX: Final = "pmx_connector"
 EVENT_TYPES: Final = ("heartbeat", "snapshot_order", "execution", "cancel_reject")
+LATENCY_EVENT_TYPES: Final = frozenset({"heartbeat", "execution", "cancel_reject"})
 RECONNECT_REASONS: Final = ("eof", "unavailable", "stall", "unauthenticated", "resource_exhausted", "other")
 TOKEN_RESULTS: Final = ("success", "refused", "error")
 BACKFILL_RESULTS: Final = ("ok", "throttled", "error")
@@ -33,7 +35,7 @@ class Metrics:
         r = self.registry
         self.build_info = Info(f"{PREFIX}_build", "Connector version.", registry=r)
         self.build_info.info({"version": __version__})
-        self.stream_connected = Gauge(
+        self.stream_connected_gauge = Gauge(
             f"{PREFIX}_stream_connected", "1 while the venue order stream is open.", registry=r
         )
         self.reconnects = Counter(
@@ -82,7 +84,7 @@ class Metrics:
         )
         self.watermark = Gauge(
             f"{PREFIX}_watermark_timestamp_seconds",
-            "Venue time up to which every event is acknowledged by Kafka.",
+            "The completeness frontier F: every execution at or before it is in Kafka (or declared a gap).",
             registry=r,
         )
         self.last_checkpoint = Gauge(
@@ -90,7 +92,7 @@ class Metrics:
             "Connector (wall) time the last checkpoint was acknowledged by Kafka.",
             registry=r,
         )
-        self.backfill_executions = Counter(
+        self._backfill_executions = Counter(
             f"{PREFIX}_backfill_executions", "Executions published from REST backfill.", registry=r
         )
         self.backfill_requests = Counter(
@@ -134,29 +136,27 @@ class Metrics:
             self.backfill_requests.labels(result)
         for reason in GAP_REASONS:
             self.gaps_detected.labels(reason)
+        # Children resolved once: labels() per event costs more than the increment itself.
+        self._events = {event_type: self.events_received.labels(event_type) for event_type in EVENT_TYPES}
+        self._produced = _LabelCache(self.records_produced)
         self._previous_heartbeat_ns: int | None = None
 
-    # ------------------------------------------------------------ the pipeline's observer protocol
+    # ------------------------------------------------------------ the engine's Observer port
 
-    def event_received(
-        self, event_type: str, received_time_ns: int, processed_sent_time_ns: int | None
-    ) -> None:
-        """Count a venue event and its venue-to-receive latency."""
-        self.events_received.labels(event_type).inc()
-        if processed_sent_time_ns is not None and event_type in {"heartbeat", "execution", "cancel_reject"}:
-            self.venue_to_receive.observe(max(0.0, (received_time_ns - processed_sent_time_ns) / NANOS))
+    def event_received(self, event_type: str, received_ns: int, sent_ns: int | None, count: int = 1) -> None:
+        """Count venue events and the venue-to-receive latency."""
+        self._events[event_type].inc(count)
+        if sent_ns is not None and event_type in LATENCY_EVENT_TYPES:
+            self.venue_to_receive.observe(max(0.0, (received_ns - sent_ns) / NANOS))
 
-    def venue_heartbeat(self, processed_sent_time_ns: int | None, session_id: str) -> None:
+    def venue_heartbeat(self, sent_ns: int | None) -> None:
         """Record a venue heartbeat."""
-        del session_id
-        if processed_sent_time_ns is None:
+        if sent_ns is None:
             return
-        self.last_heartbeat.set(processed_sent_time_ns / NANOS)
+        self.last_heartbeat.set(sent_ns / NANOS)
         if self._previous_heartbeat_ns is not None:
-            self.heartbeat_interval.observe(
-                max(0.0, (processed_sent_time_ns - self._previous_heartbeat_ns) / NANOS)
-            )
-        self._previous_heartbeat_ns = processed_sent_time_ns
+            self.heartbeat_interval.observe(max(0.0, (sent_ns - self._previous_heartbeat_ns) / NANOS))
+        self._previous_heartbeat_ns = sent_ns
 
     def duplicate_dropped(self) -> None:
         """Count a dropped duplicate."""
@@ -166,3 +166,59 @@ class Metrics:
         """Count a dead-lettered event."""
         del event_type
         self.dlq_records.labels(reason).inc()
+
+    def stream_connected(self, connected: bool) -> None:
+        """The stream opened or closed."""
+        self.stream_connected_gauge.set(1 if connected else 0)
+
+    def reconnect(self, reason: str) -> None:
+        """Count a reconnect."""
+        self.reconnects.labels(reason).inc()
+
+    def stream_stalled(self) -> None:
+        """Count a stall."""
+        self.stream_stalls.inc()
+
+    def backfill_request(self, result: str) -> None:
+        """Count a search request by result."""
+        self.backfill_requests.labels(result).inc()
+
+    def backfill_executions(self, count: int) -> None:
+        """Count executions found by a backfill."""
+        self._backfill_executions.inc(count)
+
+    def holdback_overflow(self) -> None:
+        """Count a backfill that outlasted the hold-back bound."""
+        self.holdback_overflows.inc()
+
+    def gap_detected(self, reason: str) -> None:
+        """Count a GapDetected record."""
+        self.gaps_detected.labels(reason).inc()
+
+    def frontier(self, venue_time_ns: int | None) -> None:
+        """Set the completeness-frontier gauge."""
+        if venue_time_ns is not None:
+            self.watermark.set(venue_time_ns / NANOS)
+
+    def in_flight(self, records: int) -> None:
+        """Set the in-flight gauge."""
+        self.inflight_records.set(records)
+
+    def delivered(self, topic: str, venue_time_ns: int | None) -> None:
+        """A record was acknowledged (the publisher's delivery callback)."""
+        self._produced[topic].inc()
+        if venue_time_ns is not None:
+            self.event_to_ack.observe(max(0.0, (time.time_ns() - venue_time_ns) / NANOS))
+
+
+class _LabelCache(dict[str, Any]):
+    """A counter's children by label value, resolved on first use."""
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__()
+        self._counter = counter
+
+    def __missing__(self, label: str) -> Any:
+        child = self._counter.labels(label)
+        self[label] = child
+        return child

@@ -30,7 +30,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connector.errors import ConfigError, RuntimeFailure
+from connector.errors import ConfigError, CredentialsRefused, TokenEndpointUnavailable
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -42,14 +42,6 @@ NOT_RETRYABLE_ERRORS: Final = frozenset({"invalid_client", "invalid_client_asser
 # Words of a refusal caused by the assertion's times, i.e. most likely by this machine's clock.
 CLOCK_WORDS: Final = ("expired", "not yet valid", "iat", "nbf", "exp ", "future", "clock")
 CLOCK_SKEW_REPORTED_S: Final = 5.0
-
-
-class CredentialsRefused(RuntimeFailure):
-    """The token endpoint refused the client (bad key, unknown client, bad claims): not retryable."""
-
-
-class TokenEndpointUnavailable(RuntimeFailure):
-    """The token endpoint could not be reached or answered with a server error: retryable."""
 
 
 @dataclass(frozen=True, slots=True)

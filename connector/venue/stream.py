@@ -1,40 +1,39 @@
-"""The venue's order stream over gRPC: channel, call, and the translation of gRPC errors.
+"""The venue's order stream over gRPC: channel, call, reader thread, and the translation of gRPC errors.
 
 ``CreateOrderSubscription`` is one server-streaming call with no deadline (venue-api.md §3.4): TLS
 by default, keepalive 60 s / 20 s as the venue recommends, a raised receive size for large
 snapshots, and metadata ``authorization: Bearer <token>`` plus ``x-participant-id``. Messages are
 read by documented field name only (``heartbeat``, ``snapshot``, ``update``; DESIGN.md §3).
 
-``grpc.RpcError`` is translated here, and only here, into :class:`StreamEnded`, which says what the
-failure matrix (DESIGN.md §4) should do with it.
+A :class:`GrpcVenueStream` is the engine's :class:`~connector.engine.ports.VenueStream`: a reader
+thread moves responses into a bounded queue and rings the engine's doorbell. When the queue is full
+the reader waits, gRPC stops granting flow-control credit and the venue holds its messages: the
+reader counts each such wait, so the engine knows a backlog may be building at the venue.
+
+``grpc.RpcError`` is translated here, and only here, into a
+:class:`~connector.engine.ports.StreamEnd` saying what the failure matrix should do with it.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from enum import StrEnum
 from typing import Any, Final, Protocol
 
 import grpc
 
 from connector._pb.polymarket.v1 import trading_pb2, trading_pb2_grpc
 from connector.config import VenueSettings
+from connector.engine.ports import Disposition, StreamEnd
 
 _LOG: Final = logging.getLogger(__name__)
 
 KEEPALIVE_TIME_MS: Final = 60_000
 KEEPALIVE_TIMEOUT_MS: Final = 20_000
-
-
-class Disposition(StrEnum):
-    """What the connector should do after the stream ended (the failure matrix)."""
-
-    RECONNECT = "reconnect"  # ended, UNAVAILABLE, reset, internal errors: back off and reconnect
-    REAUTHENTICATE = "reauthenticate"  # UNAUTHENTICATED: fresh token, reconnect at once
-    BACK_OFF_LONG = "back_off_long"  # RESOURCE_EXHAUSTED: too many streams for the firm
-    FATAL = "fatal"  # PERMISSION_DENIED, INVALID_ARGUMENT: configuration must change
-
+QUEUE_CAPACITY: Final = 1024
+PUT_RETRY_S: Final = 0.1
 
 _DISPOSITIONS: Final[dict[grpc.StatusCode, Disposition]] = {
     grpc.StatusCode.UNAUTHENTICATED: Disposition.REAUTHENTICATE,
@@ -45,21 +44,8 @@ _DISPOSITIONS: Final[dict[grpc.StatusCode, Disposition]] = {
 }
 
 
-class StreamEnded(Exception):
-    """The stream ended: how (a gRPC status name, or ``EOF``), the venue's words, and what to do."""
-
-    def __init__(self, status: str, details: str, disposition: Disposition) -> None:
-        super().__init__(status, details, disposition)
-        self.status = status
-        self.details = details
-        self.disposition = disposition
-
-    def __str__(self) -> str:
-        return f"order stream ended: {self.status}: {self.details}" if self.details else self.status
-
-
-class CancellableStream(Protocol):
-    """An open stream: iterate its responses; ``cancel`` ends it from another thread."""
+class Call(Protocol):
+    """An open gRPC server-streaming call: iterate its responses; ``cancel`` ends it."""
 
     def __iter__(self) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
         """Yield the venue's responses."""
@@ -104,8 +90,13 @@ class OrderStreamClient:
         self._settings = settings
         self._token = token
 
-    def open(self, *, snapshot_only: bool = False) -> CancellableStream:
-        """Start a subscription with the configured filter; responses arrive by iterating it."""
+    def call(self, *, snapshot_only: bool = False) -> Call:
+        """Start a subscription with the configured filter; responses arrive by iterating it.
+
+        Raises:
+            TokenEndpointUnavailable: no token now.
+            CredentialsRefused: the token endpoint refused the client.
+        """
         request = trading_pb2.CreateOrderSubscriptionRequest(
             symbols=list(self._settings.symbols),
             accounts=list(self._settings.accounts),
@@ -115,28 +106,97 @@ class OrderStreamClient:
             ("authorization", f"Bearer {self._token()}"),
             ("x-participant-id", self._settings.participant_id),
         )
-        call: CancellableStream = self._stub.CreateOrderSubscription(request, metadata=metadata)
+        call: Call = self._stub.CreateOrderSubscription(request, metadata=metadata)
         return call
 
+    def opener(self, doorbell: Callable[[], None]) -> Callable[[], GrpcVenueStream]:
+        """The engine's stream opener: each call opens a stream read by its own thread."""
 
-def read(stream: CancellableStream) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
-    """Yield the stream's responses; end with :class:`StreamEnded` describing how it ended.
+        def open_stream() -> GrpcVenueStream:
+            return GrpcVenueStream(self.call(), doorbell)
+
+        return open_stream
+
+
+class GrpcVenueStream:
+    """One call, read by a daemon thread into a bounded queue (the engine's ``VenueStream``)."""
+
+    def __init__(self, call: Call, doorbell: Callable[[], None], capacity: int = QUEUE_CAPACITY) -> None:
+        """Start reading ``call``; ``doorbell`` is rung after each response and at the end."""
+        self._call = call
+        self._doorbell = doorbell
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
+        self._cancelled = threading.Event()
+        self._waits = 0  # written by the reader only
+        self._waits_seen = 0
+        self._thread = threading.Thread(target=self._pump, name="stream-reader", daemon=True)
+        self._thread.start()
+
+    def take(self) -> Any | StreamEnd | None:
+        """The next response, how the stream ended, or None when nothing is ready."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def pushed_back(self) -> bool:
+        """Whether the reader had to wait for room since the last call."""
+        waits = self._waits
+        pushed = waits != self._waits_seen
+        self._waits_seen = waits
+        return pushed
+
+    def cancel(self) -> None:
+        """End the call and the reader."""
+        self._cancelled.set()
+        self._call.cancel()
+
+    def _pump(self) -> None:
+        try:
+            for response in read(self._call):
+                self._put(response)
+        except StreamEndedError as ended:
+            self._put(ended.end)
+
+    def _put(self, item: Any) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self._waits += 1
+            while not self._cancelled.is_set():
+                try:
+                    self._queue.put(item, timeout=PUT_RETRY_S)
+                    break
+                except queue.Full:
+                    continue
+        self._doorbell()
+
+
+class StreamEndedError(Exception):
+    """Raised by :func:`read` when the stream is over; carries the :class:`StreamEnd`."""
+
+    def __init__(self, end: StreamEnd) -> None:
+        super().__init__(str(end))
+        self.end = end
+
+
+def read(call: Call) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
+    """Yield the call's responses; end with :class:`StreamEndedError` describing how it ended.
 
     Raises:
-        StreamEnded: always, once the stream is over (``EOF`` when the venue closed it with OK).
+        StreamEndedError: always, once the stream is over (``EOF`` when the venue closed it with OK).
     """
     try:
-        yield from stream
+        yield from call
     except grpc.RpcError as exc:
-        raise translate(exc) from None
-    ended_cleanly = "EOF"
-    raise StreamEnded(ended_cleanly, "the venue ended the stream", Disposition.RECONNECT)
+        raise StreamEndedError(translate(exc)) from None
+    raise StreamEndedError(StreamEnd("EOF", "the venue ended the stream", Disposition.RECONNECT))
 
 
-def translate(error: grpc.RpcError) -> StreamEnded:
-    """Translate a gRPC error into a :class:`StreamEnded` with its disposition."""
+def translate(error: grpc.RpcError) -> StreamEnd:
+    """Translate a gRPC error into a :class:`StreamEnd` with its disposition."""
     code_of = getattr(error, "code", None)
     details_of = getattr(error, "details", None)
     code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
     details = details_of() if callable(details_of) else ""
-    return StreamEnded(code.name, details or "", _DISPOSITIONS.get(code, Disposition.RECONNECT))
+    return StreamEnd(code.name, details or "", _DISPOSITIONS.get(code, Disposition.RECONNECT))

@@ -1,16 +1,20 @@
-"""The REST backfill against the simulator: paged to eof, 429s honoured, filtered, token refreshed."""
+"""The REST search and the backfill state machine against the simulator: every page, through 429s."""
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from connector._pb.polymarket.v1 import trading_pb2
-from connector.core.backfill_plan import RequestPacer, RetryBudget, SubscriptionFilter, Window
+from connector.core.backfill_plan import SubscriptionFilter, Window
+from connector.core.pacing import RequestPacer
+from connector.engine.backfill import BackfillRun, BackfillState, BackfillTuning, run_to_end
+from connector.engine.ports import SearchFailure, SearchPage, SystemClock
+from connector.engine.recovery import search_result
 from connector.simulator import SimulatedVenue, SimulatorConfig
 from connector.venue.auth import TokenProvider, load_private_key
-from connector.venue.backfill import ExecutionSearch, run_backfill
+from connector.venue.search import ExecutionSearchClient
 
 SYMBOL = "SIM-ELECTION-YES"
 
@@ -29,7 +33,7 @@ def test_a_backfill_reads_the_whole_window_through_429s_and_an_expired_token(tmp
         )
         tokens.token()
         venue.set_faults(rest_429_rate=0.4, expire_issued_tokens=True)
-        search = ExecutionSearch(
+        search = ExecutionSearchClient(
             rest_url=endpoints.rest_url,
             participant_id=endpoints.participant_id,
             token=tokens.token,
@@ -38,25 +42,32 @@ def test_a_backfill_reads_the_whole_window_through_429s_and_an_expired_token(tmp
             page_size=25,
             timeout_s=10,
         )
-        pages: list[list[trading_pb2.Execution]] = []
-        results: list[str] = []
-        started = time.monotonic()
-        progress = run_backfill(
-            search=search,
-            window=Window(0, time.time_ns() + 10**9),
-            pacer=RequestPacer(1000),
-            budget=RetryBudget(60),
-            on_page=lambda page: pages.append(list(page)),
-            stop=threading.Event(),
-            on_request=results.append,
+        clock = SystemClock()
+        run = BackfillRun(
+            Window(0, clock.time_ns()),
+            BackfillTuning(indexing_delay_s=0.0, slice_max_s=10**9, retry_budget_s=60),
+            RequestPacer(1000, clock.monotonic()),
+            now=clock.monotonic(),
         )
+        published: list[Any] = []
+        results: list[str] = []
+
+        def record(answer: SearchPage | SearchFailure) -> None:
+            results.append(search_result(answer))
+
+        def publish(executions: Sequence[Any]) -> None:
+            published.extend(executions)
+
+        started = time.monotonic()
+        run_to_end(run, search.page, publish, clock=clock, sleep=time.sleep, on_answer=record)
         elapsed = time.monotonic() - started
         journal = [entry.execution for entry in venue.journal.executions()]
     expected = [e.id for e in journal if e.order.symbol == SYMBOL]
-    received = [e.id for page in pages for e in page]
     assert len(expected) > 25, "more than one page"
-    assert received == expected, "every execution of the subscription, in venue order, once"
-    assert progress.done and progress.executions == len(expected) and progress.pages == len(pages)
+    assert [e.id for e in published] == expected, "every execution of the subscription, in venue order, once"
+    assert run.state is BackfillState.DONE
+    assert run.progress.executions == len(expected)
+    assert run.progress.pages == results.count("ok")
     assert results.count("throttled") >= 1, "429s were injected"
     assert results.count("error") >= 1, "the expired token was refused once, then refreshed"
     assert elapsed >= results.count("throttled") * 1.0 * 0.9, "Retry-After: 1 was honoured each time"

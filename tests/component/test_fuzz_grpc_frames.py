@@ -3,18 +3,19 @@
 A real gRPC server on loopback serves ``CreateOrderSubscription`` with a generic handler and
 identity serializers, so each response message is whatever bytes the test chooses: random bytes,
 valid responses, valid responses with trailing junk, empty frames, one frame over the receive limit.
-The connector's own client reads them (``OrderStreamClient`` + ``read``) and feeds the real pipeline.
+The connector's own stream adapter reads them (``OrderStreamClient`` + ``GrpcVenueStream``, its
+reader thread and queue) and the real decoder decodes them.
 
 The property: every frame before the first one that is not a ``CreateOrderSubscriptionResponse``
-reaches the pipeline and is accounted for (published or dead-lettered), and the stream then ends
-with :class:`StreamEnded` (``EOF`` after the last frame, ``INTERNAL`` at an undecodable one,
-``RESOURCE_EXHAUSTED`` for an oversize one), which the service turns into a reconnect: never an
-exception of another kind.
+reaches the decoder and is accounted for (one record or dead letter per event), and the stream then
+ends with a :class:`StreamEnd` (``EOF`` after the last frame, ``INTERNAL`` at an undecodable one,
+``RESOURCE_EXHAUSTED`` for an oversize one) whose disposition is a reconnect: never an exception.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -26,18 +27,10 @@ from hypothesis import strategies as st
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.config import VenueSettings
-from connector.core.dedup import RecentExecutionIds
-from connector.core.watermark import Watermark
-from connector.engine.pipeline import Pipeline
-from connector.venue.stream import Disposition, OrderStreamClient, StreamEnded, open_channel, read
-from tests.unit.test_fuzz_venue import (
-    ENCODERS,
-    MAPPER,
-    TOPICS,
-    CountingObserver,
-    RecordingSink,
-    responses,
-)
+from connector.core.records import MessageKind, VenueMessage
+from connector.engine.ports import Disposition, StreamEnd
+from connector.venue.stream import GrpcVenueStream, OrderStreamClient, open_channel
+from tests.venue_strategies import DECODER, responses
 
 RECEIVE_LIMIT = 4 * 1024 * 1024  # the smallest venue.max_receive_message_bytes the settings allow
 
@@ -114,24 +107,20 @@ FRAME = st.one_of(
 )
 
 
-def run_stream(client: OrderStreamClient) -> tuple[int, StreamEnded, RecordingSink, CountingObserver]:
-    sink, observer = RecordingSink(), CountingObserver()
-    pipeline = Pipeline(
-        mapper=MAPPER,
-        encoders=ENCODERS,
-        sink=sink,
-        watermark=Watermark(),
-        topics=TOPICS,
-        connector_name="fuzz",
-        recent_ids=RecentExecutionIds(10_000),
-        observer=observer,
-    )
-    handled = 0
-    with pytest.raises(StreamEnded) as ended:  # the only way read() ends
-        for response in read(client.open()):
-            pipeline.on_response(response, received_time_ns=1_700_000_000_000_000_000)
-            handled += 1
-    return handled, ended.value, sink, observer
+def run_stream(client: OrderStreamClient) -> tuple[list[VenueMessage], StreamEnd]:
+    """Read the stream to its end through the real adapter, decoding every response."""
+    stream = GrpcVenueStream(client.call(), doorbell=lambda: None)
+    decoded: list[VenueMessage] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        item = stream.take()
+        if item is None:
+            time.sleep(0.005)
+        elif isinstance(item, StreamEnd):
+            return decoded, item
+        else:
+            decoded.append(DECODER.response(item, received_ns=1_700_000_000_000_000_000))
+    raise AssertionError("the stream did not end")
 
 
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
@@ -143,19 +132,20 @@ def test_any_frames_end_the_stream_cleanly(
     garbage_venue: GarbageVenue, client: OrderStreamClient, frames: list[bytes]
 ) -> None:
     garbage_venue.frames = frames
-    handled, ended, sink, observer = run_stream(client)
+    decoded, ended = run_stream(client)
     good_prefix = next((index for index, frame in enumerate(frames) if not parses(frame)), len(frames))
-    assert handled == good_prefix
+    assert len(decoded) == good_prefix
     if good_prefix == len(frames):
         assert ended.status == "EOF"
     else:
         assert ended.status == "INTERNAL", ended  # grpc: "Exception deserializing response!"
     assert ended.disposition is Disposition.RECONNECT
-    received = sum(observer.received.values())
-    dead = sum(observer.dead_letters.values())
-    published = len(sink.records) - dead
-    heartbeats = observer.received["heartbeat"]
-    assert published + dead + observer.duplicates == received - heartbeats
+    for frame, message in zip(frames, decoded, strict=False):
+        response = trading_pb2.CreateOrderSubscriptionResponse.FromString(frame)
+        events = len(response.snapshot.orders) + len(response.update.executions)
+        events += 1 if response.update.HasField("cancel_reject") else 0
+        expected = 0 if message.kind is MessageKind.HEARTBEAT else events
+        assert len(message.records) == expected, "one record or dead letter per event"
 
 
 def test_an_oversize_frame_ends_the_stream_without_a_crash(
@@ -164,7 +154,7 @@ def test_an_oversize_frame_ends_the_stream_without_a_crash(
     big = trading_pb2.CreateOrderSubscriptionResponse(session_id="x" * (RECEIVE_LIMIT + 1))
     garbage_venue.frames = [trading_pb2.CreateOrderSubscriptionResponse(session_id="s").SerializeToString(),
                             big.SerializeToString()]  # fmt: skip
-    handled, ended, _sink, _observer = run_stream(client)
-    assert handled == 1
+    decoded, ended = run_stream(client)
+    assert len(decoded) == 1
     assert ended.status == "RESOURCE_EXHAUSTED"
     assert ("authorization", "Bearer token") in garbage_venue.metadata

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from connector.cli import main
 from connector.commands.composition import encoders_for
 from connector.config import Settings, load_settings
 from connector.core.record_schemas import RecordType, schema_dict, schema_text
-from connector.kafka.encoding import SchemaNotRegistered, registry_subjects
+from connector.errors import SchemaNotRegistered, SchemaRegistryUnavailable
+from connector.kafka.encoding import registry_subjects
 from connector.kafka.topics import TOPIC_ROLE, topic_names
 from tests.kafka_fixtures import docker_engine_answers
 from tests.registry_fixtures import FakeSchemaRegistry
@@ -163,7 +163,7 @@ def test_partly_pinned_ids_ask_the_registry_for_the_rest_once(
     assert schema_ids is not None and schema_ids.missing() == [
         t for t in RecordType if t.value != "Checkpoint"
     ]
-    assert schema_ids.wait(threading.Event(), lambda _reason: None)
+    schema_ids.resolve()
     fake_registry.stop()  # a later outage does not matter: no encoder calls the registry again
     requests_before = len(fake_registry.state.requests)
     value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
@@ -180,43 +180,25 @@ def test_auto_registration_off_and_schema_missing_is_fatal_and_says_what_to_do(
     _, schema_ids = encoders_for(configured, topic_names(configured))
     assert schema_ids is not None
     with pytest.raises(SchemaNotRegistered, match="pmx-connector schemas --register"):
-        schema_ids.wait(threading.Event(), lambda _reason: None)
+        schema_ids.resolve()
 
 
-def test_waits_for_an_unreachable_registry_then_registers(tmp_path: Path) -> None:
+def test_an_unreachable_registry_is_transient_then_registers(tmp_path: Path) -> None:
+    """Unreachable: a transient failure (the engine's start-up step retries it, not ready); then it works."""
     registry = FakeSchemaRegistry()
     configured = settings(tmp_path, url=registry.url)
     encoders, schema_ids = encoders_for(configured, topic_names(configured))
     assert schema_ids is not None
-    reasons: list[str | None] = []
-    done = threading.Event()
-
-    def wait() -> None:
-        assert schema_ids.wait(threading.Event(), reasons.append)
-        done.set()
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
+    with pytest.raises(SchemaRegistryUnavailable, match="unreachable"):
+        schema_ids.resolve()
+    with pytest.raises(RuntimeError, match="not known yet"):
+        encoders[RecordType.EXECUTION]({}, "t")
+    registry.start()
     try:
-        deadline_reached = not _poll(lambda: any(reasons), 10)
-        assert not deadline_reached, "no reason reported"
-        assert not done.is_set()
-        with pytest.raises(RuntimeError, match="not known yet"):
-            encoders[RecordType.EXECUTION]({}, "t")
-        registry.start()
-        assert done.wait(40), "the registry came back but the IDs were not resolved"
+        schema_ids.resolve()
+        assert not schema_ids.missing()
     finally:
-        waiter.join(timeout=40)
         registry.stop()
-    first = reasons[0]
-    assert first is not None and first.startswith(
-        f"waiting for the schema registry: schema registry {registry.url} unreachable: ConnectError"
-    )
-    assert reasons[-1] is None
-    value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
-    heartbeat_subject = "pmx.connector.heartbeats-pmx.connector.v1.ConnectorHeartbeat"
-    heartbeat_id = registry.state.versions[heartbeat_subject][0].schema_id
-    assert decode_confluent(value, heartbeat_id, RecordType.CONNECTOR_HEARTBEAT) == HEARTBEAT
 
 
 def _poll(predicate: Any, timeout_s: float) -> bool:
@@ -233,7 +215,8 @@ def _poll(predicate: Any, timeout_s: float) -> bool:
 def test_mock_registry_in_process(tmp_path: Path) -> None:
     configured = settings(tmp_path, url="mock://composition-test")
     encoders, schema_ids = encoders_for(configured, topic_names(configured))
-    assert schema_ids is not None and schema_ids.wait(threading.Event(), lambda _reason: None)
+    assert schema_ids is not None
+    schema_ids.resolve()
     value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
     heartbeat_id = schema_ids.ids[RecordType.CONNECTOR_HEARTBEAT]
     assert decode_confluent(value, heartbeat_id, RecordType.CONNECTOR_HEARTBEAT) == HEARTBEAT
@@ -268,7 +251,8 @@ def test_real_schema_registry_through_testcontainers(
                 assert main(["schemas", "--check", "--config", str(path)]) == 0
                 configured = load_settings(path, environ={})
                 encoders, schema_ids = encoders_for(configured, topic_names(configured))
-                assert schema_ids is not None and schema_ids.wait(threading.Event(), lambda _r: None)
+                assert schema_ids is not None
+                schema_ids.resolve()
                 value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
                 client = SchemaRegistryClient({"url": url})
                 context = SerializationContext("pmx.connector.heartbeats", MessageField.VALUE)

@@ -35,7 +35,7 @@ from connector.cli import main
 from connector.config import VenueSettings, load_settings
 from connector.kafka.publisher import build_producer, client_config
 from connector.venue.auth import TokenEndpointUnavailable, TokenProvider
-from connector.venue.stream import OrderStreamClient, StreamEnded, open_channel, read
+from connector.venue.stream import OrderStreamClient, StreamEndedError, open_channel, read
 from tests.registry_fixtures import FakeSchemaRegistry
 from tests.unit.test_config import VALID, write
 
@@ -154,26 +154,26 @@ def test_grpc_over_tls_with_the_configured_ca(tls_venue: int, pki: Pki) -> None:
     channel = open_channel(venue_settings(tls_venue, pki.ca))
     try:
         responses = []
-        with pytest.raises(StreamEnded) as ended:
+        with pytest.raises(StreamEndedError) as ended:
             for response in read(
-                OrderStreamClient(channel, venue_settings(tls_venue, pki.ca), lambda: "t").open()
+                OrderStreamClient(channel, venue_settings(tls_venue, pki.ca), lambda: "t").call()
             ):
                 responses.append(response)
     finally:
         channel.close()
     assert [r.session_id for r in responses] == ["s"]
-    assert ended.value.status == "EOF"
+    assert ended.value.end.status == "EOF"
 
 
 def test_grpc_refuses_a_server_the_system_cas_do_not_know(tls_venue: int) -> None:
     settings = venue_settings(tls_venue, None)
     channel = open_channel(settings)
     try:
-        with pytest.raises(StreamEnded) as ended:
-            list(read(OrderStreamClient(channel, settings, lambda: "t").open()))
+        with pytest.raises(StreamEndedError) as ended:
+            list(read(OrderStreamClient(channel, settings, lambda: "t").call()))
     finally:
         channel.close()
-    assert ended.value.status == "UNAVAILABLE"
+    assert ended.value.end.status == "UNAVAILABLE"
 
 
 # --------------------------------------------------------------------------- token endpoint

@@ -2,8 +2,9 @@
 
 Operator mistakes found only at run time (configuration mistakes are the exit-2 table in
 ``tests/unit/test_config.py``) each end in one clear fatal line and exit code 1, with no traceback;
-the transient ones (token endpoint or Schema Registry unreachable) keep the process up, not ready,
-retrying, with the reason in ``/status`` and the log. The cases run as concurrent processes.
+the transient ones (Kafka, the token endpoint or the Schema Registry unreachable) keep the process
+up, not ready, retrying, with the reason in ``/status`` and the log: never a crash loop. The cases
+run as concurrent processes.
 
 The secrets run uses a private key, a SASL password and registry credentials with known values,
 at DEBUG log level, and finds none of them in the logs, ``/metrics``, ``/status``, ``/readyz``, the
@@ -179,11 +180,6 @@ def test_runtime_operator_mistakes(
             "token endpoint refused client 'not-registered': invalid_client",
         )
         fatal_case(
-            "kafka unreachable",
-            connector_config(venue, client_key, f"127.0.0.1:{dead_port}", free_port()),
-            f"cannot reach Kafka at 127.0.0.1:{dead_port}:",
-        )
-        fatal_case(
             "topics missing, cannot create",
             connector_config(venue, client_key, bare_kafka.bootstrap_servers, free_port()),
             "topic pmx.",
@@ -222,6 +218,11 @@ def test_runtime_operator_mistakes(
                     auth={"token_url": f"http://127.0.0.1:{dead_port}/oauth/token"},
                 ),
             )
+            kafka_down = start_run(
+                "kafka unreachable",
+                tmp_path,
+                connector_config(venue, client_key, f"127.0.0.1:{dead_port}", free_port()),
+            )
             waiting_for_registry = start_run(
                 "registry unreachable",
                 tmp_path,
@@ -243,6 +244,7 @@ def test_runtime_operator_mistakes(
                     f"token endpoint http://127.0.0.1:{dead_port}/oauth/token unreachable: cannot connect",
                 ),
                 (waiting_for_registry, f"schema registry {registry_down.url} unreachable: ConnectError"),
+                (kafka_down, f"cannot reach Kafka at 127.0.0.1:{dead_port}:"),
             ):
                 base = f"http://127.0.0.1:{run.port}"
                 status = poll_http(
@@ -255,8 +257,11 @@ def test_runtime_operator_mistakes(
             assert requests.get(f"http://127.0.0.1:{waiting_for_registry.port}/status", timeout=2).json()[
                 "phase"
             ] == ("waiting_for_schema_registry")
+            assert requests.get(f"http://127.0.0.1:{kafka_down.port}/status", timeout=2).json()["phase"] == (
+                "waiting_for_kafka"
+            )
         finally:
-            for run in (token_down, waiting_for_registry):
+            for run in (token_down, waiting_for_registry, kafka_down):
                 assert stop(run.process) == 0, run.text()[-2000:]
                 assert "Traceback" not in run.text()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from connector.engine.service import FullJitterBackoff
+from connector.core.pacing import FullJitterBackoff
 
 
 def test_bounds_double_up_to_the_cap_and_reset() -> None:

@@ -7,7 +7,6 @@ checked semantically here and by tests/unit/test_alert_rules.py.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from connector.cli import build_parser
-from connector.config import SECRET_KAFKA_PROPERTIES, Settings, load_settings
-from connector.engine.service import FINAL_HEARTBEAT_FLUSH_S, ServiceSettings
+from connector.config import SECRET_KAFKA_PROPERTIES, ConnectorSettings, Settings, load_settings
+from connector.engine.service import FINAL_FLUSH_S
 from tests.deploy_fixtures import (
     CHART_DIR,
     DASHBOARD_FILE,
@@ -270,10 +269,10 @@ def test_the_probes_use_the_health_endpoints_on_the_http_port() -> None:
 
 
 def test_the_grace_period_covers_the_shutdown_flush() -> None:
-    flush_s = next(f.default for f in dataclasses.fields(ServiceSettings) if f.name == "flush_timeout_s")
+    flush_s = ConnectorSettings.model_fields["flush_timeout_s"].default
     assert isinstance(flush_s, float)
     grace = deployment({})["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace > flush_s + FINAL_HEARTBEAT_FLUSH_S
+    assert grace > flush_s + FINAL_FLUSH_S
 
 
 def test_a_grace_period_shorter_than_the_configured_flush_is_refused() -> None:

@@ -1,0 +1,100 @@
+"""Test doubles for the engine's venue-side ports, and a driver that steps the engine in a test.
+
+- :class:`ScriptedStream`: a venue stream that hands out the responses a test queued (thread-safe),
+  optionally ending with a :class:`~connector.engine.ports.StreamEnd`;
+- :class:`NoSearch`: an execution search that must not be used (a first start from "now");
+- :func:`engine_on_kafka`: the real engine with every real Kafka adapter (``build_engine``), on a
+  scripted stream;
+- :func:`step_until`: step the engine (real clock) until a condition holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from connector.commands.composition import build_engine, subscription_key
+from connector.config import Settings
+from connector.engine.ports import SearchFailure, SearchPage, SearchRequest, StreamEnd
+from connector.engine.service import ConnectorService
+from connector.engine.status import ServiceStatus
+from connector.kafka.publisher import KafkaPublisher
+from connector.kafka.topics import topic_names
+from connector.observability.metrics import Metrics
+
+
+class ScriptedStream:
+    """A venue stream whose responses the test queues."""
+
+    def __init__(self, responses: Iterable[Any] = ()) -> None:
+        self._items: deque[Any] = deque(responses)
+        self._lock = threading.Lock()
+        self.cancelled = False
+
+    def push(self, *items: Any) -> None:
+        """Queue responses (or a :class:`StreamEnd`)."""
+        with self._lock:
+            self._items.extend(items)
+
+    def take(self) -> Any | StreamEnd | None:
+        with self._lock:
+            return self._items.popleft() if self._items else None
+
+    def pushed_back(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class NoSearch:
+    """An execution search the test does not expect to be asked."""
+
+    def submit(self, request: SearchRequest) -> None:
+        msg = f"no backfill expected, but asked for {request}"
+        raise AssertionError(msg)
+
+    def poll(self) -> SearchPage | SearchFailure | None:
+        return None
+
+    def cancel(self) -> None:
+        pass
+
+
+def engine_on_kafka(
+    settings: Settings, streams: Iterable[ScriptedStream]
+) -> tuple[ConnectorService, KafkaPublisher, Metrics, ServiceStatus]:
+    """The real engine and Kafka adapters; each stream the engine opens is the next scripted one."""
+    opened = iter(streams)
+    metrics = Metrics(tuple(topic_names(settings).values()))
+    status = ServiceStatus(connector=settings.connector.name, subscription=subscription_key(settings))
+    service, publisher = build_engine(
+        settings,
+        open_stream=lambda: next(opened),
+        search=NoSearch(),
+        invalidate_token=lambda: None,
+        metrics=metrics,
+        status=status,
+    )
+    return service, publisher, metrics, status
+
+
+def step_until(service: ConnectorService, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Step the engine on the real clock until ``condition`` holds (fail after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
+        assert not service.finished, f"the engine stopped while waiting for {what}"
+        time.sleep(min(service.step(), 0.01))
+
+
+def stop(service: ConnectorService, timeout_s: float = 30) -> None:
+    """Ask the engine to stop and step it until it has (flush, checkpoint, last heartbeat)."""
+    service.request_stop()
+    deadline = time.monotonic() + timeout_s
+    while not service.finished:
+        assert time.monotonic() < deadline, "the engine did not stop"
+        time.sleep(min(service.step(), 0.01))
