@@ -15,7 +15,7 @@ from google.protobuf import unknown_fields
 
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
 from connector.simulator import FaultSettings, SimulatedVenue, SimulatorConfig
-from connector.simulator.grpc_service import UNKNOWN_FIELD_NUMBER
+from connector.simulator.stream_behaviour import UNKNOWN_FIELD_NUMBER
 from tests.simulator_fixtures import (
     HTTP_TIMEOUT_S,
     make_assertion,
