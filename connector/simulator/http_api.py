@@ -268,9 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > _MAX_BODY_BYTES:
-            response = gateway_error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _INVALID_ARGUMENT, "body too large"
-            )
+            response = gateway_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _INVALID_ARGUMENT, "body too large")
         else:
             body = self.rfile.read(length) if length else b""
             headers = {key.lower(): value for key, value in self.headers.items()}
