@@ -11,8 +11,8 @@ Semantics chosen where the venue docs are silent (venue-api.md §5; docs/simulat
   (oldest-first pages, each one shuffled), ``shuffled`` (the whole result shuffled across pages) or
   ``random`` (one of these four per search). An explicit ``newestFirst: false`` cannot be told from an
   absent one: grpc-gateway parses into proto3, where a bool has no presence;
-* paging: ``pageSize`` 0 or absent means ``rest_default_page_size``, values above
-  ``rest_max_page_size`` are capped, negative is an error. Pass ``nextPageToken`` back as
+* paging: ``pageSize`` 0 or absent means ``rest_default_page_size``; either above
+  ``rest_max_page_size`` is capped to it; negative is an error. Pass ``nextPageToken`` back as
   ``pageToken``; ``eof`` is true on the last page, whose ``nextPageToken`` is empty. Ordered pages
   are keyset pages: the token carries the sequence of the page's last item, so paging stays live
   while the venue trades (an execution indexed later shows up on a later page if it sorts after the

@@ -143,6 +143,8 @@ def test_page_size_is_capped_and_negative_is_refused(venue: Venue) -> None:
     venue.settings = UNLIMITED.with_changes({"rest_max_page_size": 25, "rest_default_page_size": 10})
     assert len(venue.page({"pageSize": 5000})["executions"]) == 25
     assert len(venue.page({})["executions"]) == 10
+    venue.settings = UNLIMITED.with_changes({"rest_max_page_size": 5})
+    assert len(venue.page({})["executions"]) == 5, "the default page is capped too"
     refused = venue.api.search_executions(CLIENT, {"pageSize": -1}, venue.clock())
     assert refused.status == 400 and refused.payload["code"] == 3
 

@@ -8,7 +8,6 @@ import dataclasses
 import pytest
 
 from connector.commands import simulator as command
-from connector.errors import ConfigError
 from connector.simulator.faults import HOSTILE, FaultSettings
 
 
@@ -28,7 +27,7 @@ def parse(*flags: str) -> argparse.Namespace:
         ({"queue_overflow_status": "NOPE"}, "NOPE"),
         ({"opening_updates": 0}, "opening_updates"),
         ({"rest_no_token_rate": 1.5}, "rest_no_token_rate"),
-        ({"rest_default_page_size": 2000}, "rest_max_page_size"),
+        ({"rest_default_page_size": 0}, "rest_default_page_size"),
         ({"rest_rate_limit_per_minute": -1}, "rest_rate_limit_per_minute"),
         ({"new_session_every_s": 0}, "new_session_every_s"),
         ({"rest_indexing_delay_s": "soon"}, "rest_indexing_delay_s"),
@@ -158,8 +157,3 @@ def test_no_rest_rate_limit_reaches_the_config() -> None:
 def test_bad_flag_values_are_usage_errors(flags: tuple[str, ...]) -> None:
     with pytest.raises(argparse.ArgumentError, match=flags[0]):
         parse(*flags)
-
-
-def test_contradicting_flags_name_the_fields() -> None:
-    with pytest.raises(ConfigError, match="rest_default_page_size"):
-        command.settings_from_args(parse("--rest-max-page-size", "10", "--rest-default-page-size", "20"))
