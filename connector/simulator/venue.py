@@ -6,6 +6,7 @@ Use it in-process as a context manager::
         private_pem = venue.generate_client_key()
         print(venue.endpoints.grpc_target, venue.endpoints.token_url)
         venue.set_faults(duplicate_rate=0.1)
+        venue.set_faults(hostile=True, fault_seed=42)   # every open behaviour at random, seeded
 
 Nothing listens and no thread runs until :meth:`SimulatedVenue.start`; :meth:`SimulatedVenue.stop` ends
 open streams (UNAVAILABLE), stops both servers and the order flow, and closes the journal.
@@ -370,11 +371,15 @@ class SimulatedVenue:
         return self._faults.current
 
     def set_faults(self, **changes: Any) -> FaultSettings:
-        """Change some fault settings (see :mod:`connector.simulator.faults`); return them all."""
+        """Change some settings and run actions, as the control API does; return the settings.
+
+        See :mod:`connector.simulator.faults` for the fields and the actions (``reset``, ``hostile``,
+        ``expire_issued_tokens``, ``new_session``, ``send_snapshot``).
+        """
         return self._apply_faults(changes)
 
     def reset_faults(self) -> FaultSettings:
-        """Turn every fault off."""
+        """Go back to the baseline: every fault off, every behaviour at its default."""
         return self._apply_faults({"reset": True})
 
     def expire_issued_tokens(self) -> None:
@@ -412,14 +417,6 @@ class SimulatedVenue:
             if actions["send_snapshot"]:
                 self._service.request_snapshots()
         return settings
-
-    def new_sessions(self) -> None:
-        """Give every open stream a new ``session_id`` now."""
-        self._apply_faults({"new_session": True})
-
-    def send_snapshots(self) -> None:
-        """Make every open stream send a snapshot of the book now (mid-stream)."""
-        self._apply_faults({"send_snapshot": True})
 
     def set_rate(self, rate: float) -> None:
         """Change the order-flow rate (updates per second; 0 pauses it)."""
