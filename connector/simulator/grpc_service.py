@@ -397,8 +397,7 @@ class OrderStreamService:
                     counters.mid_stream_snapshots_total += 1
             elif sent.kind == "heartbeat":
                 counters.heartbeats_sent_total += 1
-                if sent.queued_behind and stream.heartbeat_queueing == "jump":
-                    counters.heartbeats_jumped_total += 1
+                counters.heartbeats_jumped_total += sent.jumped
             else:
                 counters.updates_sent_total += 1
                 if sent.kind == "duplicate":
@@ -411,6 +410,7 @@ class OrderStreamService:
             execution_ids=sent.execution_ids,
             sent_at=sent.response.processed_sent_time.ToDatetime(tzinfo=UTC),
             queued_behind=sent.queued_behind,
+            jumped=sent.jumped,
         )
 
     @property

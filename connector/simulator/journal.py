@@ -18,10 +18,11 @@ Built with ``stream_sends=True`` it writes one more line per stream message sent
 (what a checker needs to tell "never streamed" from "streamed and lost")::
 
     {"kind": "stream_send", "message": "update", "session_id": "sim-...", "queued_behind": 0,
-     "processed_sent_time": "2026-01-02T03:04:05.223456Z", "execution_ids": ["SIM-E000000007"]}
+     "jumped": false, "processed_sent_time": "2026-01-02T03:04:05.223456Z",
+     "execution_ids": ["SIM-E000000007"]}
 
 ``message`` is ``snapshot``, ``update``, ``duplicate`` or ``heartbeat``; ``queued_behind`` counts the
-messages still queued behind it (a heartbeat with a non-zero value jumped a backlog).
+messages still queued behind it; ``jumped`` marks a heartbeat sent ahead of them.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ class Journal:
         execution_ids: Sequence[str],
         sent_at: datetime,
         queued_behind: int,
+        jumped: bool,
     ) -> None:
         """Note one message a stream sent (thread-safe); a ``stream_send`` line when enabled."""
         with self._write_lock:
@@ -196,6 +198,7 @@ class Journal:
                     "message": message,
                     "session_id": session_id,
                     "queued_behind": queued_behind,
+                    "jumped": jumped,
                     "processed_sent_time": rfc3339(sent_at),
                     "execution_ids": list(execution_ids),
                 }

@@ -46,6 +46,7 @@ __all__ = [
     "EXECUTIONS_PATH",
     "ORDERS_PATH",
     "HttpResponse",
+    "OrderBookReader",
     "ReportApi",
     "SearchRateLimiter",
     "gateway_error",

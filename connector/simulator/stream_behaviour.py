@@ -115,14 +115,15 @@ class SentMessage:
         kind: ``snapshot``, ``update``, ``duplicate`` (an update re-sending a sent execution) or
             ``heartbeat``.
         execution_ids: The executions it carries, in order.
-        queued_behind: Messages still queued behind it when it was sent (a heartbeat sent with a
-            non-zero value jumped a backlog).
+        queued_behind: Messages still queued behind it when it was sent.
+        jumped: A heartbeat sent ahead of queued messages (``jump`` queueing).
     """
 
     response: trading_pb2.CreateOrderSubscriptionResponse
     kind: str
     execution_ids: tuple[str, ...]
     queued_behind: int
+    jumped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,20 +307,22 @@ class VenueStream:
         """Send the next message, if one is due: the client is ready to read at ``now``.
 
         Returns:
-            The message sent, or None when nothing is due (or the stream has ended).
+            The message sent, stamped with ``now`` (or the latest time the stream has seen, if that is
+            later: nothing is sent before it happened), or None when nothing is due (or the stream
+            has ended).
         """
         self._advance(now)
         if self._ended is not None:
             return None
         if self._heartbeat_pending and (self._opening_sent or self.opening != "snapshot"):
             self._heartbeat_pending = False
-            if self._queue:
-                self.counts.heartbeats_jumped += 1
-            return self._send(_Queued(_HEARTBEAT), now)
+            jumped = bool(self._queue)
+            self.counts.heartbeats_jumped += jumped
+            return self._send(_Queued(_HEARTBEAT), self._now, jumped=jumped)
         if not self._queue:
             return None
         item = self._queue.popleft()
-        sent = self._send(item, now)
+        sent = self._send(item, self._now)
         if item.kind == _SNAPSHOT and not self._opening_sent:
             self._opening_sent = True
             if self._snapshot_only:
@@ -388,7 +391,7 @@ class VenueStream:
         self._queue.append(item)
         self.counts.max_queued = max(self.counts.max_queued, len(self._queue))
 
-    def _send(self, item: _Queued, now: datetime) -> SentMessage:
+    def _send(self, item: _Queued, now: datetime, *, jumped: bool = False) -> SentMessage:
         settings = self._settings
         response = trading_pb2.CreateOrderSubscriptionResponse()
         execution_ids: tuple[str, ...] = ()
@@ -426,7 +429,11 @@ class VenueStream:
         self.counts.sent += 1
         self.counts.by_kind[item.kind] = self.counts.by_kind.get(item.kind, 0) + 1
         return SentMessage(
-            response=response, kind=item.kind, execution_ids=execution_ids, queued_behind=len(self._queue)
+            response=response,
+            kind=item.kind,
+            execution_ids=execution_ids,
+            queued_behind=len(self._queue),
+            jumped=jumped,
         )
 
 

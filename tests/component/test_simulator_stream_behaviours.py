@@ -7,9 +7,11 @@ Each behaviour is set through the control endpoint, the in-process API or the st
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,7 +21,7 @@ import requests
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.commands import simulator as command
 from connector.simulator import FaultSettings, SimulatedVenue, SimulatorConfig
-from tests.simulator_fixtures import HTTP_TIMEOUT_S, open_stream, wait_until
+from tests.simulator_fixtures import HTTP_TIMEOUT_S, make_assertion, open_stream, request_token, wait_until
 
 _KIND = "event"
 
@@ -321,3 +323,39 @@ def test_hostile_mode_with_a_seed_over_the_control_endpoint(
     assert sum(1 for count in chosen.values() if count) >= 2, "several openings at random"
     assert all(chosen[kind] for kind in kinds), "the first messages follow the openings chosen"
     assert control(simulator, {"reset": True}) == simulator.baseline_faults().to_json()
+
+
+# ---------------------------------------------------------------------- what was streamed
+
+
+def test_the_journal_knows_what_was_ever_streamed(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    config = SimulatorConfig(
+        seed=7,
+        rate=0.0,
+        warmup_updates=30,
+        heartbeat_interval_s=0.2,
+        journal_path=journal,
+        journal_stream_sends=True,
+    )
+    with SimulatedVenue(config) as venue, grpc.insecure_channel(venue.endpoints.grpc_target) as chan:
+        key = venue.generate_client_key()
+        token = request_token(venue.endpoints, make_assertion(key, venue.endpoints)).json()["access_token"]
+        before = [entry.execution.id for entry in venue.journal.executions()]
+        call = open_stream(chan, venue.endpoints, token)
+        messages = iter(call)
+        subscribed(venue)
+        produced = [e.id for u in venue.advance(4) for e in u.executions]
+        kinds = []
+        while "heartbeat" not in kinds or kinds.count("update") < 4:
+            kinds.append(next(messages).WhichOneof(_KIND))
+        call.cancel()
+        assert all(venue.journal.was_streamed(i) for i in produced)
+        assert not any(venue.journal.was_streamed(i) for i in before), "produced before the stream opened"
+        assert venue.stats()["executions_streamed"] == len(produced)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    sends = [line for line in lines if line["kind"] == "stream_send"]
+    assert [line["message"] for line in sends][: len(kinds)] == kinds
+    assert [i for line in sends for i in line["execution_ids"]] == produced
+    assert all(line["session_id"] and line["processed_sent_time"].endswith("Z") for line in sends)
+    assert len([line for line in lines if line["kind"] == "execution"]) == len(before) + len(produced)
