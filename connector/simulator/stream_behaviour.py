@@ -55,7 +55,7 @@ from datetime import datetime, timedelta
 from typing import Final, cast
 
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
-from connector.simulator.clock import to_timestamp
+from connector.simulator.clock import from_timestamp, to_timestamp
 from connector.simulator.faults import FaultSettings
 from connector.simulator.order_flow import VenueUpdate
 
@@ -117,6 +117,8 @@ class SentMessage:
         execution_ids: The executions it carries, in order.
         queued_behind: Messages still queued behind it when it was sent.
         jumped: A heartbeat sent ahead of queued messages (``jump`` queueing).
+        oldest_queued: For a heartbeat, the ``transact_time`` of the oldest execution still queued
+            behind it (None when none is): a time its ``processed_sent_time`` says nothing about.
     """
 
     response: trading_pb2.CreateOrderSubscriptionResponse
@@ -124,6 +126,7 @@ class SentMessage:
     execution_ids: tuple[str, ...]
     queued_behind: int
     jumped: bool = False
+    oldest_queued: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,7 +437,15 @@ class VenueStream:
             execution_ids=execution_ids,
             queued_behind=len(self._queue),
             jumped=jumped,
+            oldest_queued=self._oldest_queued() if item.kind == _HEARTBEAT else None,
         )
+
+    def _oldest_queued(self) -> datetime | None:
+        """The transact time of the first queued update's first execution (feed order is time order)."""
+        for queued in self._queue:
+            if queued.kind == _UPDATE and queued.update is not None and queued.update.executions:
+                return from_timestamp(queued.update.executions[0].transact_time)
+        return None
 
 
 def synthetic_orders(tag: str, count: int, now: datetime) -> list[trading_pb2.Order]:

@@ -183,8 +183,10 @@ def test_a_jumping_heartbeat_goes_ahead_of_a_backlog(exchange: Exchange, clock: 
     sent = drain(stream, clock())
     assert kinds(sent) == ["heartbeat"] + ["update"] * 12
     assert sent[0].queued_behind == 12
+    assert sent[0].jumped
     assert stream.counts.heartbeats_jumped == 1
     oldest_queued = backlog[0].executions[0].transact_time.ToDatetime(tzinfo=UTC)
+    assert sent[0].oldest_queued == oldest_queued
     assert sent[0].response.processed_sent_time.ToDatetime(tzinfo=UTC) > oldest_queued
 
 
@@ -200,6 +202,10 @@ def test_a_queued_heartbeat_keeps_its_place_behind_the_backlog(
     sent = drain(stream, clock())
     assert kinds(sent) == ["update"] * 10 + ["heartbeat"] + ["update"] * 2
     assert sent[10].response.processed_sent_time.ToDatetime(tzinfo=UTC) == clock(), "stamped at send"
+    assert not sent[10].jumped
+    assert sent[10].oldest_queued == sent[11].response.update.executions[0].transact_time.ToDatetime(
+        tzinfo=UTC
+    )
 
 
 def test_jumping_heartbeats_do_not_pile_up(exchange: Exchange, clock: VirtualClock) -> None:
