@@ -7,14 +7,17 @@ Fixtures:
     simulator_token: an access token from the venue's own token endpoint.
 
 Helpers (plain functions, import them): :func:`make_assertion`, :func:`request_token`,
-:func:`stream_metadata`, :func:`open_stream`, :func:`search`, :func:`wait_until`.
+:func:`stream_metadata`, :func:`open_stream`, :func:`search`, :func:`wait_until`; and for the pure,
+single-threaded simulator components: :class:`VirtualClock` and :func:`virtual_exchange`.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -24,7 +27,11 @@ import requests
 
 from connector._pb.polymarket.v1 import trading_pb2, trading_pb2_grpc
 from connector.simulator import SimulatedVenue, SimulatorConfig, VenueEndpoints
+from connector.simulator.exchange import Exchange
+from connector.simulator.journal import Journal
+from connector.simulator.order_flow import FlowParams, OrderFlow
 from connector.simulator.tokens import ASSERTION_TYPE
+from connector.simulator.venue import DEFAULT_ACCOUNTS, DEFAULT_SYMBOLS
 
 HTTP_TIMEOUT_S = 10.0
 
@@ -123,6 +130,30 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout_s} s")
         time.sleep(interval_s)
+
+
+class VirtualClock:
+    """A clock that moves only when told (thread-safe): pass it as a simulator ``clock``."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move the clock forward; return the new time."""
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now
+
+
+def virtual_exchange(clock: VirtualClock, seed: int = 7) -> Exchange:
+    """An exchange on the default accounts and symbols, stamped by ``clock``; drive it with ``advance``."""
+    params = FlowParams(accounts=DEFAULT_ACCOUNTS, symbols=DEFAULT_SYMBOLS, id_prefix=f"SIM{seed}")
+    return Exchange(OrderFlow(params, seed), Journal(), rate=0.0, clock=clock)
 
 
 @pytest.fixture

@@ -21,12 +21,19 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from connector.commands.process import stop_on_signals, write_atomically
 from connector.errors import ConfigError
-from connector.simulator.faults import STATUS_NAMES, FaultSettings
+from connector.simulator.faults import (
+    HEARTBEAT_QUEUEINGS,
+    REST_RESULT_ORDERS,
+    STATUS_NAMES,
+    STREAM_OPENINGS,
+    FaultSettings,
+)
 from connector.simulator.tokens import generate_client_key
 from connector.simulator.venue import (
     DEFAULT_CLIENT_ID,
@@ -37,7 +44,14 @@ from connector.simulator.venue import (
     VenueEndpoints,
 )
 
-__all__ = ["add_arguments", "config_from_args", "run", "write_ready_file"]
+__all__ = [
+    "SETTING_FLAGS",
+    "add_arguments",
+    "config_from_args",
+    "run",
+    "settings_from_args",
+    "write_ready_file",
+]
 
 _LOG: Final = logging.getLogger(__name__)
 _DEFAULTS: Final = SimulatorConfig()
@@ -182,7 +196,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rest-rate-limit",
         action=argparse.BooleanOptionalAction,
         default=d.rest_rate_limit,
-        help="limit each search endpoint to 12 requests per minute (default: on)",
+        help="enforce the search rate limit, --rest-rate-limit-per-minute (default: on)",
     )
     api.add_argument(
         "--client-id", default=DEFAULT_CLIENT_ID, help=f"OAuth client id (default: {DEFAULT_CLIENT_ID})"
@@ -207,85 +221,319 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="register this client public key PEM (repeatable) (default: none)",
     )
-    _add_fault_arguments(
-        parser.add_argument_group("faults (also settable at run time: POST /control/faults)")
-    )
-
-
-def _add_fault_arguments(group: argparse._ArgumentGroup) -> None:
-    f = FaultSettings()
-    group.add_argument(
-        "--fault-end-stream-after-messages",
-        type=_number(int, minimum=1),
-        metavar="N",
-        help="end each stream after it sent N messages (default: off)",
-    )
-    group.add_argument(
-        "--fault-end-stream-every",
-        type=_number(float, minimum=0.0, inclusive=False),
-        metavar="S",
-        help="end each stream S seconds after it opened (default: off)",
-    )
-    group.add_argument(
-        "--fault-end-stream-status",
-        type=_status,
-        default=f.end_stream_status,
-        metavar="STATUS",
-        help=f"status of the two faults above (default: {f.end_stream_status})",
-    )
-    group.add_argument(
-        "--fault-stall",
-        type=_number(float, minimum=0.0),
-        default=f.stall_s,
-        metavar="S",
-        help="stall each stream (nothing sent, no heartbeats) for S seconds (default: 0, off)",
-    )
-    group.add_argument(
-        "--fault-stall-after-messages",
-        type=_number(int, minimum=0),
-        default=f.stall_after_messages,
-        metavar="N",
-        help=f"... once it sent N messages (default: {f.stall_after_messages})",
-    )
-    group.add_argument(
-        "--fault-refuse-streams",
-        type=_status,
-        metavar="STATUS",
-        help="refuse every new stream with STATUS (default: off)",
-    )
-    group.add_argument(
-        "--fault-end-streams-on-token-expiry",
+    parser.add_argument(
+        "--journal-stream-sends",
         action="store_true",
-        help="end a stream with UNAUTHENTICATED once its token expires or is revoked (default: off)",
+        help="also journal every stream message sent (kind stream_send) (default: off)",
     )
-    for name, what in (
-        ("duplicate", "per update, re-send an already sent execution"),
-        ("unknown-enum", f"per execution, send ExecutionType {f.unknown_enum_value}"),
-        ("unknown-field", "per message, append an unknown field"),
-        ("rest-429", "per search request, answer 429"),
-        ("rest-5xx", "per search request, answer --fault-rest-5xx-status"),
-    ):
-        group.add_argument(
-            f"--fault-{name}-rate",
-            type=_rate,
-            default=0.0,
-            metavar="P",
-            help=f"probability, {what} (default: 0)",
-        )
-    group.add_argument(
-        "--fault-rest-5xx-status",
-        type=_number(int, minimum=500),
-        default=f.rest_5xx_status,
-        metavar="CODE",
-        help=f"HTTP status of the 5xx fault (default: {f.rest_5xx_status})",
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="start from the hostile preset: every venue behaviour with variants at random, some REST "
+        "faults; the flags below override it; seed the dice with --fault-seed (default: off; control "
+        'action {"hostile": true})',
     )
-    group.add_argument(
+    _add_setting_arguments(
+        parser.add_argument_group("faults (also settable at run time: POST /control/faults)"), _FAULT_FLAGS
+    )
+    _add_setting_arguments(
+        parser.add_argument_group(
+            "venue behaviours the venue docs leave open (also settable at run time: POST /control/faults)"
+        ),
+        _BEHAVIOUR_FLAGS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _SettingFlag:
+    """One command-line flag setting one field of :class:`FaultSettings` (the control API's names)."""
+
+    flag: str
+    field: str
+    parse: Callable[[str], Any] | None  # None: a switch that sets True
+    metavar: str
+    help: str
+    default_text: str | None = None  # when the field's default needs words
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in choices:
+            msg = f"expected one of {', '.join(choices)}, got {value!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value.lower()
+
+    return parse
+
+
+def _capacity(value: str) -> int | None:
+    number = int(_number(int, minimum=0)(value))
+    return number or None
+
+
+_FAULT_FLAGS: Final = (
+    _SettingFlag(
+        "--fault-end-stream-after-messages",
+        "end_stream_after_messages",
+        _number(int, minimum=1),
+        "N",
+        "end each stream after it sent N messages",
+        "off",
+    ),
+    _SettingFlag(
+        "--fault-end-stream-every",
+        "end_stream_every_s",
+        _number(float, minimum=0.0, inclusive=False),
+        "S",
+        "end each stream S seconds after it opened",
+        "off",
+    ),
+    _SettingFlag(
+        "--fault-end-stream-status", "end_stream_status", _status, "STATUS", "status of the two faults above"
+    ),
+    _SettingFlag(
+        "--fault-stall",
+        "stall_s",
+        _number(float, minimum=0.0),
+        "S",
+        "stall each stream (nothing sent, no heartbeats) for S seconds",
+        "0, off",
+    ),
+    _SettingFlag(
+        "--fault-stall-after-messages",
+        "stall_after_messages",
+        _number(int, minimum=0),
+        "N",
+        "... once it sent N messages",
+    ),
+    _SettingFlag(
+        "--fault-refuse-streams", "refuse_streams_status", _status, "STATUS", "refuse every new stream", "off"
+    ),
+    _SettingFlag(
+        "--fault-end-streams-on-token-expiry",
+        "end_streams_on_token_expiry",
+        None,
+        "",
+        "end a stream with UNAUTHENTICATED once its token expires or is revoked",
+        "off",
+    ),
+    _SettingFlag(
+        "--fault-duplicate-rate",
+        "duplicate_rate",
+        _rate,
+        "P",
+        "probability, per update, of also re-sending an already sent execution",
+    ),
+    _SettingFlag(
+        "--fault-unknown-enum-rate",
+        "unknown_enum_rate",
+        _rate,
+        "P",
+        "probability, per execution, of sending ExecutionType --fault-unknown-enum-value",
+    ),
+    _SettingFlag(
+        "--fault-unknown-enum-value",
+        "unknown_enum_value",
+        _number(int, minimum=0),
+        "N",
+        "the unknown ExecutionType number",
+    ),
+    _SettingFlag(
+        "--fault-unknown-field-rate",
+        "unknown_field_rate",
+        _rate,
+        "P",
+        "probability, per message, of appending an unknown field",
+    ),
+    _SettingFlag(
         "--fault-extra-snapshot-orders",
-        type=_number(int, minimum=0),
-        default=0,
-        metavar="N",
-        help="append N synthetic open orders to every snapshot (default: 0)",
-    )
+        "extra_snapshot_orders",
+        _number(int, minimum=0),
+        "N",
+        "append N synthetic open orders to every snapshot",
+    ),
+    _SettingFlag(
+        "--fault-rest-429-rate", "rest_429_rate", _rate, "P", "probability, per search request, of a 429"
+    ),
+    _SettingFlag(
+        "--fault-rest-5xx-rate",
+        "rest_5xx_rate",
+        _rate,
+        "P",
+        "probability, per search request, of answering --fault-rest-5xx-status",
+    ),
+    _SettingFlag(
+        "--fault-rest-5xx-status",
+        "rest_5xx_status",
+        _number(int, minimum=500),
+        "CODE",
+        "HTTP status of the 5xx fault",
+    ),
+    _SettingFlag(
+        "--fault-rest-no-token-rate",
+        "rest_no_token_rate",
+        _rate,
+        "P",
+        "probability, per executions page, of eof=false with an empty nextPageToken",
+    ),
+    _SettingFlag(
+        "--fault-seed",
+        "fault_seed",
+        int,
+        "S",
+        "seed of every fault and behaviour die (streams, REST)",
+        "--seed",
+    ),
+)
+_BEHAVIOUR_FLAGS: Final = (
+    _SettingFlag(
+        "--stream-opening",
+        "stream_opening",
+        _choice(STREAM_OPENINGS),
+        "HOW",
+        "first messages of a new stream: snapshot; heartbeat, then snapshot; updates, then snapshot; "
+        "or random per stream",
+    ),
+    _SettingFlag(
+        "--opening-updates",
+        "opening_updates",
+        _number(int, minimum=1),
+        "N",
+        "updates before the snapshot (--stream-opening updates; random: 1..N)",
+    ),
+    _SettingFlag(
+        "--opening-wait",
+        "opening_wait_s",
+        _number(float, minimum=0.0),
+        "S",
+        "longest wait for those updates before the snapshot goes anyway",
+    ),
+    _SettingFlag(
+        "--heartbeat-queueing",
+        "heartbeat_queueing",
+        _choice(HEARTBEAT_QUEUEINGS),
+        "HOW",
+        "a due heartbeat (stamped at send) jumps the send queue, waits in it, or random per stream",
+    ),
+    _SettingFlag(
+        "--send-queue-capacity",
+        "send_queue_capacity",
+        _capacity,
+        "N",
+        "messages a stream queues for a client that does not read before the venue ends it; 0: unbounded",
+    ),
+    _SettingFlag(
+        "--queue-overflow-status",
+        "queue_overflow_status",
+        _status,
+        "STATUS",
+        "status ending a stream whose send queue is full",
+    ),
+    _SettingFlag(
+        "--new-session-every",
+        "new_session_every_s",
+        _number(float, minimum=0.0, inclusive=False),
+        "S",
+        "a new session_id on each stream about every S seconds (0.5 S..1.5 S)",
+        "off",
+    ),
+    _SettingFlag(
+        "--snapshot-every",
+        "snapshot_every_s",
+        _number(float, minimum=0.0, inclusive=False),
+        "S",
+        "a further snapshot on each stream about every S seconds (0.5 S..1.5 S)",
+        "off",
+    ),
+    _SettingFlag(
+        "--rest-result-order",
+        "rest_result_order",
+        _choice(REST_RESULT_ORDERS),
+        "ORDER",
+        "order of execution search results unless the client asks newestFirst",
+    ),
+    _SettingFlag(
+        "--rest-indexing-delay",
+        "rest_indexing_delay_s",
+        _number(float, minimum=0.0),
+        "S",
+        "an execution is searchable S seconds after its transact_time",
+    ),
+    _SettingFlag(
+        "--rest-indexing-jitter",
+        "rest_indexing_jitter_s",
+        _number(float, minimum=0.0),
+        "S",
+        "... plus up to S more seconds, fixed per execution (indexed out of order)",
+    ),
+    _SettingFlag(
+        "--rest-max-page-size",
+        "rest_max_page_size",
+        _number(int, minimum=1),
+        "N",
+        "largest search page; a larger pageSize is capped",
+    ),
+    _SettingFlag(
+        "--rest-default-page-size",
+        "rest_default_page_size",
+        _number(int, minimum=1),
+        "N",
+        "search page size when pageSize is 0 or absent",
+    ),
+    _SettingFlag(
+        "--rest-rate-limit-per-minute",
+        "rest_rate_limit_per_minute",
+        _number(int, minimum=0),
+        "N",
+        "searches per rolling minute per client and endpoint; 0: none (so does --no-rest-rate-limit)",
+    ),
+)
+SETTING_FLAGS: Final = (*_FAULT_FLAGS, *_BEHAVIOUR_FLAGS)
+"""Every flag that sets a :class:`FaultSettings` field, by the field's control-API name."""
+
+
+def _dest(spec: _SettingFlag) -> str:
+    return f"setting_{spec.field}"
+
+
+def _add_setting_arguments(group: argparse._ArgumentGroup, specs: tuple[_SettingFlag, ...]) -> None:
+    defaults = FaultSettings()
+    for spec in specs:
+        default = spec.default_text or str(getattr(defaults, spec.field))
+        text = f"{spec.help} (default: {default}; control field {spec.field})"
+        if spec.parse is None:
+            group.add_argument(
+                spec.flag,
+                dest=_dest(spec),
+                action="store_const",
+                const=True,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+        else:
+            group.add_argument(
+                spec.flag,
+                dest=_dest(spec),
+                type=spec.parse,
+                metavar=spec.metavar,
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+
+
+def settings_from_args(args: argparse.Namespace) -> FaultSettings:
+    """Build the starting behaviour settings: the defaults, the hostile preset if asked, then the flags.
+
+    Raises:
+        ConfigError: The flags contradict each other; the message names the fields.
+    """
+    base = FaultSettings().with_hostile() if args.hostile else FaultSettings()
+    given = [spec for spec in SETTING_FLAGS if hasattr(args, _dest(spec))]
+    try:
+        return base.with_changes({spec.field: getattr(args, _dest(spec)) for spec in given})
+    except ValueError as exc:
+        msg = f"fault and behaviour flags: {exc}"
+        raise ConfigError(msg) from exc
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
@@ -305,26 +553,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     if any(not account.startswith("firms/") for account in args.accounts):
         msg = "--accounts: each account must look like firms/<firm>/accounts/<id>"
         raise ConfigError(msg)
-    try:
-        faults = FaultSettings(
-            end_stream_after_messages=args.fault_end_stream_after_messages,
-            end_stream_every_s=args.fault_end_stream_every,
-            end_stream_status=args.fault_end_stream_status,
-            stall_s=args.fault_stall,
-            stall_after_messages=args.fault_stall_after_messages,
-            refuse_streams_status=args.fault_refuse_streams,
-            end_streams_on_token_expiry=args.fault_end_streams_on_token_expiry,
-            duplicate_rate=args.fault_duplicate_rate,
-            unknown_enum_rate=args.fault_unknown_enum_rate,
-            unknown_field_rate=args.fault_unknown_field_rate,
-            extra_snapshot_orders=args.fault_extra_snapshot_orders,
-            rest_429_rate=args.fault_rest_429_rate,
-            rest_5xx_rate=args.fault_rest_5xx_rate,
-            rest_5xx_status=args.fault_rest_5xx_status,
-        )
-    except ValueError as exc:
-        msg = f"fault flags: {exc}"
-        raise ConfigError(msg) from exc
+    faults = settings_from_args(args)
     return SimulatorConfig(
         grpc_port=args.grpc_port,
         http_port=args.http_port,
@@ -333,6 +562,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         warmup_updates=args.warmup_updates,
         heartbeat_interval_s=args.heartbeat_interval,
         journal_path=args.journal,
+        journal_stream_sends=args.journal_stream_sends,
         accounts=tuple(args.accounts),
         symbols=tuple(args.symbols),
         price_scale=args.price_scale,

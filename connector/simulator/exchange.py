@@ -2,27 +2,31 @@
 
 The venue trades whether or not anyone watches: from :meth:`Exchange.start` a thread steps the
 :class:`~connector.simulator.order_flow.OrderFlow` at the configured rate, journals each update and
-hands it to every open subscription. A subscription takes the snapshot of the open orders and joins
-the feed under the same lock the flow holds while it produces, so no update is lost or doubled
-between the snapshot and the first update.
+hands it to every open subscription's :class:`FeedSink`. A subscription takes the snapshot of the open
+orders and joins the feed under the same lock the flow holds while it produces, so no update is lost
+or doubled between the snapshot and the first update; later snapshots are read under that lock too,
+so each one is the book at one point of the feed. The exchange runs single-threaded as well: without
+:meth:`Exchange.start`, :meth:`Exchange.advance` produces on the caller's thread, stamped by the
+injected clock.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from datetime import datetime
+from typing import Final, Protocol, TypeVar
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.simulator.clock import Clock, utc_now
 from connector.simulator.journal import Journal, JournaledExecution
 from connector.simulator.order_flow import OrderFlow, VenueUpdate, is_open
+from connector.simulator.stream_behaviour import BookReader
 
-__all__ = ["Exchange", "OrderFilter", "Subscription"]
+__all__ = ["Exchange", "FeedSink", "OrderFilter", "Subscription"]
 
 _LOG: Final = logging.getLogger(__name__)
 _TICK_S: Final = 0.01
@@ -57,23 +61,26 @@ class OrderFilter:
         return VenueUpdate(executions=executions, cancel_reject=reject)
 
 
+class FeedSink(Protocol):
+    """What a subscription feeds: a stream's send side (e.g. a :class:`VenueStream`).
+
+    Both methods are called with the exchange's lock held, so ``book`` and ``orders`` are the book at
+    exactly this point of the feed; they must not call back into the exchange.
+    """
+
+    def deliver(self, update: VenueUpdate, now: datetime, book: BookReader) -> None:
+        """Take the next update of the feed (already filtered for the subscription)."""
+
+    def insert_snapshot(self, orders: Sequence[trading_pb2.Order], now: datetime) -> None:
+        """Take a snapshot of the book at this point of the feed (see :meth:`Exchange.insert_snapshot`)."""
+
+
 class Subscription:
-    """One observer of the feed: a queue of updates that the exchange fills."""
+    """One observer of the feed: a filter and the sink the exchange delivers to."""
 
-    def __init__(self, order_filter: OrderFilter) -> None:
+    def __init__(self, order_filter: OrderFilter, sink: FeedSink) -> None:
         self.order_filter = order_filter
-        self._queue: queue.SimpleQueue[VenueUpdate] = queue.SimpleQueue()
-
-    def deliver(self, update: VenueUpdate) -> None:
-        """Queue an update (called by the exchange under its lock)."""
-        self._queue.put(update)
-
-    def next(self, timeout_s: float) -> VenueUpdate | None:
-        """Wait up to ``timeout_s`` for the next update; None on timeout."""
-        try:
-            return self._queue.get(timeout=max(0.0, timeout_s))
-        except queue.Empty:
-            return None
+        self.sink = sink
 
 
 class Exchange:
@@ -145,35 +152,52 @@ class Exchange:
         produced: list[VenueUpdate] = []
         with self._lock:
             for _ in range(count):
-                update = self._flow.step(self._clock())
+                now = self._clock()
+                update = self._flow.step(now)
                 self._journal.record(update)
                 self._updates += 1
                 for subscription in self._subscriptions:
                     selected = subscription.order_filter.select(update)
                     if selected is not None:
-                        subscription.deliver(selected)
+                        subscription.sink.deliver(selected, now, self._book_reader(subscription.order_filter))
                 produced.append(update)
         return produced
 
-    def subscribe(self, order_filter: OrderFilter) -> tuple[list[trading_pb2.Order], Subscription]:
+    def _book(self, order_filter: OrderFilter) -> list[trading_pb2.Order]:
+        """Copies of the matching open orders, oldest first (call with the lock held)."""
+        snapshot = []
+        for order in self._flow.open_orders():
+            if order_filter.matches(order.account, order.symbol):
+                copy = trading_pb2.Order()
+                copy.CopyFrom(order)
+                snapshot.append(copy)
+        return snapshot
+
+    def _book_reader(self, order_filter: OrderFilter) -> BookReader:
+        return lambda: self._book(order_filter)
+
+    def subscribe(
+        self, order_filter: OrderFilter, open_sink: Callable[[list[trading_pb2.Order], datetime], FeedSink]
+    ) -> Subscription:
         """Take the snapshot of matching open orders and join the feed, atomically.
 
         Args:
             order_filter: The stream's filter.
+            open_sink: Builds the sink from copies of the matching open orders (oldest first) and the
+                time; called with the lock held.
 
         Returns:
-            Copies of the matching open orders (oldest first) and the subscription.
+            The subscription.
         """
-        subscription = Subscription(order_filter)
         with self._lock:
-            snapshot = []
-            for order in self._flow.open_orders():
-                if order_filter.matches(order.account, order.symbol):
-                    copy = trading_pb2.Order()
-                    copy.CopyFrom(order)
-                    snapshot.append(copy)
+            subscription = Subscription(order_filter, open_sink(self._book(order_filter), self._clock()))
             self._subscriptions.add(subscription)
-        return snapshot, subscription
+        return subscription
+
+    def insert_snapshot(self, subscription: Subscription) -> None:
+        """Hand the subscription's sink a snapshot of the book at the current point of the feed."""
+        with self._lock:
+            subscription.sink.insert_snapshot(self._book(subscription.order_filter), self._clock())
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Leave the feed."""

@@ -1,10 +1,11 @@
-"""Fault injection settings of the simulator: what they mean, how they are validated, and where they live.
+"""The simulator's behaviour settings (faults included): their meaning, their validation, their home.
 
-:class:`FaultSettings` is one immutable value with every fault; :class:`FaultBoard` holds the current
-value, replaces it atomically (from CLI flags at start, from ``POST /control/faults`` or from the
-in-process API at run time) and counts its generations, so that open streams notice a new setting.
+:class:`FaultSettings` is one immutable value with every fault and every venue behaviour the venue docs
+leave open (venue-api.md §2, §5); :class:`FaultBoard` holds the current value, replaces it atomically
+(from CLI flags at start, from ``POST /control/faults`` or from the in-process API at run time) and
+counts its generations, so that open streams notice a new setting. docs/simulator.md has the table.
 
-Fields (all off by default)::
+Faults (all off by default)::
 
     end_stream_after_messages   int|null   end each stream after it sent this many messages
     end_stream_every_s          float|null end each stream this many seconds after it opened
@@ -21,10 +22,32 @@ Fields (all off by default)::
     rest_429_rate               float      probability of a search request answering 429
     rest_5xx_rate               float      probability of a search request answering rest_5xx_status
     rest_5xx_status             int        the 5xx status (default 503)
+    rest_no_token_rate          float      probability, per executions page, of eof=false with no token
     token_lifetime_s            int|null   lifetime of tokens issued from now on (default: the configured one)
 
-The control endpoint also accepts two one-shot actions that are not stored: ``"reset": true`` (back
-to the defaults, applied before the other keys) and ``"expire_issued_tokens": true``.
+Venue behaviours (defaults: the kindest variant, which is what the simulator did before, except that the
+send queue is bounded)::
+
+    stream_opening              str        first messages of a new stream: snapshot|heartbeat|updates|random
+    opening_updates             int        updates sent before the snapshot ("updates"; "random": 1..N)
+    opening_wait_s              float      longest wait for those updates before the snapshot goes anyway
+    heartbeat_queueing          str        jump (ahead of queued updates) | queue (behind them) | random
+    send_queue_capacity         int|null   messages a stream may queue for a slow client (null: unbounded)
+    queue_overflow_status       str        status ending a stream whose queue is full (RESOURCE_EXHAUSTED)
+    new_session_every_s         float|null a new session_id on each stream about this often
+    snapshot_every_s            float|null a second (third...) snapshot on each stream about this often
+    rest_result_order           str        oldest_first|newest_first|shuffled_pages|shuffled|random
+    rest_indexing_delay_s       float      an execution is searchable this long after its transact_time
+    rest_indexing_jitter_s      float      ... plus up to this much more per execution (out-of-order indexing)
+    rest_max_page_size          int        largest page (pageSize above it is capped; default 1000)
+    rest_default_page_size      int        page size when pageSize is 0 or absent (default 100; capped too)
+    rest_rate_limit_per_minute  int        searches per rolling minute per client and endpoint (0: no limit)
+    fault_seed                  int|null   seed of every die above (null: the venue's --seed)
+
+The control endpoint also accepts one-shot actions that are not stored: ``"reset": true`` (back to
+the venue's baseline, applied first), ``"hostile": true`` (then :data:`HOSTILE`, before the other
+keys), ``"expire_issued_tokens": true``, ``"new_session": true`` and ``"send_snapshot": true`` (on
+every open stream, now).
 """
 
 from __future__ import annotations
@@ -33,20 +56,65 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 import grpc
 
-__all__ = ["STATUS_NAMES", "FaultBoard", "FaultSettings", "status_code"]
+__all__ = [
+    "HEARTBEAT_QUEUEINGS",
+    "HOSTILE",
+    "REST_RESULT_ORDERS",
+    "STATUS_NAMES",
+    "STREAM_OPENINGS",
+    "FaultBoard",
+    "FaultSettings",
+    "status_code",
+]
 
 STATUS_NAMES: Final = tuple(code.name for code in grpc.StatusCode if code is not grpc.StatusCode.OK)
+STREAM_OPENINGS: Final = ("snapshot", "heartbeat", "updates", "random")
+HEARTBEAT_QUEUEINGS: Final = ("jump", "queue", "random")
+REST_RESULT_ORDERS: Final = ("oldest_first", "newest_first", "shuffled_pages", "shuffled", "random")
+_CHOICES: Final = {
+    "stream_opening": STREAM_OPENINGS,
+    "heartbeat_queueing": HEARTBEAT_QUEUEINGS,
+    "rest_result_order": REST_RESULT_ORDERS,
+}
 _RATE_FIELDS: Final = (
     "duplicate_rate",
     "unknown_enum_rate",
     "unknown_field_rate",
     "rest_429_rate",
     "rest_5xx_rate",
+    "rest_no_token_rate",
 )
+
+HOSTILE: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "stream_opening": "random",
+        "opening_updates": 3,
+        "heartbeat_queueing": "random",
+        "send_queue_capacity": 1000,
+        "new_session_every_s": 20.0,
+        "snapshot_every_s": 30.0,
+        "duplicate_rate": 0.02,
+        "unknown_enum_rate": 0.01,
+        "unknown_field_rate": 0.05,
+        "rest_result_order": "random",
+        "rest_indexing_delay_s": 1.0,
+        "rest_indexing_jitter_s": 2.0,
+        "rest_no_token_rate": 0.1,
+        "rest_max_page_size": 500,
+        "rest_429_rate": 0.05,
+        "rest_5xx_rate": 0.02,
+    }
+)
+"""The hostile preset: every behaviour with variants drawn at random, and some of each REST fault.
+
+It leaves alone the faults a scenario schedules itself (drops, stalls, refusals, token expiry), the
+rate limit (the venue's 12/minute stays), and the seed (``fault_seed``).
+"""
 
 
 def status_code(name: str) -> grpc.StatusCode:
@@ -64,7 +132,7 @@ def status_code(name: str) -> grpc.StatusCode:
 
 @dataclass(frozen=True, slots=True)
 class FaultSettings:
-    """Every fault the simulator can inject; see the module docstring for each field."""
+    """Every fault and venue behaviour the simulator can vary; see the module docstring for each field."""
 
     end_stream_after_messages: int | None = None
     end_stream_every_s: float | None = None
@@ -81,7 +149,23 @@ class FaultSettings:
     rest_429_rate: float = 0.0
     rest_5xx_rate: float = 0.0
     rest_5xx_status: int = 503
+    rest_no_token_rate: float = 0.0
     token_lifetime_s: int | None = None
+    stream_opening: str = "snapshot"
+    opening_updates: int = 1
+    opening_wait_s: float = 1.0
+    heartbeat_queueing: str = "jump"
+    send_queue_capacity: int | None = 100_000
+    queue_overflow_status: str = "RESOURCE_EXHAUSTED"
+    new_session_every_s: float | None = None
+    snapshot_every_s: float | None = None
+    rest_result_order: str = "oldest_first"
+    rest_indexing_delay_s: float = 0.0
+    rest_indexing_jitter_s: float = 0.0
+    rest_max_page_size: int = 1000
+    rest_default_page_size: int = 100
+    rest_rate_limit_per_minute: int = 12
+    fault_seed: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field.
@@ -94,18 +178,32 @@ class FaultSettings:
             if not 0.0 <= value <= 1.0:
                 msg = f"{name} must be within 0..1, got {value!r}"
                 raise ValueError(msg)
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                msg = f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}"
+                raise ValueError(msg)
         status_code(self.end_stream_status)
+        status_code(self.queue_overflow_status)
         if self.refuse_streams_status is not None:
             status_code(self.refuse_streams_status)
         checks = {
-            "end_stream_after_messages": self.end_stream_after_messages is None
-            or self.end_stream_after_messages >= 1,
+            "end_stream_after_messages": _at_least(self.end_stream_after_messages, 1),
             "end_stream_every_s": self.end_stream_every_s is None or self.end_stream_every_s > 0,
             "stall_s": self.stall_s >= 0,
             "stall_after_messages": self.stall_after_messages >= 0,
             "extra_snapshot_orders": self.extra_snapshot_orders >= 0,
             "rest_5xx_status": 500 <= self.rest_5xx_status <= 599,
-            "token_lifetime_s": self.token_lifetime_s is None or self.token_lifetime_s >= 1,
+            "token_lifetime_s": _at_least(self.token_lifetime_s, 1),
+            "opening_updates": self.opening_updates >= 1,
+            "opening_wait_s": self.opening_wait_s >= 0,
+            "send_queue_capacity": _at_least(self.send_queue_capacity, 1),
+            "new_session_every_s": self.new_session_every_s is None or self.new_session_every_s > 0,
+            "snapshot_every_s": self.snapshot_every_s is None or self.snapshot_every_s > 0,
+            "rest_indexing_delay_s": self.rest_indexing_delay_s >= 0,
+            "rest_indexing_jitter_s": self.rest_indexing_jitter_s >= 0,
+            "rest_max_page_size": self.rest_max_page_size >= 1,
+            "rest_default_page_size": self.rest_default_page_size >= 1,
+            "rest_rate_limit_per_minute": self.rest_rate_limit_per_minute >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -137,6 +235,14 @@ class FaultSettings:
             clean[name] = _coerce(name, str(fields[name].type), value)
         return dataclasses.replace(self, **clean)
 
+    def with_hostile(self) -> FaultSettings:
+        """Return a copy with the :data:`HOSTILE` preset applied."""
+        return self.with_changes(HOSTILE)
+
+
+def _at_least(value: int | None, minimum: int) -> bool:
+    return value is None or value >= minimum
+
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
     optional = "None" in annotation
@@ -155,7 +261,9 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif annotation.startswith("str") and isinstance(value, str):
-        return value.upper() if name.endswith("_status") else value
+        if name.endswith("_status"):
+            return value.upper()
+        return value.lower() if name in _CHOICES else value
     msg = f"{name}: expected {annotation}, got {value!r}"
     raise ValueError(msg)
 

@@ -11,10 +11,13 @@ A call is checked in this order, each failure ending it with the venue's status 
    INVALID_ARGUMENT;
 5. more open streams than the limit → RESOURCE_EXHAUSTED.
 
-Then the stream sends one ``snapshot`` of the matching open orders (possibly empty), ends with OK when
-``snapshot_only`` is set, and otherwise sends ``update`` messages as the venue produces them and a
-``heartbeat`` every heartbeat interval. Each message carries the stream's ``session_id`` and
-``processed_sent_time``. When the venue stops, open streams end with UNAVAILABLE.
+Then the stream joins the venue's feed and sends what its
+:class:`~connector.simulator.stream_behaviour.VenueStream` says, whenever gRPC can take a message: the
+opening (snapshot, heartbeat or updates first), updates as the venue produces them, heartbeats, new
+session ids and mid-stream snapshots. While the client does not read, gRPC's flow control blocks the
+send, the venue keeps trading into the stream's bounded send queue, and a full queue ends the stream.
+``snapshot_only`` ends it with OK after the first snapshot. The drop, stall and token-expiry faults
+are applied here. When the venue stops, open streams end with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -26,46 +29,29 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import grpc
 
-from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
-from connector.simulator.clock import Clock, to_timestamp, utc_now
-from connector.simulator.exchange import Exchange, OrderFilter
+from connector._pb.polymarket.v1 import trading_pb2
+from connector.simulator.clock import Clock, utc_now
+from connector.simulator.exchange import Exchange, OrderFilter, Subscription
 from connector.simulator.faults import FaultBoard, FaultSettings, status_code
 from connector.simulator.order_flow import VenueUpdate
+from connector.simulator.stream_behaviour import BookReader, SentMessage, StreamEnd, VenueStream
 from connector.simulator.tokens import TokenAuthority, TokenInvalidError
 
-__all__ = ["SERVICE_NAME", "UNKNOWN_FIELD_NUMBER", "OrderStreamService", "StreamCounters"]
+__all__ = ["SERVICE_NAME", "OrderStreamService", "StreamCounters"]
 
 _LOG: Final = logging.getLogger(__name__)
 
 SERVICE_NAME: Final = "polymarket.v1.OrderEntryAPI"
 REQUIRED_SCOPE: Final = "read:orders"
-UNKNOWN_FIELD_NUMBER: Final = 9999
-"""Field number of the unknown varint field the ``unknown_field_rate`` fault appends."""
 _POLL_S: Final = 0.05
-_RECENT_EXECUTIONS: Final = 256
 _ACCOUNT_SHAPE: Final = re.compile(r"^firms/[^/\s]+/accounts/[^/\s]+$")
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-_UNKNOWN_FIELD_BYTES: Final = _varint(UNKNOWN_FIELD_NUMBER << 3) + _varint(42)
 
 
 @dataclass(slots=True)
@@ -76,12 +62,20 @@ class StreamCounters:
     streams_opened_total: int = 0
     streams_refused_total: int = 0
     streams_ended_by_fault_total: int = 0
+    streams_overflowed_total: int = 0
     messages_sent_total: int = 0
     snapshots_sent_total: int = 0
+    mid_stream_snapshots_total: int = 0
     updates_sent_total: int = 0
     heartbeats_sent_total: int = 0
+    heartbeats_jumped_total: int = 0
     duplicates_sent_total: int = 0
+    sessions_changed_total: int = 0
     stalls_total: int = 0
+    openings_snapshot_total: int = 0
+    openings_heartbeat_total: int = 0
+    openings_updates_total: int = 0
+    send_queue_max: int = 0
 
 
 class _StreamEnded(Exception):
@@ -91,6 +85,68 @@ class _StreamEnded(Exception):
         super().__init__(details)
         self.code = code
         self.details = details
+
+
+class _LiveStream:
+    """One :class:`VenueStream` shared by the exchange thread (deliveries) and its RPC thread (sends).
+
+    It is the subscription's :class:`~connector.simulator.exchange.FeedSink`; the exchange calls it with
+    its own lock held, so the lock order is always exchange, then this stream.
+    """
+
+    def __init__(self, stream: VenueStream) -> None:
+        self.stream = stream
+        self._ready = threading.Condition()
+
+    def deliver(self, update: VenueUpdate, now: datetime, book: BookReader) -> None:
+        """Queue an update (the exchange thread)."""
+        with self._ready:
+            self.stream.deliver(update, now, book)
+            self._ready.notify_all()
+
+    def insert_snapshot(self, orders: Sequence[trading_pb2.Order], now: datetime) -> None:
+        """Queue a snapshot read at the current feed point (under the exchange's lock)."""
+        with self._ready:
+            self.stream.insert_snapshot(orders, now)
+            self._ready.notify_all()
+
+    def apply(self, settings: FaultSettings, now: datetime) -> None:
+        """Put new settings in force."""
+        with self._ready:
+            self.stream.apply(settings, now)
+            self._ready.notify_all()
+
+    def new_session(self) -> None:
+        """Switch to a new session id now."""
+        with self._ready:
+            self.stream.new_session()
+
+    def request_snapshot(self) -> None:
+        """Make a mid-stream snapshot due now."""
+        with self._ready:
+            self.stream.request_snapshot()
+            self._ready.notify_all()
+
+    def snapshot_due(self, now: datetime) -> bool:
+        """Tell whether a snapshot must be read from the exchange now."""
+        with self._ready:
+            return self.stream.snapshot_due(now)
+
+    def take(self, now: datetime, wait_limit_s: float) -> SentMessage | StreamEnd | None:
+        """Send the next due message, or wait (at most ``wait_limit_s``) for one to become due.
+
+        Returns:
+            The message, how the venue ended the stream, or None after waiting.
+        """
+        with self._ready:
+            sent = self.stream.next_message(now)
+            if sent is not None:
+                return sent
+            if self.stream.ended is not None:
+                return self.stream.ended
+            until_due_s = (self.stream.next_wakeup() - now).total_seconds()
+            self._ready.wait(max(0.0, min(wait_limit_s, until_due_s)))
+            return None
 
 
 class OrderStreamService:
@@ -119,6 +175,7 @@ class OrderStreamService:
         self._lock = threading.Lock()
         self._stream_numbers = itertools.count(1)
         self._stopping = threading.Event()
+        self._live: set[_LiveStream] = set()
         self.counters = StreamCounters()
 
     def rpc_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
@@ -133,6 +190,20 @@ class OrderStreamService:
     def shut_down(self) -> None:
         """Make every open stream end (UNAVAILABLE) and refuse new ones."""
         self._stopping.set()
+
+    def new_sessions(self) -> None:
+        """Give every open stream a new session id now (the ``new_session`` action)."""
+        with self._lock:
+            live = list(self._live)
+        for stream in live:
+            stream.new_session()
+
+    def request_snapshots(self) -> None:
+        """Make every open stream send a snapshot now (the ``send_snapshot`` action)."""
+        with self._lock:
+            live = list(self._live)
+        for stream in live:
+            stream.request_snapshot()
 
     # ------------------------------------------------------------------ the RPC
 
@@ -207,44 +278,82 @@ class OrderStreamService:
             self.counters.streams_opened_total += 1
         return token.strip()
 
+    def _open(self, request: trading_pb2.CreateOrderSubscriptionRequest) -> tuple[_LiveStream, Subscription]:
+        """Join the feed: build the stream around the snapshot taken atomically with joining."""
+        number = next(self._stream_numbers)
+        faults = self._faults.current
+        dice_seed = self._seed if faults.fault_seed is None else faults.fault_seed
+        made: list[_LiveStream] = []
+
+        def open_sink(book: list[trading_pb2.Order], now: datetime) -> _LiveStream:
+            stream = VenueStream(
+                faults,
+                session_id=f"sim-{uuid.uuid4()}",
+                opened_at=now,
+                book=book,
+                rng=random.Random(f"{dice_seed}:{number}"),  # noqa: S311 - fault dice, not security
+                heartbeat_interval_s=self._heartbeat_interval_s,
+                snapshot_only=request.snapshot_only,
+            )
+            made.append(_LiveStream(stream))
+            return made[0]
+
+        order_filter = OrderFilter(symbols=frozenset(request.symbols), accounts=frozenset(request.accounts))
+        subscription = self._exchange.subscribe(order_filter, open_sink)
+        live = made[0]
+        with self._lock:
+            self._live.add(live)
+            opening = live.stream.opening
+            if opening == "snapshot":
+                self.counters.openings_snapshot_total += 1
+            elif opening == "heartbeat":
+                self.counters.openings_heartbeat_total += 1
+            else:
+                self.counters.openings_updates_total += 1
+        return live, subscription
+
     def _serve(
         self, request: trading_pb2.CreateOrderSubscriptionRequest, context: grpc.ServicerContext, token: str
     ) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
-        stream = _Stream(
-            service=self,
-            session_id=f"sim-{uuid.uuid4()}",
-            rng=random.Random(f"{self._seed}:{next(self._stream_numbers)}"),  # noqa: S311 - fault dice
-        )
-        order_filter = OrderFilter(symbols=frozenset(request.symbols), accounts=frozenset(request.accounts))
-        orders, subscription = self._exchange.subscribe(order_filter)
-        _LOG.info("stream %s opened (%d open orders in its snapshot)", stream.session_id, len(orders))
+        live, subscription = self._open(request)
+        stream = live.stream
+        gate = _FaultGate(self._faults.generation, stream.session_id)
+        _LOG.info("stream %s opened (%s first)", stream.session_id, stream.opening)
         try:
-            yield stream.snapshot(orders, self._faults.current)
-            if request.snapshot_only:
-                return
-            next_heartbeat = time.monotonic() + self._heartbeat_interval_s
             while True:
                 faults = self._faults.current
-                self._check_end(stream, faults, token, context)
-                if stream.should_stall(faults, self._faults.generation):
-                    self._stall(faults.stall_s, context, stream)
+                if gate.settings_changed(self._faults.generation):
+                    live.apply(faults, self._clock())
+                self._check_end(stream, gate, faults, token, context)
+                if gate.should_stall(stream.sent, faults, self._faults.generation):
+                    self._stall(faults.stall_s, context, stream.session_id)
                     continue
-                timeout = min(_POLL_S, next_heartbeat - time.monotonic())
-                update = subscription.next(timeout)
-                if update is not None:
-                    yield stream.update(update, faults)
-                    duplicate = stream.maybe_duplicate(faults)
-                    if duplicate is not None:
-                        yield duplicate
-                if time.monotonic() >= next_heartbeat:
-                    yield stream.heartbeat(faults)
-                    next_heartbeat = time.monotonic() + self._heartbeat_interval_s
+                now = self._clock()
+                if live.snapshot_due(now):
+                    self._exchange.insert_snapshot(subscription)
+                outcome = live.take(now, _POLL_S)
+                if isinstance(outcome, StreamEnd):
+                    if outcome.status == "OK":
+                        return
+                    self._count_overflow(stream.session_id, outcome)
+                    raise _StreamEnded(status_code(outcome.status), outcome.details)
+                if outcome is not None:
+                    self._record_sent(outcome, stream, gate)
+                    yield outcome.response
         finally:
             self._exchange.unsubscribe(subscription)
+            with self._lock:
+                self._live.discard(live)
+                self.counters.send_queue_max = max(self.counters.send_queue_max, stream.counts.max_queued)
             _LOG.info("stream %s closed after %d messages", stream.session_id, stream.sent)
 
     def _check_end(
-        self, stream: _Stream, faults: FaultSettings, token: str, context: grpc.ServicerContext
+        self,
+        stream: VenueStream,
+        gate: _FaultGate,
+        faults: FaultSettings,
+        token: str,
+        context: grpc.ServicerContext,
     ) -> None:
         if self._stopping.is_set():
             raise _StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
@@ -253,7 +362,7 @@ class OrderStreamService:
         reason = None
         if faults.end_stream_after_messages is not None and stream.sent >= faults.end_stream_after_messages:
             reason = f"simulated fault: stream ended after {stream.sent} messages"
-        elif faults.end_stream_every_s is not None and stream.age_s() >= faults.end_stream_every_s:
+        elif faults.end_stream_every_s is not None and gate.age_s() >= faults.end_stream_every_s:
             reason = f"simulated fault: stream ended after {faults.end_stream_every_s:g} s"
         if reason is not None:
             with self._lock:
@@ -264,27 +373,45 @@ class OrderStreamService:
                 self.counters.streams_ended_by_fault_total += 1
             raise _StreamEnded(grpc.StatusCode.UNAUTHENTICATED, "access token expired")
 
-    def _stall(self, seconds: float, context: grpc.ServicerContext, stream: _Stream) -> None:
-        _LOG.info("stream %s stalls for %.3g s (fault)", stream.session_id, seconds)
+    def _stall(self, seconds: float, context: grpc.ServicerContext, session_id: str) -> None:
+        _LOG.info("stream %s stalls for %.3g s (fault)", session_id, seconds)
         with self._lock:
             self.counters.stalls_total += 1
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and context.is_active() and not self._stopping.is_set():
             self._stopping.wait(min(_POLL_S, max(0.0, deadline - time.monotonic())))
 
-    def record_sent(self, kind: str) -> None:
-        """Count one message sent by a stream."""
+    def _count_overflow(self, session_id: str, end: StreamEnd) -> None:
+        _LOG.info("stream %s ended by the venue: %s (%s)", session_id, end.status, end.details)
         with self._lock:
-            self.counters.messages_sent_total += 1
-            if kind == "snapshot":
-                self.counters.snapshots_sent_total += 1
-            elif kind == "update":
-                self.counters.updates_sent_total += 1
-            elif kind == "heartbeat":
-                self.counters.heartbeats_sent_total += 1
+            self.counters.streams_overflowed_total += 1
+
+    def _record_sent(self, sent: SentMessage, stream: VenueStream, gate: _FaultGate) -> None:
+        """Count one message sent and note it in the journal."""
+        counters = self.counters
+        with self._lock:
+            counters.messages_sent_total += 1
+            if sent.kind == "snapshot":
+                counters.snapshots_sent_total += 1
+                if stream.counts.snapshots > 1:
+                    counters.mid_stream_snapshots_total += 1
+            elif sent.kind == "heartbeat":
+                counters.heartbeats_sent_total += 1
+                counters.heartbeats_jumped_total += sent.jumped
             else:
-                self.counters.updates_sent_total += 1
-                self.counters.duplicates_sent_total += 1
+                counters.updates_sent_total += 1
+                if sent.kind == "duplicate":
+                    counters.duplicates_sent_total += 1
+            if gate.session_changed(sent.response.session_id):
+                counters.sessions_changed_total += 1
+        self._exchange.journal.record_stream_send(
+            session_id=sent.response.session_id,
+            message=sent.kind,
+            execution_ids=sent.execution_ids,
+            sent_at=sent.response.processed_sent_time.ToDatetime(tzinfo=UTC),
+            queued_behind=sent.queued_behind,
+            jumped=sent.jumped,
+        )
 
     @property
     def clock(self) -> Clock:
@@ -292,116 +419,36 @@ class OrderStreamService:
         return self._clock
 
 
-class _Stream:
-    """The per-stream state: session id, message count, fault dice and what it sent recently."""
+class _FaultGate:
+    """Per-stream bookkeeping of the wrapper: settings generation, stall, age, last session id sent."""
 
-    def __init__(self, *, service: OrderStreamService, session_id: str, rng: random.Random) -> None:
-        self._service = service
-        self.session_id = session_id
-        self._rng = rng
-        self.sent = 0
-        self._opened = time.monotonic()
-        self._recent: deque[trading_pb2.Execution] = deque(maxlen=_RECENT_EXECUTIONS)
+    def __init__(self, generation: int, session_id: str) -> None:
+        self._generation = generation
         self._stalled_generation = -1
+        self._opened = time.monotonic()
+        self._session_id = session_id
+
+    def settings_changed(self, generation: int) -> bool:
+        """Tell (once) that the settings changed since the last call."""
+        changed = generation != self._generation
+        self._generation = generation
+        return changed
+
+    def session_changed(self, session_id: str) -> bool:
+        """Tell whether a sent message carries another session id than the one before."""
+        changed = session_id != self._session_id
+        self._session_id = session_id
+        return changed
 
     def age_s(self) -> float:
         """Seconds since the stream opened."""
         return time.monotonic() - self._opened
 
-    def should_stall(self, faults: FaultSettings, generation: int) -> bool:
+    def should_stall(self, sent: int, faults: FaultSettings, generation: int) -> bool:
         """Tell whether the stall fault applies now (once per fault-settings generation)."""
-        if faults.stall_s <= 0 or self.sent < faults.stall_after_messages:
+        if faults.stall_s <= 0 or sent < faults.stall_after_messages:
             return False
         if self._stalled_generation == generation:
             return False
         self._stalled_generation = generation
         return True
-
-    def _roll(self, rate: float) -> bool:
-        return rate > 0 and self._rng.random() < rate
-
-    def _finish(
-        self, response: trading_pb2.CreateOrderSubscriptionResponse, faults: FaultSettings, kind: str
-    ) -> trading_pb2.CreateOrderSubscriptionResponse:
-        response.session_id = self.session_id
-        if self._roll(faults.unknown_field_rate):
-            response.MergeFromString(_UNKNOWN_FIELD_BYTES)
-            if response.HasField("update") and response.update.executions:
-                response.update.executions[0].MergeFromString(_UNKNOWN_FIELD_BYTES)
-            elif response.HasField("snapshot") and response.snapshot.orders:
-                response.snapshot.orders[0].MergeFromString(_UNKNOWN_FIELD_BYTES)
-        response.processed_sent_time.CopyFrom(to_timestamp(self._service.clock()))
-        self.sent += 1
-        self._service.record_sent(kind)
-        return response
-
-    def snapshot(
-        self, orders: list[trading_pb2.Order], faults: FaultSettings
-    ) -> trading_pb2.CreateOrderSubscriptionResponse:
-        """Build the snapshot message, with the synthetic extra orders of the fault, if any."""
-        response = trading_pb2.CreateOrderSubscriptionResponse()
-        response.snapshot.orders.extend(orders)
-        if faults.extra_snapshot_orders:
-            response.snapshot.orders.extend(
-                _synthetic_orders(self.session_id, faults.extra_snapshot_orders, self._service.clock)
-            )
-        response.snapshot.SetInParent()  # an empty snapshot is still a snapshot
-        return self._finish(response, faults, "snapshot")
-
-    def update(
-        self, update: VenueUpdate, faults: FaultSettings
-    ) -> trading_pb2.CreateOrderSubscriptionResponse:
-        """Build an update message from a venue update (copies; the shared protos stay untouched)."""
-        response = trading_pb2.CreateOrderSubscriptionResponse()
-        response.update.executions.extend(update.executions)
-        if update.cancel_reject is not None:
-            response.update.cancel_reject.CopyFrom(update.cancel_reject.reject)
-        response.update.SetInParent()
-        self._recent.extend(update.executions)
-        for execution in response.update.executions:
-            if self._roll(faults.unknown_enum_rate):
-                execution.type = cast(enums_pb2.ExecutionType, faults.unknown_enum_value)
-        return self._finish(response, faults, "update")
-
-    def maybe_duplicate(self, faults: FaultSettings) -> trading_pb2.CreateOrderSubscriptionResponse | None:
-        """Roll the duplicate fault: an update re-sending one already sent execution, or None."""
-        if not self._recent or not self._roll(faults.duplicate_rate):
-            return None
-        response = trading_pb2.CreateOrderSubscriptionResponse()
-        response.update.executions.append(self._rng.choice(self._recent))
-        return self._finish(response, faults, "duplicate")
-
-    def heartbeat(self, faults: FaultSettings) -> trading_pb2.CreateOrderSubscriptionResponse:
-        """Build a heartbeat message."""
-        response = trading_pb2.CreateOrderSubscriptionResponse()
-        response.heartbeat.SetInParent()
-        return self._finish(response, faults, "heartbeat")
-
-
-def _synthetic_orders(session_id: str, count: int, clock: Clock) -> list[trading_pb2.Order]:
-    """Open orders that exist only in one snapshot (the oversize-snapshot fault)."""
-    stamp = to_timestamp(clock())
-    template = trading_pb2.Order(
-        type=enums_pb2.ORDER_TYPE_LIMIT,
-        side=enums_pb2.SIDE_BUY,
-        order_qty=100,
-        leaves_qty=100,
-        symbol="SIM-SYNTHETIC",
-        account="firms/SIM/accounts/SYNTHETIC",
-        state=enums_pb2.ORDER_STATE_NEW,
-        price=500,
-        price_scale=1000,
-        fractional_quantity_scale=1,
-        time_in_force=enums_pb2.TIME_IN_FORCE_GOOD_TILL_CANCEL,
-    )
-    template.create_time.CopyFrom(stamp)
-    template.insert_time.CopyFrom(stamp)
-    template.last_transact_time.CopyFrom(stamp)
-    orders = []
-    for index in range(count):
-        order = trading_pb2.Order()
-        order.CopyFrom(template)
-        order.id = f"SYNTH-{session_id[-8:]}-{index:07d}"
-        order.clord_id = f"SYNTH-C{index:07d}"
-        orders.append(order)
-    return orders

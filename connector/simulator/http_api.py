@@ -12,71 +12,54 @@ names, zero values omitted)::
     GET  /control/stats                   counters                      (loopback clients only)
 
 The searches need ``Authorization: Bearer <token>`` (401, ``{"code": 16, ...}``), ``x-participant-id``
-equal to the registered participant and scope ``read:reports`` (403, ``{"code": 7, ...}``). With the
-rate limit on, each search path answers at most 12 requests per rolling minute; more get 429 with
-``Retry-After`` (seconds) and ``{"code": 8, "message": "rate limit exceeded"}``.
+equal to the registered participant and scope ``read:reports`` (403, ``{"code": 7, ...}``); then the
+pure :class:`~connector.simulator.report_api.ReportApi` answers them for the client the token names
+(rate limit, REST faults, search behaviours), at the venue clock's time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import random
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, Protocol
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
-from connector._pb.polymarket.v1 import report_pb2
+from connector.simulator.clock import Clock, utc_now
 from connector.simulator.exchange import Exchange
 from connector.simulator.faults import FaultBoard
-from connector.simulator.search import SearchRequestError, search_executions, search_orders
+from connector.simulator.report_api import (
+    EXECUTIONS_PATH,
+    ORDERS_PATH,
+    HttpResponse,
+    ReportApi,
+    gateway_error,
+)
 from connector.simulator.tokens import (
     ASSERTION_TYPE,
+    AccessTokenClaims,
     AssertionRejectedError,
     TokenAuthority,
     TokenInvalidError,
 )
 
-__all__ = ["ControlPlane", "HttpResponse", "RequestHandler", "RestApi", "RestServer"]
+__all__ = ["ControlPlane", "RequestHandler", "RestApi", "RestServer"]
 
 _LOG: Final = logging.getLogger(__name__)
 
 TOKEN_PATH: Final = "/oauth/token"  # noqa: S105 - a URL path, not a secret
-EXECUTIONS_PATH: Final = "/v1/report/executions/search"
-ORDERS_PATH: Final = "/v1/report/orders/search"
 HEALTH_PATH: Final = "/v1/health"
 REQUIRED_SCOPE: Final = "read:reports"
-RATE_LIMIT_PER_MINUTE: Final = 12
-_WINDOW_S: Final = 60.0
 _MAX_BODY_BYTES: Final = 1024 * 1024
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
 
 # gRPC status numbers used in grpc-gateway error bodies.
 _INVALID_ARGUMENT: Final = 3
 _PERMISSION_DENIED: Final = 7
-_RESOURCE_EXHAUSTED: Final = 8
-_INTERNAL: Final = 13
-_UNAVAILABLE: Final = 14
 _UNAUTHENTICATED: Final = 16
 _NOT_FOUND: Final = 5
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """An answer: status, JSON payload and extra headers."""
-
-    status: int
-    payload: Mapping[str, Any]
-    headers: tuple[tuple[str, str], ...] = field(default=())
 
 
 class ControlPlane(Protocol):
@@ -96,33 +79,8 @@ class ControlPlane(Protocol):
         """Return the counters."""
 
 
-def _gateway_error(status: HTTPStatus, code: int, message: str) -> HttpResponse:
-    return HttpResponse(int(status), {"code": code, "message": message, "details": []})
-
-
 def _oauth_error(status: int, error: str, description: str) -> HttpResponse:
     return HttpResponse(status, {"error": error, "error_description": description})
-
-
-class _RateLimiter:
-    """A rolling one-minute window per path."""
-
-    def __init__(self, per_minute: int) -> None:
-        self._per_minute = per_minute
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after_s(self, path: str) -> int | None:
-        """Record a hit; return None if allowed, else the seconds to wait."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(path, deque())
-            while hits and hits[0] <= now - _WINDOW_S:
-                hits.popleft()
-            if len(hits) >= self._per_minute:
-                return max(1, math.ceil(hits[0] + _WINDOW_S - now))
-            hits.append(now)
-            return None
 
 
 class RestApi:
@@ -137,28 +95,32 @@ class RestApi:
         control: ControlPlane,
         participant_id: str,
         audience: str,
-        rate_limit: bool,
         seed: int,
+        clock: Clock = utc_now,
     ) -> None:
-        self._exchange = exchange
         self._authority = authority
-        self._faults = faults
         self._control = control
         self._participant_id = participant_id
         self._audience = audience
-        self._limiter = _RateLimiter(RATE_LIMIT_PER_MINUTE) if rate_limit else None
-        self._rng = random.Random(f"{seed}:rest")  # noqa: S311 - fault dice, not security
+        self._clock = clock
+        self._report = ReportApi(
+            executions=exchange.executions,
+            orders=exchange.orders_with_last_execution,
+            settings=lambda: faults.current,
+            seed=seed,
+        )
         self._lock = threading.Lock()
-        self.counters: dict[str, int] = {
-            "rest_requests_total": 0,
-            "rest_rate_limited_total": 0,
-            "rest_faults_total": 0,
-            "tokens_refused_total": 0,
-        }
+        self._counters: dict[str, int] = {"rest_requests_total": 0, "tokens_refused_total": 0}
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Counters of the HTTP side (requests, refused tokens, and the report API's)."""
+        with self._lock:
+            return {**self._counters, **self._report.counters}
 
     def _count(self, name: str) -> None:
         with self._lock:
-            self.counters[name] += 1
+            self._counters[name] += 1
 
     def handle(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes, client_host: str
@@ -189,12 +151,12 @@ class RestApi:
         route = routes.get((method, path))
         if route is None:
             if any(known_path == path for _, known_path in routes):
-                return _gateway_error(
+                return gateway_error(
                     HTTPStatus.METHOD_NOT_ALLOWED, _NOT_FOUND, f"method {method} not allowed"
                 )
-            return _gateway_error(HTTPStatus.NOT_FOUND, _NOT_FOUND, f"no route for {path}")
+            return gateway_error(HTTPStatus.NOT_FOUND, _NOT_FOUND, f"no route for {path}")
         if path.startswith("/control/") and client_host not in _LOOPBACK:
-            return _gateway_error(HTTPStatus.FORBIDDEN, _PERMISSION_DENIED, "control API is loopback only")
+            return gateway_error(HTTPStatus.FORBIDDEN, _PERMISSION_DENIED, "control API is loopback only")
         return route(headers, body)
 
     # ------------------------------------------------------------------ OAuth
@@ -244,98 +206,43 @@ class RestApi:
 
     # ------------------------------------------------------------------ searches
 
-    def _guard_search(self, path: str, headers: Mapping[str, str]) -> HttpResponse | None:
-        """Authenticate, authorise, rate-limit and roll the REST faults; return the refusal, if any."""
-        return self._authorize(headers) or self._throttle(path)
-
-    def _authorize(self, headers: Mapping[str, str]) -> HttpResponse | None:
+    def _authorize(self, headers: Mapping[str, str]) -> HttpResponse | AccessTokenClaims:
+        """Authenticate and authorise a search; return the refusal or the token's claims."""
         authorization = headers.get("authorization", "")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _gateway_error(HTTPStatus.UNAUTHORIZED, _UNAUTHENTICATED, "missing bearer token")
+            return gateway_error(HTTPStatus.UNAUTHORIZED, _UNAUTHENTICATED, "missing bearer token")
         try:
             claims = self._authority.verify(token.strip())
         except TokenInvalidError as exc:
-            return _gateway_error(HTTPStatus.UNAUTHORIZED, _UNAUTHENTICATED, str(exc))
+            return gateway_error(HTTPStatus.UNAUTHORIZED, _UNAUTHENTICATED, str(exc))
         if REQUIRED_SCOPE not in claims.scopes:
-            return _gateway_error(
+            return gateway_error(
                 HTTPStatus.FORBIDDEN,
                 _PERMISSION_DENIED,
                 f"permission denied: missing required scope {REQUIRED_SCOPE}",
             )
         if headers.get("x-participant-id", "") != self._participant_id:
-            return _gateway_error(
+            return gateway_error(
                 HTTPStatus.FORBIDDEN,
                 _PERMISSION_DENIED,
                 "permission denied: wrong or missing x-participant-id",
             )
-        return None
-
-    def _throttle(self, path: str) -> HttpResponse | None:
-        if self._limiter is not None:
-            retry_after = self._limiter.retry_after_s(path)
-            if retry_after is not None:
-                self._count("rest_rate_limited_total")
-                return self._rate_limited(retry_after)
-        faults = self._faults.current
-        if faults.rest_429_rate and self._rng.random() < faults.rest_429_rate:
-            self._count("rest_faults_total")
-            return self._rate_limited(1)
-        if faults.rest_5xx_rate and self._rng.random() < faults.rest_5xx_rate:
-            self._count("rest_faults_total")
-            code = _UNAVAILABLE if faults.rest_5xx_status == 503 else _INTERNAL
-            return HttpResponse(
-                faults.rest_5xx_status,
-                {"code": code, "message": "simulated fault: server error", "details": []},
-            )
-        return None
-
-    @staticmethod
-    def _rate_limited(retry_after_s: int) -> HttpResponse:
-        return HttpResponse(
-            429,
-            {"code": _RESOURCE_EXHAUSTED, "message": "rate limit exceeded", "details": []},
-            (("Retry-After", str(retry_after_s)),),
-        )
+        return claims
 
     def _search_executions(self, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        return self._search(
-            EXECUTIONS_PATH,
-            headers,
-            body,
-            report_pb2.SearchExecutionsRequest(),
-            lambda request: search_executions(self._exchange.executions(), request),
-        )
+        claims = self._authorize(headers)
+        if isinstance(claims, HttpResponse):
+            return claims
+        with self._lock:
+            return self._report.search_executions(claims.subject, body, self._clock())
 
     def _search_orders(self, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        return self._search(
-            ORDERS_PATH,
-            headers,
-            body,
-            report_pb2.SearchOrdersRequest(),
-            lambda request: search_orders(self._exchange.orders_with_last_execution(), request),
-        )
-
-    def _search(
-        self,
-        path: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request: report_pb2.SearchExecutionsRequest | report_pb2.SearchOrdersRequest,
-        answer: Callable[[Any], Message],
-    ) -> HttpResponse:
-        """Guard (auth, rate limit, faults), parse the JSON request, search, answer as JSON."""
-        refused = self._guard_search(path, headers)
-        if refused is not None:
-            return refused
-        problem = _parse(body, request)
-        if problem is not None:
-            return problem
-        try:
-            response = answer(request)
-        except SearchRequestError as exc:
-            return _gateway_error(HTTPStatus.BAD_REQUEST, _INVALID_ARGUMENT, str(exc))
-        return HttpResponse(200, json_format.MessageToDict(response))
+        claims = self._authorize(headers)
+        if isinstance(claims, HttpResponse):
+            return claims
+        with self._lock:
+            return self._report.search_orders(claims.subject, body, self._clock())
 
     # ------------------------------------------------------------------ control
 
@@ -352,17 +259,6 @@ class RestApi:
             return HttpResponse(400, {"error": str(exc)})
 
 
-def _parse(
-    body: bytes, message: report_pb2.SearchExecutionsRequest | report_pb2.SearchOrdersRequest
-) -> HttpResponse | None:
-    try:
-        payload = json.loads(body or b"{}")
-        json_format.ParseDict(payload, message, ignore_unknown_fields=True)
-    except (ValueError, json_format.ParseError) as exc:
-        return _gateway_error(HTTPStatus.BAD_REQUEST, _INVALID_ARGUMENT, f"invalid request body: {exc}")
-    return None
-
-
 class _Handler(BaseHTTPRequestHandler):
     """Adapts ``http.server`` to :class:`RestApi`."""
 
@@ -372,9 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > _MAX_BODY_BYTES:
-            response = _gateway_error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _INVALID_ARGUMENT, "body too large"
-            )
+            response = gateway_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _INVALID_ARGUMENT, "body too large")
         else:
             body = self.rfile.read(length) if length else b""
             headers = {key.lower(): value for key, value in self.headers.items()}

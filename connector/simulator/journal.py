@@ -12,6 +12,17 @@ as one JSON line, flushed per line, whether or not any stream saw it. A line loo
 ``seq`` is the venue-global sequence (1, 2, ...). For ``"kind": "cancel_reject"`` the
 ``execution_id``, ``trade_id`` and ``state`` are null, ``last_shares``/``last_px``/``cum_qty``/
 ``leaves_qty`` are absent, ``type`` is the ``CxlRejReason`` name and ``is_replace`` is added.
+
+The journal also knows which executions were ever sent on a stream (:meth:`Journal.was_streamed`).
+Built with ``stream_sends=True`` it writes one more line per stream message sent, without ``seq``
+(what a checker needs to tell "never streamed" from "streamed and lost")::
+
+    {"kind": "stream_send", "message": "update", "session_id": "sim-...", "queued_behind": 0,
+     "jumped": false, "processed_sent_time": "2026-01-02T03:04:05.223456Z",
+     "execution_ids": ["SIM-E000000007"]}
+
+``message`` is ``snapshot``, ``update``, ``duplicate`` or ``heartbeat``; ``queued_behind`` counts the
+messages still queued behind it; ``jumped`` marks a heartbeat sent ahead of them.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -106,8 +118,10 @@ class Journal:
     because entries are only ever appended and never changed.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, stream_sends: bool = False) -> None:
         self._path = path
+        self._stream_sends = stream_sends
+        self._streamed: set[str] = set()
         self._file: IO[str] | None = None
         self._executions: list[JournaledExecution] = []
         self._last_execution: dict[str, trading_pb2.Execution] = {}
@@ -164,6 +178,43 @@ class Journal:
                 for line in lines:
                     self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
                     self._file.flush()
+
+    def record_stream_send(
+        self,
+        *,
+        session_id: str,
+        message: str,
+        execution_ids: Sequence[str],
+        sent_at: datetime,
+        queued_behind: int,
+        jumped: bool,
+    ) -> None:
+        """Note one message a stream sent (thread-safe); a ``stream_send`` line when enabled."""
+        with self._write_lock:
+            self._streamed.update(execution_ids)
+            if self._file is not None and self._stream_sends:
+                line = {
+                    "kind": "stream_send",
+                    "message": message,
+                    "session_id": session_id,
+                    "queued_behind": queued_behind,
+                    "jumped": jumped,
+                    "processed_sent_time": rfc3339(sent_at),
+                    "execution_ids": list(execution_ids),
+                }
+                self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+                self._file.flush()
+
+    def was_streamed(self, execution_id: str) -> bool:
+        """Tell whether an execution was ever sent on a stream."""
+        with self._write_lock:
+            return execution_id in self._streamed
+
+    @property
+    def streamed_count(self) -> int:
+        """How many distinct executions were ever sent on a stream."""
+        with self._write_lock:
+            return len(self._streamed)
 
     def executions(self) -> Sequence[JournaledExecution]:
         """The journaled executions so far, in sequence order (a stable prefix copy)."""

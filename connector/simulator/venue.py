@@ -6,6 +6,7 @@ Use it in-process as a context manager::
         private_pem = venue.generate_client_key()
         print(venue.endpoints.grpc_target, venue.endpoints.token_url)
         venue.set_faults(duplicate_rate=0.1)
+        venue.set_faults(hostile=True, fault_seed=42)   # every open behaviour at random, seeded
 
 Nothing listens and no thread runs until :meth:`SimulatedVenue.start`; :meth:`SimulatedVenue.stop` ends
 open streams (UNAVAILABLE), stops both servers and the order flow, and closes the journal.
@@ -30,9 +31,10 @@ from connector.simulator.clock import Clock, utc_now
 from connector.simulator.exchange import Exchange
 from connector.simulator.faults import FaultBoard, FaultSettings
 from connector.simulator.grpc_service import OrderStreamService
-from connector.simulator.http_api import HttpResponse, RestApi, RestServer
+from connector.simulator.http_api import RestApi, RestServer
 from connector.simulator.journal import Journal
 from connector.simulator.order_flow import FlowParams, OrderFlow, VenueUpdate
+from connector.simulator.report_api import HttpResponse
 from connector.simulator.tokens import TokenAuthority, generate_client_key
 
 __all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_SYMBOLS", "SimulatedVenue", "SimulatorConfig", "VenueEndpoints"]
@@ -44,6 +46,7 @@ DEFAULT_SYMBOLS: Final = ("SIM-ELECTION-YES", "SIM-RATES-CUT-YES", "SIM-NBA-FINA
 DEFAULT_CLIENT_ID: Final = "pmx-sim-client"
 DEFAULT_PARTICIPANT_ID: Final = "firms/SIM/users/connector"
 DEFAULT_SCOPES: Final = ("read:orders", "read:reports")
+_ACTIONS: Final = ("reset", "hostile", "expire_issued_tokens", "new_session", "send_snapshot")
 _THREAD_MARGIN: Final = 8
 _SERVER_GRACE_S: Final = 1.0
 _HTTP_POLL_S: Final = 0.05
@@ -61,6 +64,7 @@ class SimulatorConfig:
         warmup_updates: Updates produced at start, so the first snapshot has orders.
         heartbeat_interval_s: Seconds between stream heartbeats.
         journal_path: Where to write the journal (JSON lines), if anywhere.
+        journal_stream_sends: Also write a ``stream_send`` line per stream message sent.
         accounts: Trading accounts of the flow.
         symbols: Symbols of the flow.
         price_scale: Price units per dollar.
@@ -68,10 +72,11 @@ class SimulatorConfig:
         stream_limit: Concurrent streams before RESOURCE_EXHAUSTED.
         token_lifetime_s: Lifetime of access tokens.
         scopes: Scopes granted to access tokens.
-        rest_rate_limit: Enforce 12 requests per minute per search endpoint.
+        rest_rate_limit: Enforce the search rate limit (``rest_rate_limit_per_minute`` of the
+            settings, 12 by default); False starts, and resets, with no limit.
         client_id: The OAuth client id.
         participant_id: The participant id the venue expects in ``x-participant-id``.
-        faults: Fault settings in force at start.
+        faults: Behaviour and fault settings in force at start.
     """
 
     grpc_port: int = 0
@@ -81,6 +86,7 @@ class SimulatorConfig:
     warmup_updates: int = 50
     heartbeat_interval_s: float = 5.0
     journal_path: Path | None = None
+    journal_stream_sends: bool = False
     accounts: tuple[str, ...] = DEFAULT_ACCOUNTS
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     price_scale: int = 1000
@@ -145,9 +151,9 @@ class SimulatedVenue:
             fractional_quantity_scale=self._config.fractional_quantity_scale,
             id_prefix=f"SIM{self._config.seed}",
         )
-        self._journal = Journal(self._config.journal_path)
+        self._journal = Journal(self._config.journal_path, stream_sends=self._config.journal_stream_sends)
         self._exchange = Exchange(OrderFlow(params, self._config.seed), self._journal, rate=0.0, clock=clock)
-        self._faults = FaultBoard(self._config.faults)
+        self._faults = FaultBoard(self._with_rate_limit(self._config.faults))
         self._authority: TokenAuthority | None = None
         self._service: OrderStreamService | None = None
         self._rest: RestApi | None = None
@@ -229,8 +235,8 @@ class SimulatedVenue:
             control=self,
             participant_id=config.participant_id,
             audience=rest_url,
-            rate_limit=config.rest_rate_limit,
             seed=config.seed,
+            clock=self._clock,
         )
         self._http_server = http_server
         self._http_thread = threading.Thread(
@@ -328,6 +334,7 @@ class SimulatedVenue:
             result.update(self._rest.counters)
         if self._authority is not None:
             result["tokens_issued_total"] = self._authority.issued
+        result["executions_streamed"] = self._journal.streamed_count
         result["rate"] = self._exchange.rate
         return result
 
@@ -364,27 +371,51 @@ class SimulatedVenue:
         return self._faults.current
 
     def set_faults(self, **changes: Any) -> FaultSettings:
-        """Change some fault settings (see :mod:`connector.simulator.faults`); return them all."""
+        """Change some settings and run actions, as the control API does; return the settings.
+
+        See :mod:`connector.simulator.faults` for the fields and the actions (``reset``, ``hostile``,
+        ``expire_issued_tokens``, ``new_session``, ``send_snapshot``).
+        """
         return self._apply_faults(changes)
 
     def reset_faults(self) -> FaultSettings:
-        """Turn every fault off."""
+        """Go back to the baseline: every fault off, every behaviour at its default."""
         return self._apply_faults({"reset": True})
 
     def expire_issued_tokens(self) -> None:
         """Make every access token issued so far invalid."""
         self.authority.expire_issued_tokens()
 
+    def baseline_faults(self) -> FaultSettings:
+        """The settings ``reset`` returns to: every fault off, the configured rate limit."""
+        return self._with_rate_limit(FaultSettings())
+
+    def _with_rate_limit(self, settings: FaultSettings) -> FaultSettings:
+        if self._config.rest_rate_limit:
+            return settings
+        return settings.with_changes({"rest_rate_limit_per_minute": 0})
+
     def _apply_faults(self, changes: Mapping[str, Any]) -> FaultSettings:
+        """Apply the one-shot actions and the field changes (see :mod:`connector.simulator.faults`)."""
         remaining = dict(changes)
-        reset = remaining.pop("reset", False)
-        expire = remaining.pop("expire_issued_tokens", False)
-        base = FaultSettings() if reset else self._faults.current
+        actions = {name: remaining.pop(name, False) for name in _ACTIONS}
+        for name, value in actions.items():
+            if not isinstance(value, bool):
+                msg = f"{name} is an action: give true (or false), got {value!r}"
+                raise ValueError(msg)
+        base = self.baseline_faults() if actions["reset"] else self._faults.current
+        if actions["hostile"]:
+            base = base.with_hostile()
         settings = self._faults.replace(base.with_changes(remaining))
         if self._authority is not None:
             self._authority.set_lifetime(settings.token_lifetime_s or self._config.token_lifetime_s)
-            if expire:
+            if actions["expire_issued_tokens"]:
                 self._authority.expire_issued_tokens()
+        if self._service is not None:
+            if actions["new_session"]:
+                self._service.new_sessions()
+            if actions["send_snapshot"]:
+                self._service.request_snapshots()
         return settings
 
     def set_rate(self, rate: float) -> None:

@@ -15,7 +15,7 @@ from google.protobuf import unknown_fields
 
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
 from connector.simulator import FaultSettings, SimulatedVenue, SimulatorConfig
-from connector.simulator.grpc_service import UNKNOWN_FIELD_NUMBER
+from connector.simulator.stream_behaviour import UNKNOWN_FIELD_NUMBER
 from tests.simulator_fixtures import (
     HTTP_TIMEOUT_S,
     make_assertion,
@@ -50,7 +50,7 @@ def drain_until_error(messages: Iterator[Any], limit: int = 10_000) -> tuple[lis
 
 def test_control_endpoint_reads_changes_and_resets_faults(simulator: SimulatedVenue) -> None:
     url = f"{simulator.endpoints.control_url}/faults"
-    assert requests.get(url, timeout=HTTP_TIMEOUT_S).json() == FaultSettings().to_json()
+    assert requests.get(url, timeout=HTTP_TIMEOUT_S).json() == simulator.baseline_faults().to_json()
     changed = control(simulator, {"duplicate_rate": 0.5, "end_stream_status": "internal", "stall_s": 2})
     assert changed.status_code == 200
     assert changed.json()["duplicate_rate"] == 0.5
@@ -61,7 +61,8 @@ def test_control_endpoint_reads_changes_and_resets_faults(simulator: SimulatedVe
         response = control(simulator, bad)
         assert response.status_code == 400
         assert response.json()["error"]
-    assert control(simulator, {"reset": True}).json() == FaultSettings().to_json()
+    assert control(simulator, {"reset": True}).json() == simulator.baseline_faults().to_json()
+    assert simulator.baseline_faults() == FaultSettings(rest_rate_limit_per_minute=0)  # the fixture's
 
 
 def test_control_endpoint_is_loopback_only(simulator: SimulatedVenue) -> None:
