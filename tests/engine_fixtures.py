@@ -43,9 +43,6 @@ class ScriptedStream:
         with self._lock:
             return self._items.popleft() if self._items else None
 
-    def pushed_back(self) -> bool:
-        return False
-
     def cancel(self) -> None:
         self.cancelled = True
 

@@ -61,7 +61,7 @@ class RequestPacer:
 
     def wait_s(self, now: float) -> float:
         """How long to wait before the next request may be sent."""
-        while self._sent and now - self._sent[0] >= RATE_WINDOW_S:
+        while self._sent and now >= self._sent[0] + RATE_WINDOW_S:
             self._sent.popleft()
         wait = self._not_before - now
         if len(self._sent) >= self._limit:

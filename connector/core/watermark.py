@@ -9,9 +9,7 @@ arrivals that Kafka has acknowledged. Rules (DESIGN.md §4):
   executions: an execution proves its ``transact_time`` (the stream delivers a subscription's
   executions in venue order), a snapshot order, a dead letter and a cancel reject without a
   ``transact_time`` prove nothing (their only time is the venue's *send* time, and fills older than
-  that may still be queued behind them);
-- a venue heartbeat has no record: it is acknowledged on arrival, and proves its send time only when
-  the engine says so (when no backlog can be queued behind it).
+  that may still be queued behind them); venue heartbeats, for the same reason, are no arrivals.
 
 The watermark is not the completeness frontier F: a backfill still running, or an old execution
 still unacknowledged, keeps F behind W. Only :class:`connector.engine.frontier.Frontier` turns W into
@@ -70,10 +68,6 @@ class Watermark:
         self._next_sequence += 1
         self._proofs[sequence] = (proof_ns, execution_id, session_id)
         return sequence
-
-    def arrive_acknowledged(self, proof_ns: int | None, session_id: str = "") -> None:
-        """Number an event that has no record (a venue heartbeat): acknowledged on arrival."""
-        self.acknowledge(self.arrive(proof_ns, session_id=session_id))
 
     def acknowledge(self, sequence: int) -> None:
         """Record that Kafka acknowledged the event; advance the prefix as far as it now reaches."""

@@ -90,6 +90,7 @@ class BackfillRun:
         self._slice = _Slice(next_slice(window.start_ns, window, self._slice_cap_ns))
         self._in_flight = False
         self._retry_at = now
+        self.completed_through_ns: int | None = None  # the end of the last slice searched to eof
 
     @property
     def finished(self) -> bool:
@@ -133,6 +134,7 @@ class BackfillRun:
             slice_.page_token = answer.next_page_token
             return []
         ready = publication_order(slice_.found)
+        self.completed_through_ns = slice_.window.end_ns
         if slice_.window.end_ns >= self.window.end_ns:
             self.state = BackfillState.DONE
             return ready
@@ -163,6 +165,12 @@ class BackfillRun:
             self.progress.throttled += 1
         if failure.retry_after_s is not None:
             self._pacer.hold(now, failure.retry_after_s)
+        if failure.status == HTTP_TOO_MANY_REQUESTS:
+            # The venue answers and asks us to slow down: that is pacing, not an outage, so it
+            # refills the retry budget (the pacer and Retry-After decide when to ask again).
+            self._budget.succeeded()
+            self._retry_at = now + max(1.0, failure.retry_after_s or 0.0)
+            return
         delay = self._budget.failed(now, failure.retry_after_s)
         if delay is None:
             self.state = BackfillState.EXHAUSTED

@@ -83,9 +83,6 @@ class VenueStream(Protocol):
         None means nothing has arrived yet; after a :class:`StreamEnd` nothing more comes.
         """
 
-    def pushed_back(self) -> bool:
-        """Whether the stream's reader had to wait for room since the last call (backpressure)."""
-
     def cancel(self) -> None:
         """End the call (idempotent)."""
 

@@ -1,6 +1,6 @@
 """One recovery session per stream: an explicit state machine from the first message to "recovered".
 
-Every new stream (and every new venue session inside one) starts a session. The venue does not say
+Every new stream starts a session. The venue does not say
 what a stream sends first (venue-api.md §2.2), so nothing here looks at the first message's type: its
 send time S is when the stream started, whatever it carries. States (:class:`RecoveryState`):
 
@@ -68,8 +68,8 @@ class HoldBackLimits:
 class RecoveryOutput(Protocol):
     """Where a session's decisions go (the service: dedup, arrival numbering, the outbox)."""
 
-    def live(self, message: VenueMessage, heartbeat_proof_ns: int | None, *, relaxed: bool) -> None:
-        """Publish a live message (``heartbeat_proof_ns``: what a heartbeat proves, else None)."""
+    def live(self, message: VenueMessage, *, relaxed: bool) -> None:
+        """Publish a live message's records."""
 
     def backfilled(self, executions: Sequence[Any], *, relaxed: bool) -> None:
         """Publish searched executions (in the order given)."""
@@ -83,8 +83,15 @@ class RecoveryOutput(Protocol):
     def overflowed(self) -> None:
         """The backfill outlasted the hold-back bound (count it, say it)."""
 
-    def recovered(self, barrier: int) -> None:
-        """Everything the recovery publishes is published; its last arrival is ``barrier``."""
+    def recovered(self, barrier: int, proven_ns: int | None) -> None:
+        """Everything the recovery publishes is published; its last arrival is ``barrier``.
+
+        ``proven_ns`` is the end of the window the backfill searched (or declared a gap): every
+        execution at or before it is published once the barrier is acknowledged.
+        """
+
+    def backfilled_through(self, barrier: int, proven_ns: int) -> None:
+        """A slice of the window is published (last arrival ``barrier``): F may reach ``proven_ns``."""
 
     def last_sequence(self) -> int:
         """The arrival sequence of the newest record published so far."""
@@ -96,7 +103,7 @@ class HoldBack:
     def __init__(self, limits: HoldBackLimits) -> None:
         """Hold nothing yet."""
         self._limits = limits
-        self._held: deque[tuple[VenueMessage, int | None]] = deque()
+        self._held: deque[VenueMessage] = deque()
         self._records = 0
         self._bytes = 0
         self._since: float | None = None
@@ -104,7 +111,7 @@ class HoldBack:
     def __len__(self) -> int:
         return len(self._held)
 
-    def offer(self, message: VenueMessage, heartbeat_proof_ns: int | None, now: float) -> bool:
+    def offer(self, message: VenueMessage, now: float) -> bool:
         """Hold a message; False (and nothing held) when it would pass a bound."""
         records = self._records + len(message.records)
         size = self._bytes + message.size_bytes
@@ -112,19 +119,20 @@ class HoldBack:
             return False
         if self._since is None:
             self._since = now
-        self._held.append((message, heartbeat_proof_ns))
+        self._held.append(message)
         self._records, self._bytes = records, size
         return True
 
     def expired(self, now: float) -> bool:
         """Whether the oldest held message has waited ``max_s``."""
-        return self._since is not None and now - self._since >= self._limits.max_s
+        deadline = self.deadline()  # one expression for both, so a wake-up at the deadline expires it
+        return deadline is not None and now >= deadline
 
     def deadline(self) -> float | None:
         """When the time bound passes (None while nothing is held)."""
         return None if self._since is None else self._since + self._limits.max_s
 
-    def release(self) -> list[tuple[VenueMessage, int | None]]:
+    def release(self) -> list[VenueMessage]:
         """Everything held, oldest first; the buffer is empty afterwards."""
         released = list(self._held)
         self._held.clear()
@@ -165,19 +173,15 @@ class RecoverySession:
         """Whether the session published everything its recovery will publish."""
         return self.state is RecoveryState.COMPLETE
 
-    def on_message(
-        self, message: VenueMessage, heartbeat_proof_ns: int | None, now: float, now_ns: int
-    ) -> None:
+    def on_message(self, message: VenueMessage, now: float, now_ns: int) -> None:
         """Take one live message: start the recovery on the first, then hold or publish."""
         if self.state is RecoveryState.AWAITING_FIRST_MESSAGE:
             self._start(message.sent_ns or message.received_ns, now, now_ns)
         if self.state is RecoveryState.BACKFILLING:
-            if self._hold.offer(message, heartbeat_proof_ns, now):
+            if not message.records or self._hold.offer(message, now):
                 return
             self._overflow(now)
-        self._out.live(
-            message, heartbeat_proof_ns, relaxed=self.state is RecoveryState.BACKFILLING_BESIDE_LIVE
-        )
+        self._out.live(message, relaxed=self.state is RecoveryState.BACKFILLING_BESIDE_LIVE)
 
     def step(self, now: float, now_ns: int) -> float | None:
         """Drive the backfill and the hold-back bound; return when to be called again (None: on input).
@@ -201,6 +205,8 @@ class RecoverySession:
             ready = run.on_answer(answer, now)
             if ready:
                 self._out.backfilled(ready, relaxed=self.overflowed)
+            if run.completed_through_ns is not None and not run.finished:
+                self._out.backfilled_through(self._out.last_sequence(), run.completed_through_ns)
         if self.state is RecoveryState.BACKFILLING and self._hold.expired(now):
             self._overflow(now)
         if run.finished:
@@ -257,7 +263,7 @@ class RecoverySession:
         for gap in plan.gaps:
             self._out.gap(gap)
         if plan.search is None:
-            self._complete()
+            self._complete(None)
             return
         self.backfill = BackfillRun(plan.search, self._tuning, self._pacer, now=now)
         self.state = RecoveryState.BACKFILLING
@@ -274,8 +280,8 @@ class RecoverySession:
             "flow beside it (records marked ordering=relaxed)",
             len(released),
         )
-        for message, proof in released:
-            self._out.live(message, proof, relaxed=True)
+        for message in released:
+            self._out.live(message, relaxed=True)
 
     def _finish(self, run: BackfillRun) -> None:
         if run.state is BackfillState.EXHAUSTED:
@@ -290,13 +296,13 @@ class RecoverySession:
         released = self._hold.release()
         if released:
             _LOG.info("releasing %d held live messages", len(released))
-        for message, proof in released:
-            self._out.live(message, proof, relaxed=False)
-        self._complete()
+        for message in released:
+            self._out.live(message, relaxed=False)
+        self._complete(run.window.end_ns)
 
-    def _complete(self) -> None:
+    def _complete(self, proven_ns: int | None) -> None:
         self.state = RecoveryState.COMPLETE
-        self._out.recovered(self._out.last_sequence())
+        self._out.recovered(self._out.last_sequence(), proven_ns)
 
 
 def search_result(answer: SearchPage | SearchFailure) -> str:

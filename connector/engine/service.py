@@ -12,10 +12,10 @@ Lifecycle:
    recent-ID seed (every execution ID the executions topic holds from the resume point minus the
    backfill margin on). Kafka or the registry down: retried with backoff, not ready, the reason in
    ``/status``; never a crash loop.
-2. **streams**, each with a :class:`~connector.engine.recovery.RecoverySession` (a new venue session
-   inside a stream starts a new one too). Reconnects follow the failure matrix: full-jitter backoff
-   1 s → 30 s (reset after 60 s healthy), a fresh token at once after UNAUTHENTICATED (once), up to
-   5 minutes after RESOURCE_EXHAUSTED, one clear fatal line for PERMISSION_DENIED/INVALID_ARGUMENT.
+2. **streams**, each with a :class:`~connector.engine.recovery.RecoverySession`. Reconnects follow
+   the failure matrix: full-jitter backoff 1 s → 30 s (reset after 60 s healthy), a fresh token at
+   once after UNAUTHENTICATED (once), up to 5 minutes after RESOURCE_EXHAUSTED, one clear fatal line
+   for PERMISSION_DENIED/INVALID_ARGUMENT.
    A stream silent for ``heartbeat_timeout_s`` while the connector reads is cancelled (a stall).
 3. **stop** (SIGTERM/SIGINT): stop reading, wait for Kafka's acknowledgements up to
    ``flush_timeout_s``, write the checkpoint and a last ConnectorHeartbeat, exit 0.
@@ -25,9 +25,10 @@ Publishing: every record is deduplicated (executions), numbered in the watermark
 engine stops taking input (the reader then stops pulling: HTTP/2 flow control pushes back on the
 venue) but keeps ticking: SIGTERM, ``/healthz`` and the timers stay alive.
 
-A venue heartbeat proves its send time only when no backlog can be queued behind it at the venue:
-the venue's queue only grows while the connector pushes back, so a heartbeat counts only after the
-intake has been seen idle since the last push-back (DESIGN.md §4).
+A venue heartbeat proves nothing about the past: it is stamped when it is *sent*, and may jump
+ahead of fills the venue still queues (behind a stall or backpressure), so it keeps the stream alive
+and moves no frontier. F moves with acknowledged executions, and with each completed recovery's
+REST window (DESIGN.md §4).
 """
 
 from __future__ import annotations
@@ -89,7 +90,6 @@ BACKOFF_MAX_S: Final = 30.0
 BACKOFF_RESOURCE_EXHAUSTED_MAX_S: Final = 300.0
 HEALTHY_RESET_S: Final = 60.0
 MAX_MESSAGES_PER_STEP: Final = 256
-QUIET_PROOF_S: Final = 0.1  # no message for this long, none queued: the venue holds no backlog
 ACK_POLL_S: Final = 0.005  # while records are in flight, serve acknowledgements this often
 MAX_IDLE_S: Final = 1.0
 STATUS_REFRESH_S: Final = 0.25
@@ -125,6 +125,7 @@ class EngineSettings:
     holdback: HoldBackLimits
     requests_per_minute: int
     max_record_bytes: int
+    ack_poll_s: float = ACK_POLL_S  # while records are in flight, serve acknowledgements this often
 
 
 class _Lifecycle(Enum):
@@ -192,7 +193,6 @@ class ConnectorService:
         self._session_id = ""
         self._stream_opened_at = now
         self._last_item_at = now
-        self._quiet = False
         self._reconnect_at = now
         self._reauthenticated = False
         # timers
@@ -210,6 +210,11 @@ class ConnectorService:
     def finished(self) -> bool:
         """Whether the service has stopped (after :meth:`request_stop`, or a fatal error)."""
         return self._lifecycle is _Lifecycle.FINISHED
+
+    @property
+    def failure(self) -> RuntimeFailure | None:
+        """The fatal condition the service stopped on, if it did."""
+        return self._fatal
 
     @property
     def frontier(self) -> Position | None:
@@ -265,7 +270,7 @@ class ConnectorService:
             return 0.0
         wake = min(wake, self._timers(now))
         if self._outbox or self._sink.in_flight:
-            wake = min(wake, now + ACK_POLL_S)
+            wake = min(wake, now + self._settings.ack_poll_s)
         return max(0.0, min(wake, now + MAX_IDLE_S) - now)
 
     # ----------------------------------------------------------------------------- start-up
@@ -333,7 +338,7 @@ class ConnectorService:
             return self._reconnect_at  # it ended
         if self._outbox:
             self._last_item_at = now  # not reading is not silence: the watchdog waits
-        elif now - self._last_item_at > self._settings.heartbeat_timeout_s:
+        elif now >= self._last_item_at + self._settings.heartbeat_timeout_s:
             _LOG.warning("no message for %.0f s: cancelling the stream", self._settings.heartbeat_timeout_s)
             self._observer.stream_stalled()
             stream.cancel()
@@ -349,16 +354,12 @@ class ConnectorService:
 
     def _intake(self, stream: VenueStream, now: float) -> float:
         """Take what the stream has, while the outbox is empty; return when to look again."""
-        if stream.pushed_back() or self._outbox:
-            self._quiet = False
         for _ in range(MAX_MESSAGES_PER_STEP):
             if self._outbox:
                 return math.inf  # the producer is full: stop reading (the stream pushes back)
             item = stream.take()
             if item is None:
-                if now - self._last_item_at >= QUIET_PROOF_S:
-                    self._quiet = True
-                return math.inf if self._quiet else self._last_item_at + QUIET_PROOF_S
+                return math.inf  # the doorbell rings when something comes
             self._last_item_at = now
             if isinstance(item, StreamEnd):
                 self._end_stream(item, now)
@@ -378,7 +379,6 @@ class ConnectorService:
             return
         self._stream_opened_at = now
         self._last_item_at = now
-        self._quiet = False
         self._session_id = ""
         self._new_session()
 
@@ -402,29 +402,17 @@ class ConnectorService:
         if not self._status.connected:
             self._set_connected(message.session_id)
         elif message.session_id != self._session_id:
-            _LOG.warning(
-                "the venue session changed mid-stream (%s -> %s): recovering from F",
-                self._session_id,
-                message.session_id,
-            )
-            if self._session is not None:
-                self._session.abandon()
+            # Messages on one stream arrive in order (venue-api.md §2.3): a new session id on the
+            # same open stream skips nothing, so it is recorded, not recovered from.
+            _LOG.info("the venue session changed mid-stream: %s -> %s", self._session_id, message.session_id)
             self._session_id = message.session_id
             self._status.session_id = message.session_id
-            self._status.phase = Phase.RECOVERING.value
-            self._new_session()
-        proof = None
         if message.kind is MessageKind.HEARTBEAT:
             self._last_venue_heartbeat_ns = message.sent_ns
             self._status.last_venue_heartbeat = iso_from_ns(message.sent_ns)
-            stream = self._stream
-            if stream is not None and stream.pushed_back():
-                self._quiet = False  # the reader waited for room while this heartbeat came in
-            if self._quiet:
-                proof = message.sent_ns
         session = self._session
         assert session is not None  # noqa: S101 - a stream always has a session
-        session.on_message(message, proof, now, now_ns)
+        session.on_message(message, now, now_ns)
 
     def _count(self, message: VenueMessage) -> None:
         observer = self._observer
@@ -615,9 +603,13 @@ class ConnectorService:
         self._observer.holdback_overflow()
         self._status.holdback_overflows += 1
 
-    def recovered(self, barrier: int) -> None:
-        """The current session published its recovery; F follows the watermark once ``barrier`` is in."""
-        self._frontier.recovery_published(barrier)
+    def recovered(self, barrier: int, proven_ns: int | None) -> None:
+        """The current session published its recovery; F moves on once ``barrier`` is acknowledged."""
+        self._frontier.recovery_published(barrier, proven_ns)
+
+    def backfilled_through(self, barrier: int, proven_ns: int) -> None:
+        """A backfill slice is published: F may reach its end once ``barrier`` is acknowledged."""
+        self._frontier.proven(barrier, proven_ns)
         self._status.phase = Phase.STREAMING.value
 
     def backfill_context(self) -> EventContext:
@@ -660,7 +652,7 @@ class ConnectorService:
     def _stopping(self, now: float) -> float:
         pending = len(self._outbox) + self._sink.in_flight
         if pending and now < self._stop_deadline:
-            return ACK_POLL_S
+            return self._settings.ack_poll_s
         if pending:
             _LOG.error(
                 "%d records were not acknowledged within connector.flush_timeout_s (%.0f s): no final "
@@ -681,7 +673,7 @@ class ConnectorService:
 
     def _closing(self, now: float) -> float:
         if self._sink.in_flight and now < self._stop_deadline:
-            return ACK_POLL_S
+            return self._settings.ack_poll_s
         if self._sink.in_flight:
             _LOG.error("the final checkpoint was not acknowledged within %.0f s", FINAL_FLUSH_S)
         elif self._checkpoint_written:
@@ -706,12 +698,8 @@ class _Output:
     def __init__(self, service: ConnectorService) -> None:
         self._service = service
 
-    def live(self, message: VenueMessage, heartbeat_proof_ns: int | None, *, relaxed: bool) -> None:
-        service = self._service
-        if message.kind is MessageKind.HEARTBEAT:
-            service.watermark.arrive_acknowledged(heartbeat_proof_ns, message.session_id)
-            return
-        emit = service.emit
+    def live(self, message: VenueMessage, *, relaxed: bool) -> None:
+        emit = self._service.emit
         for record in message.records:
             emit(record, relaxed=relaxed)
 
@@ -735,8 +723,11 @@ class _Output:
     def overflowed(self) -> None:
         self._service.overflowed()
 
-    def recovered(self, barrier: int) -> None:
-        self._service.recovered(barrier)
+    def recovered(self, barrier: int, proven_ns: int | None) -> None:
+        self._service.recovered(barrier, proven_ns)
+
+    def backfilled_through(self, barrier: int, proven_ns: int) -> None:
+        self._service.backfilled_through(barrier, proven_ns)
 
 
 def _error_type(record: OutRecord) -> str:

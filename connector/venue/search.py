@@ -14,6 +14,7 @@ translated here into :class:`~connector.engine.ports.SearchFailure` values.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -24,7 +25,7 @@ import requests
 from google.protobuf import json_format
 
 from connector._pb.polymarket.v1 import report_pb2, trading_pb2
-from connector.core.backfill_plan import SubscriptionFilter, Window
+from connector.core.backfill_plan import SubscriptionFilter
 from connector.core.venue_time import rfc3339_ns
 from connector.engine.ports import SearchFailure, SearchPage, SearchRequest
 from connector.errors import CredentialsRefused, TokenEndpointUnavailable
@@ -63,45 +64,57 @@ class ExecutionSearchClient:
 
     def page(self, request: SearchRequest) -> SearchPage | SearchFailure:
         """Fetch one page: the subscription's executions and where to go on, or why it failed."""
-        body = self._body(request.window, request.page_token)
         try:
             headers = {"authorization": f"Bearer {self._token()}", "x-participant-id": self._participant_id}
-            answer = self._session.post(self._url, json=body, headers=headers, timeout=self._timeout_s)
+            answer = self._session.post(
+                self._url, json=self.body(request), headers=headers, timeout=self._timeout_s
+            )
         except (TokenEndpointUnavailable, CredentialsRefused) as exc:
             return SearchFailure(0, None, f"no access token: {exc}")
         except requests.RequestException as exc:
             return SearchFailure(0, None, f"{type(exc).__name__}: {exc}")
-        if answer.status_code != HTTP_OK:
-            if answer.status_code == HTTP_UNAUTHORIZED:
-                self._invalidate_token()
-            return SearchFailure(answer.status_code, _retry_after(answer), answer.text[:200])
+        if answer.status_code == HTTP_UNAUTHORIZED:
+            self._invalidate_token()
         try:
-            parsed = json_format.ParseDict(
-                answer.json(), report_pb2.SearchExecutionsResponse(), ignore_unknown_fields=True
-            )
-        except (ValueError, json_format.ParseError) as exc:
-            return SearchFailure(answer.status_code, None, f"unreadable search response: {exc}")
-        wanted = [execution for execution in parsed.executions if self.wanted(execution)]
-        return SearchPage(wanted, parsed.next_page_token, parsed.eof)
+            payload: Any = answer.json()
+        except ValueError:
+            payload = answer.text
+        return self.answer(answer.status_code, payload, parse_retry_after(answer.headers.get("Retry-After")))
 
-    def wanted(self, execution: trading_pb2.Execution) -> bool:
-        """Whether a searched execution belongs to the subscription."""
-        return self._subscription.matches(execution.order.symbol, execution.order.account)
-
-    def _body(self, window: Window, page_token: str) -> dict[str, Any]:
+    def body(self, request: SearchRequest) -> dict[str, Any]:
+        """The JSON body of one search request (oldest first, the subscription's accounts and symbol)."""
+        window = request.window
         body: dict[str, Any] = {
             "startTime": rfc3339_ns(window.start_ns),
             "endTime": rfc3339_ns(window.end_ns),
             "pageSize": self._page_size,
             "newestFirst": False,
         }
-        if page_token:
-            body["pageToken"] = page_token
+        if request.page_token:
+            body["pageToken"] = request.page_token
         if self._subscription.accounts:
             body["accounts"] = sorted(self._subscription.accounts)
         if len(self._subscription.symbols) == 1:
             (body["symbol"],) = self._subscription.symbols
         return body
+
+    def answer(self, status: int, payload: Any, retry_after_s: float | None) -> SearchPage | SearchFailure:
+        """Translate one HTTP answer (status, parsed JSON) into a page of the subscription, or a failure."""
+        if status != HTTP_OK:
+            detail = payload if isinstance(payload, str) else json.dumps(payload)
+            return SearchFailure(status, retry_after_s, detail[:200])
+        try:
+            parsed = json_format.ParseDict(
+                payload, report_pb2.SearchExecutionsResponse(), ignore_unknown_fields=True
+            )
+        except (ValueError, TypeError, AttributeError, json_format.ParseError) as exc:
+            return SearchFailure(status, None, f"unreadable search response: {exc}")
+        wanted = [execution for execution in parsed.executions if self.wanted(execution)]
+        return SearchPage(wanted, parsed.next_page_token, parsed.eof)
+
+    def wanted(self, execution: trading_pb2.Execution) -> bool:
+        """Whether a searched execution belongs to the subscription."""
+        return self._subscription.matches(execution.order.symbol, execution.order.account)
 
 
 class ThreadedSearch:
@@ -141,8 +154,8 @@ class ThreadedSearch:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _retry_after(answer: requests.Response) -> float | None:
-    raw = answer.headers.get("Retry-After")
+def parse_retry_after(raw: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (None when absent or an HTTP date)."""
     if raw is None:
         return None
     try:

@@ -7,8 +7,7 @@ read by documented field name only (``heartbeat``, ``snapshot``, ``update``; DES
 
 A :class:`GrpcVenueStream` is the engine's :class:`~connector.engine.ports.VenueStream`: a reader
 thread moves responses into a bounded queue and rings the engine's doorbell. When the queue is full
-the reader waits, gRPC stops granting flow-control credit and the venue holds its messages: the
-reader counts each such wait, so the engine knows a backlog may be building at the venue.
+the reader waits, gRPC stops granting flow-control credit and the venue holds its messages.
 
 ``grpc.RpcError`` is translated here, and only here, into a
 :class:`~connector.engine.ports.StreamEnd` saying what the failure matrix should do with it.
@@ -127,8 +126,6 @@ class GrpcVenueStream:
         self._doorbell = doorbell
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._cancelled = threading.Event()
-        self._waits = 0  # written by the reader only
-        self._waits_seen = 0
         self._thread = threading.Thread(target=self._pump, name="stream-reader", daemon=True)
         self._thread.start()
 
@@ -138,13 +135,6 @@ class GrpcVenueStream:
             return self._queue.get_nowait()
         except queue.Empty:
             return None
-
-    def pushed_back(self) -> bool:
-        """Whether the reader had to wait for room since the last call."""
-        waits = self._waits
-        pushed = waits != self._waits_seen
-        self._waits_seen = waits
-        return pushed
 
     def cancel(self) -> None:
         """End the call and the reader."""
@@ -162,7 +152,6 @@ class GrpcVenueStream:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self._waits += 1
             while not self._cancelled.is_set():
                 try:
                     self._queue.put(item, timeout=PUT_RETRY_S)

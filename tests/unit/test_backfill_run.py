@@ -58,20 +58,34 @@ def test_pages_follow_at_once_and_eof_false_without_a_token_is_retried() -> None
     assert run.state is BackfillState.DONE
 
 
-def test_retry_after_is_honoured_and_the_budget_runs_out() -> None:
+def test_a_429_is_pacing_it_waits_retry_after_and_never_spends_the_budget() -> None:
     run = BackfillRun(Window(wall(-100), wall(-50)), TUNING, RequestPacer(1000, now=0.0), now=0.0)
     now = 0.0
-    refusals = 0
+    for _ in range(10):  # 40 s of refusals: four times the retry budget
+        request = run.next_request(now, wall(now))
+        assert request is not None
+        run.on_answer(SearchFailure(429, 4.0, "rate limit exceeded"), now)
+        assert run.next_request(now + 3.9, wall(now + 3.9)) is None, "Retry-After: 4"
+        now += 4.0
+    assert not run.finished, "the venue answers: no gap"
+    assert run.progress.throttled == 10
+    run.on_answer(SearchFailure(503, None, "unavailable"), now)
+    assert not run.finished, "a 429 refilled the budget: one 503 after them is not an outage"
+
+
+def test_failures_back_off_and_the_budget_runs_out() -> None:
+    run = BackfillRun(Window(wall(-100), wall(-50)), TUNING, RequestPacer(1000, now=0.0), now=0.0)
+    now = 0.0
+    failures = 0
     while not run.finished:
         request = run.next_request(now, wall(now))
         if request is None:
             now = run.wake_at(now, wall(now)) or now + 1
             continue
-        run.on_answer(SearchFailure(429, 4.0, "rate limit exceeded"), now)
-        refusals += 1
-        assert run.next_request(now + 3.9, wall(now + 3.9)) is None, "Retry-After: 4"
+        run.on_answer(SearchFailure(503, None, "unavailable"), now)
+        failures += 1
     assert run.state is BackfillState.EXHAUSTED
-    assert "retry budget" in run.failure_detail and refusals >= 3
+    assert "retry budget" in run.failure_detail and failures >= 3
     assert now >= 10.0
 
 

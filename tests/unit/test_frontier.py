@@ -65,3 +65,35 @@ def test_f_is_monotonic_across_recoveries_whatever_the_acknowledgement_order(dat
             assert value is not None
             assert value.venue_time_ns >= seen[-1]
             seen.append(value.venue_time_ns)
+
+
+def test_a_completed_recovery_proves_its_window_even_on_a_quiet_market() -> None:
+    watermark = Watermark()
+    frontier = Frontier(watermark, Position(1_000, "E0", "s"))
+    frontier.begin_recovery()
+    gap_record = watermark.arrive(None)
+    frontier.recovery_published(gap_record, proven_ns=9_000)
+    assert frontier.value() == Position(1_000, "E0", "s"), "not before the recovery's records are in"
+    watermark.acknowledge(gap_record)
+    assert frontier.value() == Position(9_000, "E0", "")
+    frontier.begin_recovery()
+    assert frontier.value() == Position(9_000, "E0", ""), "the next recovery starts from there"
+
+
+def test_an_interrupted_recovery_keeps_the_slices_it_proved() -> None:
+    watermark = Watermark()
+    frontier = Frontier(watermark, Position(1_000, "E0", "s"))
+    frontier.begin_recovery()
+    first = watermark.arrive(1_500, execution_id="E1")
+    frontier.proven(first, 2_000)
+    live = watermark.arrive(50_000, execution_id="E-live")  # beside the backfill
+    second = watermark.arrive(2_500, execution_id="E2")
+    frontier.proven(second, 3_000)
+    watermark.acknowledge(first)
+    assert frontier.value() == Position(2_000, "E0", "")
+    watermark.acknowledge(second)
+    assert frontier.value() == Position(2_000, "E0", ""), "the live record before the second slice is not in"
+    watermark.acknowledge(live)
+    assert frontier.value() == Position(3_000, "E0", ""), "a slice's end, never the live watermark"
+    frontier.begin_recovery()  # the stream dropped: the next recovery starts from the last slice
+    assert frontier.resume == Position(3_000, "E0", "")

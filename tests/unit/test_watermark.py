@@ -7,11 +7,9 @@ from hypothesis import strategies as st
 
 from connector.core.watermark import Position, Watermark
 
-# An arrival: (proof time or None, has no record). Times are non-decreasing in arrival order in the
-# live stream, but backfill and snapshots can bring older times, so any order is generated.
-ARRIVALS = st.lists(
-    st.tuples(st.none() | st.integers(min_value=0, max_value=10_000), st.booleans()), min_size=1, max_size=60
-)
+# An arrival's proof time, or None. Times are non-decreasing in arrival order in the live stream,
+# but backfill and snapshots can bring older times, so any order is generated.
+ARRIVALS = st.lists(st.none() | st.integers(min_value=0, max_value=10_000), min_size=1, max_size=60)
 
 
 def oracle(times: list[int | None], acknowledged: set[int]) -> int | None:
@@ -28,18 +26,14 @@ def oracle(times: list[int | None], acknowledged: set[int]) -> int | None:
 @settings(max_examples=300, deadline=None)
 @given(arrivals=ARRIVALS, data=st.data())
 def test_watermark_is_the_newest_proof_of_the_acknowledged_prefix(
-    arrivals: list[tuple[int | None, bool]], data: st.DataObject
+    arrivals: list[int | None], data: st.DataObject
 ) -> None:
     watermark = Watermark()
     times: list[int | None] = []
     acknowledged: set[int] = set()
     pending: list[int] = []
-    for time, no_record in arrivals:
-        if no_record:
-            watermark.arrive_acknowledged(time)
-            acknowledged.add(len(times))
-        else:
-            pending.append(watermark.arrive(time, execution_id=f"E{len(times)}"))
+    for time in arrivals:
+        pending.append(watermark.arrive(time, execution_id=f"E{len(times)}"))
         times.append(time)
     order = data.draw(st.permutations(pending))
     count = data.draw(st.integers(min_value=0, max_value=len(order)))
@@ -53,16 +47,6 @@ def test_watermark_is_the_newest_proof_of_the_acknowledged_prefix(
         prefix = next((s for s in range(len(times)) if s not in acknowledged), len(times))
         assert watermark.acknowledged_through(prefix - 1)
         assert not watermark.acknowledged_through(prefix) or prefix == len(times)
-
-
-def test_a_heartbeat_advances_a_quiet_stream_once_earlier_events_are_acknowledged() -> None:
-    watermark = Watermark()
-    first = watermark.arrive(100, execution_id="E1", session_id="s")
-    watermark.arrive_acknowledged(500, session_id="s")
-    assert watermark.position is None  # E1 is not acknowledged yet
-    watermark.acknowledge(first)
-    assert watermark.position == Position(500, "E1", "s")
-    assert watermark.in_flight == 0
 
 
 def test_an_arrival_that_proves_nothing_holds_the_prefix_but_does_not_move_it() -> None:

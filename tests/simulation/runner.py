@@ -1,0 +1,110 @@
+"""Running schedules (one, or a batch over processes) and summing up what they found."""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from tests.simulation.invariants import Figures, check
+from tests.simulation.world import World, scenario
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One schedule's outcome."""
+
+    seed: int
+    violations: tuple[str, ...]
+    figures: Figures | None
+    description: str
+
+
+def replay_command(seed: int, message_timeout_s: float | None = None) -> str:
+    """The one command that replays a schedule."""
+    extra = f" --message-timeout {message_timeout_s:g}" if message_timeout_s is not None else ""
+    return f".venv/bin/python -m tests.simulation --seed {seed}{extra}"
+
+
+def run_one(seed: int, *, message_timeout_s: float | None = None) -> Result:
+    """Run and check one schedule; an exception in the engine is a violation too (a bug)."""
+    plan = scenario(seed, message_timeout_s=message_timeout_s)
+    try:
+        outcome = World(plan).run()
+    except Exception:
+        return Result(seed, (f"the engine raised:\n{traceback.format_exc()}",), None, plan.describe())
+    violations, figures = check(outcome)
+    return Result(seed, tuple(violations), figures, plan.describe())
+
+
+def _run(arguments: tuple[int, float | None]) -> Result:
+    seed, timeout = arguments
+    return run_one(seed, message_timeout_s=timeout)
+
+
+@dataclass(slots=True)
+class Summary:
+    """A batch's totals."""
+
+    schedules: int = 0
+    failures: list[Result] = field(default_factory=list)
+    executions: int = 0
+    duplicates: int = 0
+    relaxed: int = 0
+    gaps: int = 0
+    crashes: int = 0
+    restarts: int = 0
+    search_requests: int = 0
+    message_timeout_s: float | None = None
+
+    def add(self, result: Result) -> None:
+        """Count one schedule."""
+        self.schedules += 1
+        if result.violations:
+            self.failures.append(result)
+        figures = result.figures
+        if figures is not None:
+            self.executions += figures.executions
+            self.duplicates += figures.duplicates
+            self.relaxed += figures.relaxed
+            self.gaps += figures.gaps
+            self.crashes += figures.crashes
+            self.restarts += figures.restarts
+            self.search_requests += figures.search_requests
+
+    def report(self, seconds: float) -> str:
+        """The batch in a few lines; each failure with its first violation and its replay command."""
+        lines = [
+            f"{self.schedules} schedules in {seconds:.0f} s: {len(self.failures)} with invariant violations; "
+            f"{self.executions} venue executions, {self.crashes} crashes, {self.restarts} connector starts, "
+            f"{self.search_requests} searches, {self.gaps} execution gaps declared, {self.duplicates} "
+            f"duplicates (crash or venue re-send), {self.relaxed} records marked ordering=relaxed"
+        ]
+        for failure in self.failures[:10]:
+            lines.append(f"seed {failure.seed}: {failure.violations[0].splitlines()[0]}")
+            lines.append(f"  replay: {replay_command(failure.seed, self.message_timeout_s)}")
+        return "\n".join(lines)
+
+
+def run_many(
+    seeds: Iterable[int],
+    *,
+    processes: int = 2,
+    message_timeout_s: float | None = None,
+    progress: Callable[[str], None] = lambda _line: None,
+    stop_at_first: bool = False,
+) -> Summary:
+    """Run a batch of seeds over ``processes`` processes."""
+    summary = Summary(message_timeout_s=message_timeout_s)
+    work = [(seed, message_timeout_s) for seed in seeds]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(processes) as pool:
+        for result in pool.imap_unordered(_run, work, chunksize=4):
+            summary.add(result)
+            if summary.schedules % 100 == 0:
+                progress(f"{summary.schedules}/{len(work)} schedules, {len(summary.failures)} failing")
+            if stop_at_first and summary.failures:
+                pool.terminate()
+                break
+    return summary

@@ -1,0 +1,439 @@
+"""One simulated schedule: a seeded scenario of faults, and the driver that runs the real engine through it.
+
+:func:`scenario` draws everything from the seed: the venue's behaviour (openings, heartbeat queueing,
+send queue bound, sessions and snapshots mid-stream, duplicates, REST result order, indexing delay,
+``eof`` without a token, page size cap, 429s and 5xx), the subscription, the connector's tunable
+settings, and a list of faults at random times (SIGKILL, SIGTERM, stream drops, stalls, Kafka
+outages, REST outages short and long, a permanent produce error, a new session, a snapshot).
+
+:class:`World` runs it: the virtual clock jumps from event to event (a venue update or timer, an
+acknowledgement, a search answer, a fault, the engine's own wake-up), and the engine is stepped at
+each. A crash discards the engine and everything but what the fake Kafka holds; a restart builds a
+new engine, as a new process would. After the faults, the venue stops trading and the world runs on
+until the connector has caught up (or a cap passes), then stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from connector.core.backfill_plan import RecoveryMargins, SubscriptionFilter
+from connector.core.dedup import RecentExecutionIds
+from connector.core.venue_time import NANOS_PER_SECOND, ns_from_timestamp
+from connector.core.watermark import Watermark
+from connector.engine.backfill import BackfillTuning
+from connector.engine.ports import StartupStep
+from connector.engine.recovery import HoldBackLimits
+from connector.engine.service import ConnectorService, EngineSettings
+from connector.engine.status import ServiceStatus
+from connector.errors import FatalProducerError, KafkaUnavailable
+from connector.simulator.faults import FaultSettings
+from connector.simulator.venue import DEFAULT_ACCOUNTS, DEFAULT_SYMBOLS
+from tests.simulation.clock import SimClock
+from tests.simulation.kafka import SimCheckpointStore, SimKafka, SimProducer, SimSeeder
+from tests.simulation.venue import SimSearch, SimVenue, VenueSetup, search_client
+from tests.venue_strategies import DECODER, TOPICS
+
+SUBSCRIPTION = "symbols=*;accounts=*"
+CONNECTOR = "fuzz"
+PARTITIONS = {TOPICS.executions: 4, TOPICS.snapshots: 4, TOPICS.cancel_rejects: 2, TOPICS.heartbeats: 1,
+              TOPICS.dlq: 1, "fz.checkpoints": 1}  # fmt: skip
+CHECKPOINTS = "fz.checkpoints"
+SETTLE_CAP_S = 420.0  # long enough for a 5-minute RESOURCE_EXHAUSTED backoff, then catching up
+STEPS_AT_ONE_INSTANT_MAX = 10_000  # more means the engine spins without the clock moving: a livelock
+RETRY_BUDGET_S = 12.0
+LONG_S = RETRY_BUDGET_S  # an outage longer than this (plus a little) exhausts the search's budget
+
+
+class FaultKind(StrEnum):
+    """What can go wrong, and when."""
+
+    CRASH = "crash"
+    TERM = "term"
+    DROP = "drop"
+    STALL = "stall"
+    KAFKA_OUTAGE = "kafka_outage"
+    LEADER_OUTAGE = "leader_outage"
+    REST_OUTAGE = "rest_outage"
+    PERMANENT_ERROR = "permanent_error"
+    NEW_SESSION = "new_session"
+    SNAPSHOT = "snapshot"
+    NETWORK_PARTITION = "network_partition"  # the pod's network: stream, REST and Kafka all at once
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault at a time, lasting ``duration_s`` when it lasts."""
+
+    at: float
+    kind: FaultKind
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """Everything one schedule does, drawn from its seed."""
+
+    seed: int
+    duration_s: float
+    setup: VenueSetup
+    engine: EngineSettings
+    producer_capacity: int
+    ack_latency_s: tuple[float, float]
+    faults: tuple[Fault, ...]
+    message_timeout_s: float | None = None  # None: the connector's (infinite); a number: the reverted fix
+
+    def describe(self) -> str:
+        """One line per fault, for a failure report."""
+        behaviour = self.setup.behaviour
+        lines = [
+            f"seed {self.seed}: {self.duration_s:.0f} s at {self.setup.updates_per_s:.1f} updates/s, "
+            f"heartbeats every {self.setup.heartbeat_interval_s} s, "
+            f"holdback {self.engine.holdback.max_s:.1f} s, "
+            f"opening {behaviour.stream_opening}, heartbeats {behaviour.heartbeat_queueing}, send queue "
+            f"{behaviour.send_queue_capacity}, results {behaviour.rest_result_order}, indexing "
+            f"{behaviour.rest_indexing_delay_s:.1f}+{behaviour.rest_indexing_jitter_s:.1f} s, pages "
+            f"{behaviour.rest_max_page_size}, producer queue {self.producer_capacity}, "
+            f"acks in {self.ack_latency_s} s"
+        ]
+        lines += [f"  {f.at:7.2f} s  {f.kind.value}" + (f" {f.duration_s:.1f} s" if f.duration_s else "")
+                  for f in self.faults]  # fmt: skip
+        return "\n".join(lines)
+
+
+def scenario(seed: int, *, duration_s: float = 30.0, message_timeout_s: float | None = None) -> Scenario:
+    """Draw a schedule from ``seed``."""
+    rng = random.Random(seed)
+    delay = rng.choice([0.0, 0.5, 1.0])
+    jitter = rng.choice([0.0, 0.5, 1.0])
+    behaviour = FaultSettings().with_changes(
+        {
+            "stream_opening": rng.choice(["snapshot", "heartbeat", "updates", "random"]),
+            "opening_updates": rng.randint(1, 3),
+            "heartbeat_queueing": rng.choice(["jump", "queue", "random"]),
+            "send_queue_capacity": rng.choice([None, 100, 2_000]),
+            "queue_overflow_status": rng.choice(["UNAVAILABLE", "RESOURCE_EXHAUSTED"]),
+            "new_session_every_s": rng.choice([None, None, 15.0]),
+            "snapshot_every_s": rng.choice([None, None, 12.0]),
+            "duplicate_rate": rng.choice([0.0, 0.05]),
+            "unknown_enum_rate": rng.choice([0.0, 0.02]),
+            "rest_result_order": rng.choice(["oldest_first", "newest_first", "shuffled_pages", "shuffled"]),
+            "rest_indexing_delay_s": delay,
+            "rest_indexing_jitter_s": jitter,
+            "rest_no_token_rate": rng.choice([0.0, 0.0, 0.2]),
+            "rest_max_page_size": rng.choice([50, 200, 1000]),
+            "rest_429_rate": rng.choice([0.0, 0.1]),
+            "rest_5xx_rate": rng.choice([0.0, 0.05]),
+            "fault_seed": seed,
+        }
+    )
+    subscription = rng.choice(
+        [
+            SubscriptionFilter(frozenset(), frozenset()),
+            SubscriptionFilter(frozenset(DEFAULT_SYMBOLS[:2]), frozenset()),
+            SubscriptionFilter(frozenset(), frozenset(DEFAULT_ACCOUNTS[1:])),
+        ]
+    )
+    setup = VenueSetup(
+        seed=seed,
+        updates_per_s=rng.uniform(3, 12),
+        heartbeat_interval_s=rng.choice([1.0, 2.0, 5.0]),
+        behaviour=behaviour,
+        search_latency_s=(0.02, 0.4),
+        subscription=subscription,
+    )
+    engine = EngineSettings(
+        connector=CONNECTOR,
+        subscription=SUBSCRIPTION,
+        executions_topic=TOPICS.executions,
+        dlq_topic=TOPICS.dlq,
+        heartbeat_interval_s=1.0,
+        heartbeat_timeout_s=10.0,
+        checkpoint_interval_s=rng.choice([0.5, 1.0, 3.0]),
+        flush_timeout_s=5.0,
+        start_from_ns=None,  # set by the world: a few seconds before it begins
+        margins=RecoveryMargins(
+            before_s=2.0, after_s=1.0, indexing_delay_s=delay + jitter + 0.5, retention_days=7
+        ),
+        tuning=BackfillTuning(
+            indexing_delay_s=delay + jitter + 0.5,
+            slice_max_s=rng.choice([5.0, 300.0]),
+            retry_budget_s=RETRY_BUDGET_S,
+        ),
+        holdback=HoldBackLimits(max_s=rng.uniform(1.0, 6.0), max_records=100_000, max_bytes=64 * 2**20),
+        requests_per_minute=12,
+        max_record_bytes=1_000_000,
+        ack_poll_s=1.0,  # the world steps the engine whenever an acknowledgement is due
+    )
+    faults = []
+    for _ in range(rng.randint(2, 10)):
+        at = rng.uniform(2, duration_s)
+        while True:  # faults come in clusters: one often follows another within seconds
+            kind = rng.choices(list(FaultKind), weights=[3, 2, 3, 1, 2, 2, 1, 1, 1, 1, 1])[0]
+            duration = {
+                FaultKind.STALL: rng.uniform(2, 15),
+                FaultKind.KAFKA_OUTAGE: rng.uniform(1, 15),
+                FaultKind.LEADER_OUTAGE: rng.uniform(1, 20),
+                FaultKind.REST_OUTAGE: rng.choice([rng.uniform(1, 6), rng.uniform(RETRY_BUDGET_S + 5, 30)]),
+                FaultKind.NETWORK_PARTITION: rng.choice(
+                    [rng.uniform(1, 8), rng.uniform(RETRY_BUDGET_S + 2, 25)]
+                ),
+            }.get(kind, 0.0)
+            faults.append(Fault(at, kind, duration))
+            if rng.random() < 0.5 or at > duration_s:
+                break
+            # the next one soon after this one begins, or just after it ends (when backlogs drain)
+            at += rng.choice([0.0, duration]) + rng.uniform(0.05, 4.0)
+    faults.sort(key=lambda fault: fault.at)
+    ack_latency = rng.choice([(0.001, 0.030), (0.001, 0.030), (0.05, 0.3), (0.2, 1.0)])  # a slow broker
+    return Scenario(
+        seed,
+        duration_s,
+        setup,
+        engine,
+        rng.choice([50, 200, 5_000]),
+        ack_latency,
+        tuple(faults),
+        message_timeout_s,
+    )
+
+
+@dataclass(slots=True)
+class Incarnation:
+    """One connector process."""
+
+    service: ConnectorService
+    producer: SimProducer
+    started_at: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run left behind, for the invariants."""
+
+    kafka: SimKafka
+    venue: SimVenue
+    scenario: Scenario
+    start_from_ns: int
+    in_flight_at_crash: set[str] = field(default_factory=set)
+    rest_outages: list[tuple[float, float]] = field(default_factory=list)
+    search_answers: list[list[tuple[float, int]]] = field(default_factory=list)  # per connector process
+    caught_up: bool = False
+    restarts: int = 0
+    crashes: int = 0
+    fatal_exits: int = 0
+    search_requests: int = 0
+    steps: int = 0
+
+
+class World:
+    """Runs one scenario."""
+
+    def __init__(self, plan: Scenario) -> None:
+        self.plan = plan
+        self.clock = SimClock()
+        self.kafka = SimKafka(PARTITIONS, self.clock)
+        self.venue = SimVenue(plan.setup, self.clock)
+        self.rng = random.Random(f"{plan.seed}:world")
+        self.start_from_ns = self.clock.wall_ns(0) - 5 * NANOS_PER_SECOND
+        self.outcome = Outcome(self.kafka, self.venue, plan, self.start_from_ns)
+        self.current: Incarnation | None = None
+        self.restart_at: float | None = 0.0
+        self._pending = list(plan.faults)
+        self._last_ns = 0
+
+    # --------------------------------------------------------------------- processes
+
+    def _start(self) -> None:
+        plan = self.plan
+        watermark = Watermark()
+        producer = SimProducer(
+            self.kafka,
+            watermark.acknowledge,
+            self.clock,
+            random.Random(self.rng.randrange(2**32)),
+            capacity=plan.producer_capacity,
+            message_timeout_s=plan.message_timeout_s,
+            ack_latency_s=plan.ack_latency_s,
+        )
+        settings = plan.engine
+        settings = EngineSettings(**{**_fields(settings), "start_from_ns": self.start_from_ns})
+
+        def kafka_answers() -> None:
+            if self.kafka.down():
+                msg = "cannot reach Kafka (simulated outage)"
+                raise KafkaUnavailable(msg)
+
+        search = SimSearch(
+            self.venue, search_client(plan.setup.subscription, 1000), random.Random(self.rng.randrange(2**32))
+        )
+        self._search = search
+        self.outcome.search_answers.append(search.answers)
+        service = ConnectorService(
+            settings=settings,
+            clock=self.clock,
+            open_stream=self.venue.open_stream,
+            search=search,
+            sink=producer,
+            watermark=watermark,
+            checkpoints=SimCheckpointStore(
+                self.kafka, topic=CHECKPOINTS, connector=CONNECTOR, subscription=SUBSCRIPTION
+            ),
+            seeder=SimSeeder(self.kafka, TOPICS.executions),
+            startup=[StartupStep("waiting_for_kafka", kafka_answers)],
+            decoder=DECODER,
+            recent_ids=RecentExecutionIds(200_000),
+            observer=_NoMetrics(),
+            status=ServiceStatus(connector=CONNECTOR, subscription=SUBSCRIPTION),
+            invalidate_token=lambda: None,
+            rng=random.Random(self.rng.randrange(2**32)),
+        )
+        self.current = Incarnation(service, producer, self.clock.monotonic())
+        self.restart_at = None
+        self.outcome.restarts += 1
+
+    def _crash(self) -> None:
+        """SIGKILL: everything is gone but what Kafka holds."""
+        current = self.current
+        if current is None:
+            return
+        current.producer.crash()
+        self.outcome.in_flight_at_crash |= current.producer.in_flight_execution_ids
+        for stream in list(self.venue.streams):
+            stream.cancel()  # the connection goes with the process
+        self.outcome.search_requests += self._search.requests
+        self.outcome.crashes += 1
+        self.current = None
+        self.restart_at = self.clock.monotonic() + self.rng.uniform(0.5, 3.0)
+
+    # --------------------------------------------------------------------- faults
+
+    def _apply(self, fault: Fault) -> None:
+        now = self.clock.monotonic()
+        until = now + fault.duration_s
+        current = self.current
+        kind = fault.kind
+        if kind is FaultKind.CRASH:
+            self._crash()
+        elif kind is FaultKind.TERM and current is not None:
+            current.service.request_stop()
+        elif kind is FaultKind.PERMANENT_ERROR and current is not None:
+            current.producer.inject_permanent_error()
+        elif kind is FaultKind.KAFKA_OUTAGE:
+            self.kafka.outages.append((now, until))
+        elif kind is FaultKind.LEADER_OUTAGE:  # one partition of the executions or heartbeats topic
+            topic = self.rng.choice([TOPICS.executions, TOPICS.heartbeats])
+            self.kafka.leader_outages.append((now, until, topic, self.rng.randrange(PARTITIONS[topic])))
+        elif kind is FaultKind.REST_OUTAGE:
+            self._rest_outage(now, until)
+        elif kind is FaultKind.NETWORK_PARTITION:
+            self.venue.drop_streams("UNAVAILABLE")
+            self.venue.unreachable_until = until
+            self._rest_outage(now, until)
+            self.kafka.outages.append((now, until))
+        else:
+            self._venue_fault(kind, until)
+
+    def _rest_outage(self, now: float, until: float) -> None:
+        self.venue.rest_outages.append((now, until))
+        self.outcome.rest_outages.append((now, until))
+
+    def _venue_fault(self, kind: FaultKind, until: float) -> None:
+        if kind is FaultKind.DROP:
+            self.venue.drop_streams(self.rng.choice(["UNAVAILABLE", "INTERNAL", "UNAUTHENTICATED"]))
+        elif kind is FaultKind.STALL:
+            self.venue.stalled_until = until
+        for stream in self.venue.streams:
+            if kind is FaultKind.NEW_SESSION:
+                stream.behaviour.new_session()
+            elif kind is FaultKind.SNAPSHOT:
+                stream.behaviour.request_snapshot()
+
+    # --------------------------------------------------------------------- the loop
+
+    def run(self) -> Outcome:
+        """Run the scenario to its end; return what it left."""
+        plan = self.plan
+        settle_until = plan.duration_s + SETTLE_CAP_S
+        stopping = False
+        instant, repeats = -1.0, 0
+        while True:
+            now = self.clock.monotonic()
+            repeats = repeats + 1 if now == instant else 0
+            instant = now
+            if repeats > STEPS_AT_ONE_INSTANT_MAX:
+                msg = f"livelock: {repeats} steps at virtual time {now:.6f} s without the clock moving"
+                raise AssertionError(msg)
+            while self._pending and self._pending[0].at <= now:
+                self._apply(self._pending.pop(0))
+            if self.venue.producing and now >= plan.duration_s:
+                self.venue.producing = False  # the market goes quiet: the connector must catch up
+                self._last_ns = max(
+                    (ns_from_timestamp(e.execution.transact_time) for e in self.venue.executions()
+                     if self.venue.in_subscription(e.execution)),
+                    default=0,
+                )  # fmt: skip
+            self.venue.tick()
+            if self.current is None and self.restart_at is not None and now >= self.restart_at:
+                self._start()
+            wake = self._step(now)
+            if not stopping and not self.venue.producing and self._caught_up():
+                self.outcome.caught_up = True
+                stopping = True
+                assert self.current is not None
+                self.current.service.request_stop()
+            if stopping and self.current is None and self.restart_at is not None:
+                break  # stopped cleanly after catching up
+            if now >= settle_until:
+                break
+            candidates = [wake, self.venue.next_event(), self.restart_at]
+            if self._pending:
+                candidates.append(self._pending[0].at)
+            if self.current is not None:
+                candidates += [self.current.producer.next_event(), self._search.next_event()]
+            upcoming = [t for t in candidates if t is not None]
+            self.clock.advance_to(min(max(t, now) for t in upcoming) if upcoming else now + 1.0)
+        if self.current is not None:
+            self.outcome.search_requests += self._search.requests
+        return self.outcome
+
+    def _step(self, now: float) -> float | None:
+        current = self.current
+        if current is None:
+            return None
+        self.outcome.steps += 1
+        try:
+            wait = current.service.step()
+        except FatalProducerError:
+            self.outcome.fatal_exits += 1
+            self._crash()  # exit 1: the process is gone, with whatever it had in flight
+            return None
+        if current.service.finished:
+            if current.service.failure is not None:
+                self.outcome.fatal_exits += 1
+            for stream in list(self.venue.streams):
+                stream.cancel()
+            self.outcome.search_requests += self._search.requests
+            self.current = None
+            self.restart_at = now + self.rng.uniform(0.5, 3.0)
+            return None
+        return now + wait
+
+    def _caught_up(self) -> bool:
+        current = self.current
+        if current is None or current.service.frontier is None:
+            return False
+        return current.service.frontier.venue_time_ns >= self._last_ns and current.producer.in_flight == 0
+
+
+def _fields(settings: EngineSettings) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+
+
+class _NoMetrics:
+    """The engine's observer, ignoring everything (metrics are not part of the simulation)."""
+
+    def __getattr__(self, _name: str) -> object:
+        return lambda *_args, **_kwargs: None
