@@ -8,6 +8,12 @@
 
 ``embedded_kafka`` (function) always gives a fresh three-broker ``EmbeddedKafka``: fault injection
 (broker down/up, request errors, RTT) is only possible there.
+
+``real_kafka`` (session) is the real Apache Kafka for the integration and chaos tests: a three-node
+KRaft cluster on loopback (:mod:`tests.kafka_cluster`), started once per session, whose nodes the
+tests can SIGKILL, SIGSTOP and restart. Without Java or the broker jars (``make tools``) the tests
+that need it skip, and fail under ``CI``. A test that hurts a node restores it before it ends
+(:func:`healthy_real_kafka` checks, and restarts whatever it left down).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Final
 import pytest
 
 from connector.embedded import EmbeddedKafka
+from tests.kafka_cluster import ClusterError, KafkaCluster, unavailable_reason
 
 _LOG: Final = logging.getLogger("tests.kafka")
 DOCKER_PING_TIMEOUT_S: Final = 2
@@ -94,3 +101,50 @@ def embedded_kafka() -> Iterator[EmbeddedKafka]:
     """A fresh three-broker embedded Kafka, destroyed after the test."""
     with EmbeddedKafka(brokers=3) as kafka:
         yield kafka
+
+
+def require_real_kafka_tooling() -> None:
+    """Skip (fail under ``CI``) when Java or the broker jars are missing."""
+    reason = unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"the real Kafka cannot start under CI: {reason}")
+    pytest.skip(f"the real Kafka cannot start: {reason}")
+
+
+@pytest.fixture(scope="session")
+def real_kafka_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaCluster]:
+    """The session's three-node KRaft cluster (started on first use)."""
+    require_real_kafka_tooling()
+    cluster = KafkaCluster(tmp_path_factory.mktemp("real-kafka"), nodes=3)
+    try:
+        cluster.start()
+    except ClusterError as exc:
+        cluster.stop()
+        pytest.fail(f"the real Kafka did not start: {exc}")
+    _announce(request, f"real Kafka (3 KRaft nodes) at {cluster.bootstrap_servers}, in {cluster.root}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def real_kafka(real_kafka_session: KafkaCluster) -> Iterator[KafkaCluster]:
+    """The session's real cluster, every node up before and after the test."""
+    restore_every_node(real_kafka_session)
+    yield real_kafka_session
+    restore_every_node(real_kafka_session)
+
+
+def restore_every_node(cluster: KafkaCluster) -> None:
+    """Resume paused nodes and restart dead ones, then wait until all are in the cluster."""
+    for node in cluster.members:
+        if node.running():
+            node.resume()
+        else:
+            node.start(cluster.classpath)
+    cluster.wait_until_ready(node_ids=tuple(node.node_id for node in cluster.members))
