@@ -6,7 +6,7 @@
 #   make bench   the performance benchmarks (not part of make test)
 #   make soak    the chaos scenario for SOAK_SECONDS (default 900) of order flow (not part of make test)
 #   make protos  regenerate connector/_pb from protos/
-#   make kafka   a real three-node Apache Kafka (KRaft) on loopback, until Ctrl-C (KAFKA_DIR keeps its data)
+#   make kafka   a real three-node Apache Kafka (KRaft) on loopback, until Ctrl-C (fresh data each time)
 #   make tools   the non-Python tools the tests need, into .tools/ (Prometheus; the Kafka broker via Maven)
 #
 # `make test` and `make demo` create .venv and install the project into it when needed; the
@@ -19,8 +19,6 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS  := .tools
 
 SOAK_SECONDS ?= 900
-
-KAFKA_DIR ?= .tools/kafka-run
 
 .PHONY: venv test check bench soak protos demo clean tools kafka
 
@@ -59,7 +57,7 @@ demo: venv
 	$(BIN)/pmx-connector demo
 
 kafka: venv tools
-	$(BIN)/python -m tests.kafka_cluster --dir $(KAFKA_DIR)
+	$(BIN)/python -m tests.kafka_cluster
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
