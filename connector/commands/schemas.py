@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
 from pathlib import Path
 from typing import Final
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connector.config import load_settings
 from connector.core.record_schemas import RecordType, schema_dict, schema_text
 from connector.core.schema_compat import backward_incompatibilities
 from connector.errors import ConfigError, RuntimeFailure
-from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, registry_subjects
+from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, REGISTRY_TRANSPORT_ERRORS, registry_subjects
 from connector.kafka.topics import TOPIC_ROLE, topic_names
 
 SUBJECT_NOT_FOUND: Final = 40401
@@ -87,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             message = " ".join(str(exc.error_message).split())[:200]
             msg = f"schema registry {registry.url}: HTTP {exc.http_status_code}: {message}"
             raise RuntimeFailure(msg) from None
-        except (OSError, ssl.SSLError, registry_http.TransportError) as exc:
+        except REGISTRY_TRANSPORT_ERRORS as exc:
             msg = f"schema registry {registry.url} unreachable: {type(exc).__name__}"
             raise RuntimeFailure(msg) from None
     return 1 if failures else 0

@@ -140,7 +140,7 @@ COMPATIBLE_CHANGES: dict[str, Callable[[Schema], None]] = {
     "int promoted to double": set_order_field_type("side_number", "double"),
     "long promoted to double": set_order_field_type("price", "double"),
     "string read as bytes": set_order_field_type("symbol", "bytes"),
-    "plain type widened to a union": set_order_field_type("price", ["null", "long"]),
+    "plain type widened to a union": set_order_field_type("price", ["long", "null"]),  # default 0: long first
     "union branch added": set_order_field_type("insert_time", ["null", NANOS, "string"]),
     "enum symbol added": lambda s: field(order_fields(s), "side")["type"]["symbols"].insert(3, "SIDE_SHORT"),
     "enum symbol removed, default kept": drop_side_symbol(keep_default=True),
