@@ -14,7 +14,8 @@ By hand (a developer's manual run)::
 
     .venv/bin/python -m tests.kafka_cluster --dir /tmp/pmx-kafka --ready-file /tmp/pmx-kafka/ready.json
 
-prints the bootstrap servers and runs until Ctrl-C; ``--nodes 1`` for a single node.
+prints the bootstrap servers and runs until Ctrl-C; ``--nodes 1`` for a single node. Each run is a
+fresh cluster (new cluster ID and ports; ``--dir``'s old node data is removed).
 """
 
 from __future__ import annotations
@@ -507,6 +508,9 @@ def main() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     started = time.monotonic()
+    if args.dir is not None:
+        for old in args.dir.glob("node-*"):  # a fresh cluster each time: new ID, new ports
+            shutil.rmtree(old)
     try:
         with running_cluster(args.dir, nodes=args.nodes) as cluster:
             print(f"bootstrap servers: {cluster.bootstrap_servers}", flush=True)
