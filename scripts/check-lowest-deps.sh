@@ -11,8 +11,25 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check uv
 # lowest-direct: each dependency pyproject.toml names at its lowest allowed version; theirs as resolved.
 "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --resolution lowest-direct -e '.[test]'
-echo "lowest allowed versions installed:"
-"$venv/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
-  | grep -iE '^(grpcio|protobuf|confluent-kafka|pyjwt|cryptography|requests|fastavro|prometheus.client|pydantic|pyyaml|rich) '
+# Every runtime dependency must now be at exactly its declared lower bound (else the bound is not
+# what gets tested: something else forces a higher version, and the bound should say so).
+"$venv/bin/python" - <<'PY'
+import re, sys, tomllib
+from importlib.metadata import version
+from packaging.version import Version
+declared = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+wrong = []
+for requirement in declared:
+    match = re.match(r"([A-Za-z0-9_.-]+)(\[[^]]*\])?>=([0-9][^,;\s]*)", requirement)
+    if match is None:
+        continue
+    name, lowest = match.group(1), match.group(3)
+    installed = version(name)
+    print(f"  {name:<20} lower bound {lowest:<10} installed {installed}")
+    if Version(installed) != Version(lowest):
+        wrong.append(f"{name}: declared >={lowest}, but {installed} was installed")
+if wrong:
+    sys.exit("lower bounds that cannot be installed as declared:\n  " + "\n  ".join(wrong))
+PY
 # the tools `make tools` installed (promtool for the alert-rule tests)
 PATH="$PWD/.tools/bin:$PATH" "$venv/bin/python" -m pytest tests/unit tests/component -q -p no:cacheprovider

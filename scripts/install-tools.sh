@@ -9,6 +9,10 @@
 #   in scripts/kafka-broker.pom.xml) comes from Maven Central with Maven into TOOLS/kafka/libs
 #   (Maven's own cache in TOOLS/m2); tests/kafka_cluster.py runs it with the machine's Java.
 #   Without mvn it says so, and the real-Kafka tests skip (they fail instead when CI is set).
+# - Apicurio Registry (io.apicurio:apicurio-registry-app, its "-all" distribution: a Quarkus runner
+#   jar and its libs, in-memory storage, the Confluent-compatible API under /apis/ccompat/v7), from
+#   Maven Central with Maven into TOOLS/apicurio; tests/registry_fixtures.py runs it with Java.
+#   2.6.x: the 3.x line needs Java 21, the machines have 17.
 # Each part is skipped when already installed.
 set -euo pipefail
 tools="$1"
@@ -68,5 +72,31 @@ install_kafka() {
   echo "kafka $version: $(ls "$tools/kafka/libs" | wc -l) jars"
 }
 
+APICURIO_VERSION=2.6.13.Final
+
+install_apicurio() {
+  local jar="$tools/apicurio/apicurio-registry-app-$APICURIO_VERSION-runner.jar"
+  if [ -f "$jar" ]; then
+    return 0
+  fi
+  if ! command -v mvn >/dev/null; then
+    echo "warning: mvn not found: the real Schema Registry tests cannot run (install Maven and a JDK 17+)" >&2
+    return 0
+  fi
+  echo "fetching Apicurio Registry $APICURIO_VERSION (about 140 MB) with Maven into $tools/apicurio ..."
+  local staging="$tools/apicurio.partial"
+  rm -rf "$staging"
+  mkdir -p "$staging/download" "$staging/app"
+  mvn -B -q -f "$here/kafka-broker.pom.xml" -Dmaven.repo.local="$tools/m2" dependency:copy \
+    -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
+    -DoutputDirectory="$staging/download"
+  tar -xzf "$staging/download"/apicurio-registry-app-*-all.tar.gz -C "$staging/app"
+  rm -rf "$tools/apicurio" "$tools/m2/io/apicurio"  # the archive is not needed once unpacked
+  mv "$staging/app" "$tools/apicurio"
+  rm -rf "$staging"
+  echo "apicurio $APICURIO_VERSION: $(ls "$tools/apicurio/lib" | wc -l) jars"
+}
+
 install_prometheus
 install_kafka
+install_apicurio

@@ -85,9 +85,19 @@ def add_order_field(default: bool) -> Callable[[Schema], None]:
     return edit
 
 
-def set_order_field_type(name: str, avro_type: Any) -> Callable[[Schema], None]:
+KEEP, DROP = object(), object()
+
+
+def set_order_field_type(name: str, avro_type: Any, default: Any = KEEP) -> Callable[[Schema], None]:
+    """Change a field's type; ``default`` replaces its default (DROP removes it) so the schema stays valid."""
+
     def edit(schema: Schema) -> None:
-        field(order_fields(schema), name)["type"] = avro_type
+        changed_field = field(order_fields(schema), name)
+        changed_field["type"] = avro_type
+        if default is DROP:
+            changed_field.pop("default", None)
+        elif default is not KEEP:
+            changed_field["default"] = default
 
     return edit
 
@@ -159,11 +169,11 @@ INCOMPATIBLE_CHANGES: dict[str, tuple[Callable[[Schema], None], str]] = {
         "ExecutionEvent.execution.order.price: type changed from long to int",
     ),
     "long to string": (
-        set_order_field_type("cum_qty", "string"),
+        set_order_field_type("cum_qty", "string", default="0"),
         "ExecutionEvent.execution.order.cum_qty: type changed from long to string",
     ),
     "union narrowed to one branch": (
-        set_order_field_type("good_till_time", NANOS),
+        set_order_field_type("good_till_time", NANOS, default=DROP),
         "ExecutionEvent.execution.order.good_till_time: the old union's branch null cannot be read as long",
     ),
     "enum symbol removed without a default": (
