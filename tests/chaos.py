@@ -10,7 +10,8 @@ the journal, up to the watermark of the connector's final heartbeat record:
 - duplicates (records beyond the first per execution ID): counted, at most 1 %;
 - per order, the executions in topic order (duplicates ignored) are in venue (journal) order.
 
-``make soak`` runs it for longer: ``python -m tests.chaos --duration 900``. ``tests/integration/
+``make soak`` runs it for longer: ``python -m tests.chaos --duration 900`` (``--real-kafka``: on a
+three-node Apache Kafka instead of dev-kafka). ``tests/integration/
 test_chaos.py`` runs it for 60 s in ``make test``.
 
 The :class:`Stack` runs either on ``dev-kafka`` (the embedded mock, broker down/up through its
@@ -29,7 +30,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +41,7 @@ from uuid import uuid4
 import requests
 
 from connector.core.record_schemas import RecordType
-from tests.kafka_cluster import KafkaCluster
+from tests.kafka_cluster import KafkaCluster, running_cluster
 from tests.process_stack import free_port, nanos, start, stop, wait_for_file, write_connector_config
 from tests.records import decode, read_topic
 
@@ -204,7 +205,8 @@ class Stack:
         self.connector: subprocess.Popen[bytes] | None = None
         self.connector_starts = 0
         self.configured_start_from = (self.venue_started - timedelta(seconds=5)).isoformat()
-        self.config = self._write_config(settings or {})
+        self.settings = settings or {}
+        self.config = self._write_config(self.settings)
 
     def _write_config(self, overrides: dict[str, dict[str, Any]]) -> Path:
         sections: dict[str, dict[str, Any]] = {
@@ -229,6 +231,11 @@ class Stack:
             key_file=self.tmp / "key.pem",
             sections=sections,
         )
+
+    def reconfigure(self, overrides: dict[str, dict[str, Any]]) -> None:
+        """Rewrite the connector's config with ``overrides`` (sections replace those given before)."""
+        self.settings = {**self.settings, **overrides}
+        self.config = self._write_config(self.settings)
 
     def topic(self, role: str) -> str:
         """The full name of the connector's topic for ``role`` (a key of :data:`TOPIC_ROLES`)."""
@@ -442,9 +449,19 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=900.0, help="seconds of order flow (default 900)")
+    parser.add_argument(
+        "--real-kafka",
+        action="store_true",
+        help="on a three-node Apache Kafka (tests.kafka_cluster), not dev-kafka",
+    )
     args = parser.parse_args()
-    with TemporaryDirectory(prefix="pmx-soak-") as tmp:
-        figures = run_scenario(Path(tmp), args.duration, say=lambda line: print(f"[soak] {line}", flush=True))
+    with TemporaryDirectory(prefix="pmx-soak-") as tmp, ExitStack() as cluster_scope:
+        cluster = (
+            cluster_scope.enter_context(running_cluster(Path(tmp) / "kafka")) if args.real_kafka else None
+        )
+        figures = run_scenario(
+            Path(tmp), args.duration, say=lambda line: print(f"[soak] {line}", flush=True), cluster=cluster
+        )
     print(figures.table())
     ok = figures.missing == 0 and figures.duplicate_ratio <= 0.01 and figures.orders_out_of_order == 0
     print("PASS" if ok else "FAIL")

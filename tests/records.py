@@ -42,8 +42,22 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Mess
 
 
 def decode(value: bytes, record_type: RecordType) -> dict[str, Any]:
-    """Decode an Avro single-object value with the committed schema (fastavro, not our decoder)."""
+    """Decode an Avro value with the committed schema (fastavro, not our decoder).
+
+    Single-object encoding (``C3 01`` + fingerprint) or Confluent framing (``00`` + schema ID; see
+    :func:`schema_id` for the ID).
+    """
     schema = fastavro.parse_schema(schema_dict(record_type))
-    assert value[:2] == b"\xc3\x01", "not single-object encoded"
-    decoded: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None)
+    if value[:1] == b"\x00":
+        body = value[5:]
+    else:
+        assert value[:2] == b"\xc3\x01", "neither single-object encoded nor Confluent-framed"
+        body = value[10:]
+    decoded: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), schema, None)
     return decoded
+
+
+def schema_id(value: bytes) -> int:
+    """The schema ID of a Confluent-framed value."""
+    assert value[:1] == b"\x00", "not Confluent-framed"
+    return int.from_bytes(value[1:5], "big")
