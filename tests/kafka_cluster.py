@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -71,6 +72,15 @@ logger.state-change.level = WARN
 logger.authorizer.name = kafka.authorizer.logger
 logger.authorizer.level = WARN
 """
+
+
+PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the node gets SIGKILL when the thread that started it dies (a killed test run leaves no JVM)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ClusterError(RuntimeError):
@@ -174,7 +184,10 @@ class KafkaNode:
         return self.process is not None and self.process.poll() is None
 
     def start(self, classpath: str) -> None:
-        """Start the node's JVM (its data directory must be formatted)."""
+        """Start the node's JVM (its data directory must be formatted).
+
+        On Linux the JVM dies with the thread that started it: start nodes from a long-lived thread.
+        """
         if self.running():
             return
         self.starts += 1
@@ -197,6 +210,7 @@ class KafkaNode:
                 stdin=subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,  # a Ctrl-C in the developer's terminal reaches the cluster via stop()
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509 - no lock taken
             )
 
     def kill(self) -> None:
