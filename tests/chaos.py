@@ -197,9 +197,13 @@ class Stack:
             ],
             tmp / "venue.log",
         )  # fmt: skip
+        self.kafka = {"bootstrap_servers": self.brokers.bootstrap_servers}
         if cluster is None:
             dev_kafka.ready()
-        self.kafka = {"bootstrap_servers": self.brokers.bootstrap_servers}
+            self.kafka = {
+                "bootstrap_servers": dev_kafka.bootstrap_servers,
+                "control_url": dev_kafka.control_url,
+            }
         self.venue = wait_for_file(tmp / "venue.json", self.venue_process)
         self.http_port = free_port()
         self.connector: subprocess.Popen[bytes] | None = None
