@@ -6,6 +6,9 @@
 #   make bench   the performance benchmarks (not part of make test)
 #   make soak    the chaos scenario for SOAK_SECONDS (default 900) of order flow (not part of make test)
 #   make protos  regenerate connector/_pb from protos/
+#   make kafka   a real three-node Apache Kafka (KRaft) on loopback, until Ctrl-C (fresh data each time)
+#   make lowest-deps  the unit and component tests on the lowest dependency versions pyproject.toml allows
+#   make tools   the non-Python tools the tests need, into .tools/ (Prometheus; the Kafka broker via Maven)
 #
 # `make test` and `make demo` create .venv and install the project into it when needed; the
 # install is keyed on a hash of pyproject.toml, so it is skipped when nothing changed.
@@ -18,7 +21,7 @@ TOOLS  := .tools
 
 SOAK_SECONDS ?= 900
 
-.PHONY: venv test check bench soak protos demo clean tools
+.PHONY: venv test check bench soak protos demo clean tools kafka lowest-deps
 
 $(STAMP): pyproject.toml
 	@scripts/ensure-venv.sh "$(PYTHON)" "$(VENV)"
@@ -54,5 +57,11 @@ protos: venv
 demo: venv
 	$(BIN)/pmx-connector demo
 
+lowest-deps:
+	scripts/check-lowest-deps.sh "$(PYTHON)"
+
+kafka: venv tools
+	$(BIN)/python -m tests.kafka_cluster
+
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-lowest $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

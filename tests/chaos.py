@@ -10,8 +10,14 @@ the journal, up to the watermark of the connector's final heartbeat record:
 - duplicates (records beyond the first per execution ID): counted, at most 1 %;
 - per order, the executions in topic order (duplicates ignored) are in venue (journal) order.
 
-``make soak`` runs it for longer: ``python -m tests.chaos --duration 900``. ``tests/integration/
+``make soak`` runs it for longer: ``python -m tests.chaos --duration 900`` (``--real-kafka``: on a
+three-node Apache Kafka instead of dev-kafka). ``tests/integration/
 test_chaos.py`` runs it for 60 s in ``make test``.
+
+The :class:`Stack` runs either on ``dev-kafka`` (the embedded mock, broker down/up through its
+control URL) or on the real Apache Kafka cluster of :mod:`tests.kafka_cluster`, where "broker down"
+is a SIGKILL of the node's JVM and "up" its restart, and the connector creates its own topics under
+a topic prefix of its own (the session's cluster is shared by the tests).
 """
 
 from __future__ import annotations
@@ -24,19 +30,30 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, Protocol
+from uuid import uuid4
 
 import requests
 
 from connector.core.record_schemas import RecordType
+from tests.kafka_cluster import KafkaCluster, running_cluster
 from tests.process_stack import free_port, nanos, start, stop, wait_for_file, write_connector_config
 from tests.records import decode, read_topic
 
+# The connector's topics by role (kafka.topics defaults), relative to kafka.topic_prefix.
+TOPIC_ROLES = {
+    "executions": "orders.executions",
+    "snapshots": "orders.snapshots",
+    "cancel_rejects": "orders.cancel-rejects",
+    "heartbeats": "connector.heartbeats",
+    "checkpoints": "connector.checkpoints",
+    "dlq": "connector.dlq",
+}
 TOPICS = {
     "pmx.orders.executions": 3,
     "pmx.orders.snapshots": 3,
@@ -79,6 +96,72 @@ class Figures:
         return "\n".join(lines)
 
 
+class Brokers(Protocol):
+    """The Kafka under a :class:`Stack`, and the one fault every scenario needs: a broker down and up."""
+
+    bootstrap_servers: str
+
+    def down(self, broker_id: int) -> None:
+        """Take one broker down."""
+
+    def up(self, broker_id: int) -> None:
+        """Bring it back."""
+
+    def close(self) -> None:
+        """Stop what this started."""
+
+
+class DevKafkaBrokers:
+    """``pmx-connector dev-kafka`` (the embedded mock) as a process, the connector's topics pre-created."""
+
+    def __init__(self, tmp: Path) -> None:
+        """Start the process; :meth:`ready` waits for its ready file."""
+        self.tmp = tmp
+        topics = [arg for name, parts in TOPICS.items() for arg in ("--topic", f"{name}:{parts}")]
+        ready_file = str(tmp / "kafka.json")
+        self.process = start(["dev-kafka", "--ready-file", ready_file, *topics], tmp / "kafka.log")
+        self.bootstrap_servers = ""
+        self.control_url = ""
+
+    def ready(self) -> None:
+        """Wait until dev-kafka wrote its ready file."""
+        ready = wait_for_file(self.tmp / "kafka.json", self.process)
+        self.bootstrap_servers = ready["bootstrap_servers"]
+        self.control_url = ready["control_url"]
+
+    def down(self, broker_id: int) -> None:
+        """The mock broker stops answering."""
+        requests.post(f"{self.control_url}/brokers/{broker_id}/down", json={}, timeout=5).raise_for_status()
+
+    def up(self, broker_id: int) -> None:
+        """The mock broker answers again."""
+        requests.post(f"{self.control_url}/brokers/{broker_id}/up", json={}, timeout=5).raise_for_status()
+
+    def close(self) -> None:
+        """Stop dev-kafka."""
+        stop(self.process)
+
+
+class RealKafkaBrokers:
+    """A node of the real cluster down is its JVM SIGKILLed; up is its restart (the cluster outlives us)."""
+
+    def __init__(self, cluster: KafkaCluster) -> None:
+        """Use ``cluster`` (started by the caller)."""
+        self.cluster = cluster
+        self.bootstrap_servers = cluster.bootstrap_servers
+
+    def down(self, broker_id: int) -> None:
+        """SIGKILL the node."""
+        self.cluster.node(broker_id).kill()
+
+    def up(self, broker_id: int) -> None:
+        """Restart the node and wait until it is back in the cluster."""
+        self.cluster.restart(broker_id)
+
+    def close(self) -> None:
+        """Nothing: the session's cluster is restored by the fixture."""
+
+
 class Stack:
     """The three processes and their control endpoints."""
 
@@ -89,16 +172,23 @@ class Stack:
         rate: float,
         simulator_args: tuple[str, ...] = (),
         settings: dict[str, dict[str, Any]] | None = None,
+        cluster: KafkaCluster | None = None,
     ) -> None:
-        """Start dev-kafka and the simulator; the connector starts with :meth:`start_connector`.
+        """Start dev-kafka (unless ``cluster`` is given) and the simulator.
 
-        ``settings`` override sections of the connector's configuration.
+        The connector starts with :meth:`start_connector`. ``settings`` override sections of the
+        connector's configuration. On a real ``cluster`` the connector creates its own topics, under
+        a topic prefix unique to this stack.
         """
         self.tmp = tmp
-        topics = [arg for name, parts in TOPICS.items() for arg in ("--topic", f"{name}:{parts}")]
-        self.kafka_process = start(
-            ["dev-kafka", "--ready-file", str(tmp / "kafka.json"), *topics], tmp / "kafka.log"
-        )
+        self.brokers: Brokers
+        if cluster is None:
+            dev_kafka = DevKafkaBrokers(tmp)
+            self.brokers = dev_kafka
+            self.topic_prefix = "pmx"
+        else:
+            self.brokers = RealKafkaBrokers(cluster)
+            self.topic_prefix = f"t{uuid4().hex[:10]}"
         self.venue_started = datetime.now(UTC)
         self.venue_process = start(
             [
@@ -108,18 +198,28 @@ class Stack:
             ],
             tmp / "venue.log",
         )  # fmt: skip
-        self.kafka = wait_for_file(tmp / "kafka.json", self.kafka_process)
+        self.kafka = {"bootstrap_servers": self.brokers.bootstrap_servers}
+        if cluster is None:
+            dev_kafka.ready()
+            self.kafka = {
+                "bootstrap_servers": dev_kafka.bootstrap_servers,
+                "control_url": dev_kafka.control_url,
+            }
         self.venue = wait_for_file(tmp / "venue.json", self.venue_process)
         self.http_port = free_port()
         self.connector: subprocess.Popen[bytes] | None = None
         self.connector_starts = 0
         self.configured_start_from = (self.venue_started - timedelta(seconds=5)).isoformat()
-        self.config = self._write_config(settings or {})
+        self.settings = settings or {}
+        self.config = self._write_config(self.settings)
 
     def _write_config(self, overrides: dict[str, dict[str, Any]]) -> Path:
         sections: dict[str, dict[str, Any]] = {
             "venue": {"heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S},
-            "kafka": {"properties": {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500}},
+            "kafka": {
+                "topic_prefix": self.topic_prefix,
+                "properties": {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500},
+            },
             "connector": {
                 "name": "chaos", "heartbeat_interval_s": 0.5, "checkpoint_interval_s": 1.0,
                 "start_from": self.configured_start_from, "flush_timeout_s": 15,
@@ -136,6 +236,15 @@ class Stack:
             key_file=self.tmp / "key.pem",
             sections=sections,
         )
+
+    def reconfigure(self, overrides: dict[str, dict[str, Any]]) -> None:
+        """Rewrite the connector's config with ``overrides`` (sections replace those given before)."""
+        self.settings = {**self.settings, **overrides}
+        self.config = self._write_config(self.settings)
+
+    def topic(self, role: str) -> str:
+        """The full name of the connector's topic for ``role`` (a key of :data:`TOPIC_ROLES`)."""
+        return f"{self.topic_prefix}.{TOPIC_ROLES[role]}"
 
     def start_connector(self) -> None:
         """Start (or restart) the connector process."""
@@ -164,15 +273,18 @@ class Stack:
         return stats
 
     def broker(self, broker_id: int, action: str) -> None:
-        """Take one broker down or up."""
-        url = f"{self.kafka['control_url']}/brokers/{broker_id}/{action}"
-        requests.post(url, json={}, timeout=5).raise_for_status()
+        """Take one broker ``down`` or bring it ``up``."""
+        if action == "down":
+            self.brokers.down(broker_id)
+        else:
+            self.brokers.up(broker_id)
 
     def close(self) -> None:
         """Stop every process."""
-        for process in (self.connector, self.venue_process, self.kafka_process):
+        for process in (self.connector, self.venue_process):
             if process is not None:
                 stop(process)
+        self.brokers.close()
 
 
 @contextmanager
@@ -271,7 +383,7 @@ def kill_and_restart(running: Stack, signum: signal.Signals, figures: Figures) -
 def verify(running: Stack, figures: Figures) -> None:
     """Compare the executions topic with the journal, up to the final heartbeat's watermark."""
     bootstrap = running.kafka["bootstrap_servers"]
-    heartbeats = read_topic(bootstrap, "pmx.connector.heartbeats")
+    heartbeats = read_topic(bootstrap, running.topic("heartbeats"))
     final_watermark = None
     for message in heartbeats:
         headers = dict(message.headers() or [])
@@ -284,7 +396,7 @@ def verify(running: Stack, figures: Figures) -> None:
             figures.gaps_by_reason[reason] = figures.gaps_by_reason.get(reason, 0) + 1
     assert final_watermark is not None, "no final heartbeat record with a watermark"
 
-    messages = read_topic(bootstrap, "pmx.orders.executions")
+    messages = read_topic(bootstrap, running.topic("executions"))
     published = [decode(m.value(), RecordType.EXECUTION) for m in messages]
     relaxed = [dict(m.headers() or []).get("ordering") == b"relaxed" for m in messages]
     journal = [json.loads(line) for line in (running.tmp / "journal.jsonl").read_text().splitlines()]
@@ -327,11 +439,13 @@ def orders_out_of_venue_order(
     return out_of_order
 
 
-def run_scenario(tmp: Path, duration_s: float, say: Callable[[str], None] = print) -> Figures:
-    """Run the whole scenario in ``tmp``; return the figures (the caller asserts on them)."""
+def run_scenario(
+    tmp: Path, duration_s: float, say: Callable[[str], None] = print, cluster: KafkaCluster | None = None
+) -> Figures:
+    """Run the whole scenario in ``tmp`` (on ``cluster``, else dev-kafka); return the figures."""
     figures = Figures()
     started = time.monotonic()
-    with stack(tmp, rate=20, simulator_args=("--fault-rest-429-rate", "0.3")) as running:
+    with stack(tmp, rate=20, simulator_args=("--fault-rest-429-rate", "0.3"), cluster=cluster) as running:
         running.start_connector()
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first start to finish its backfill")
         run_faults(running, duration_s, figures, say)
@@ -354,9 +468,19 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=900.0, help="seconds of order flow (default 900)")
+    parser.add_argument(
+        "--real-kafka",
+        action="store_true",
+        help="on a three-node Apache Kafka (tests.kafka_cluster), not dev-kafka",
+    )
     args = parser.parse_args()
-    with TemporaryDirectory(prefix="pmx-soak-") as tmp:
-        figures = run_scenario(Path(tmp), args.duration, say=lambda line: print(f"[soak] {line}", flush=True))
+    with TemporaryDirectory(prefix="pmx-soak-") as tmp, ExitStack() as cluster_scope:
+        cluster = (
+            cluster_scope.enter_context(running_cluster(Path(tmp) / "kafka")) if args.real_kafka else None
+        )
+        figures = run_scenario(
+            Path(tmp), args.duration, say=lambda line: print(f"[soak] {line}", flush=True), cluster=cluster
+        )
     print(figures.table())
     ok = figures.missing == 0 and figures.duplicate_ratio <= 0.01 and figures.orders_out_of_order == 0
     print("PASS" if ok else "FAIL")

@@ -7,38 +7,57 @@ import time
 from typing import Any
 
 import fastavro
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from connector.core.record_schemas import RecordType, schema_dict
 
 
 def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Message]:
-    """Every record of a topic, partition by partition in offset order (no consumer group)."""
+    """Every record of a topic, partition by partition in offset order (no consumer group).
+
+    Reads until every partition's position reaches its end offset, so a compacted topic (whose
+    offsets have holes) or one with transaction markers is read to its end without waiting.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        assignments = []
-        expected = 0
+        ends: dict[int, int] = {}
         for partition in partitions:
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             if high > 0:
-                assignments.append(TopicPartition(topic, partition, 0))
-                expected += high
-        consumer.assign(assignments)
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in ends])
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
-        while len(messages) < expected and time.monotonic() < deadline:
+        while ends and time.monotonic() < deadline:
             message = consumer.poll(0.5)
             if message is not None and not message.error():
                 messages.append(message)
+            positions = consumer.position([TopicPartition(topic, partition) for partition in ends])
+            if all(position.offset >= ends[position.partition] for position in positions):
+                break
         return messages
     finally:
         consumer.close()
 
 
 def decode(value: bytes, record_type: RecordType) -> dict[str, Any]:
-    """Decode an Avro single-object value with the committed schema (fastavro, not our decoder)."""
+    """Decode an Avro value with the committed schema (fastavro, not our decoder).
+
+    Single-object encoding (``C3 01`` + fingerprint) or Confluent framing (``00`` + schema ID; see
+    :func:`schema_id` for the ID).
+    """
     schema = fastavro.parse_schema(schema_dict(record_type))
-    assert value[:2] == b"\xc3\x01", "not single-object encoded"
-    decoded: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, None)
+    if value[:1] == b"\x00":
+        body = value[5:]
+    else:
+        assert value[:2] == b"\xc3\x01", "neither single-object encoded nor Confluent-framed"
+        body = value[10:]
+    decoded: dict[str, Any] = fastavro.schemaless_reader(io.BytesIO(body), schema, None)
     return decoded
+
+
+def schema_id(value: bytes) -> int:
+    """The schema ID of a Confluent-framed value."""
+    assert value[:1] == b"\x00", "not Confluent-framed"
+    return int.from_bytes(value[1:5], "big")

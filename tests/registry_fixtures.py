@@ -8,22 +8,36 @@ for the committed schemas. Registering an incompatible schema answers 409 as the
 
 It can require HTTP basic auth, serve HTTPS (optionally requiring a client certificate), be
 stopped and started again on the same port (an outage), and records every request it served.
+
+``ApicurioRegistry`` is a real registry: Apicurio Registry 2.6 (fetched by ``make tools`` into
+``.tools/apicurio``), run with the machine's Java, in-memory storage, speaking the Confluent API under
+``/apis/ccompat/v7`` (which confluent-kafka's ``SchemaRegistryClient`` uses unchanged). Its checks are
+Avro's Java ``SchemaCompatibility``, so it is also the independent judge of our own checker. The
+``real_registry`` fixture (session) starts one; without Java or the jar the tests skip, and fail
+under ``CI``. Stopping it is an outage; its in-memory storage does not survive a restart.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import signal
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import requests
 
 from connector.core.schema_compat import backward_incompatibilities
 
@@ -232,6 +246,95 @@ def fake_registry() -> Iterator[FakeSchemaRegistry]:
     """A running fake Schema Registry on loopback (plain HTTP, no auth)."""
     registry = FakeSchemaRegistry().start()
     try:
+        yield registry
+    finally:
+        registry.stop()
+
+
+APICURIO_DIR: Final = Path(__file__).resolve().parents[1] / ".tools" / "apicurio"
+APICURIO_START_TIMEOUT_S: Final = 90.0
+CCOMPAT_PATH: Final = "/apis/ccompat/v7"
+
+
+def apicurio_jar() -> Path | None:
+    """The Apicurio runner jar ``make tools`` installed, if any."""
+    found = sorted(APICURIO_DIR.glob("apicurio-registry-app-*-runner.jar"))
+    return found[-1] if found else None
+
+
+class ApicurioRegistry:
+    """Apicurio Registry as a process on 127.0.0.1 (in-memory storage); start, stop (an outage), start."""
+
+    def __init__(self, log: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The Confluent-compatible API's base URL (what ``schema_registry.url`` takes)."""
+        return f"http://127.0.0.1:{self.port}{CCOMPAT_PATH}"
+
+    def start(self) -> ApicurioRegistry:
+        """Start the JVM and wait until the Confluent API answers."""
+        jar = apicurio_jar()
+        java = shutil.which("java")
+        assert jar is not None and java is not None, "Apicurio needs `make tools` and Java"
+        with self.log.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [
+                    java, "-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                    f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
+                    "-Dquarkus.log.level=WARN",
+                    "-jar", str(jar),
+                ],
+                stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "JAVA_TOOL_OPTIONS": ""},
+            )  # fmt: skip
+        deadline = time.monotonic() + APICURIO_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (
+                f"Apicurio exited: {self.log.read_text(errors='replace')[-2000:]}"
+            )
+            try:
+                if requests.get(f"{self.url}/subjects", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        msg = f"Apicurio did not answer in {APICURIO_START_TIMEOUT_S:.0f} s: {self.log.read_text()[-2000:]}"
+        raise AssertionError(msg)
+
+    def stop(self) -> None:
+        """Stop the JVM (its schemas are gone)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+        self.process = None
+
+    def set_compatibility(self, level: str, subject: str | None = None) -> None:
+        """Set the compatibility level, globally or for one subject."""
+        where = f"{self.url}/config" + (f"/{subject}" if subject else "")
+        requests.put(where, json={"compatibility": level}, timeout=10).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def real_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApicurioRegistry]:
+    """A running Apicurio Registry for the session, BACKWARD by default (as Confluent's)."""
+    missing = None if shutil.which("java") else "no java on PATH"
+    missing = missing or (None if apicurio_jar() else f"no Apicurio jar in {APICURIO_DIR}: run `make tools`")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"the real Schema Registry cannot start under CI: {missing}")
+        pytest.skip(f"the real Schema Registry cannot start: {missing}")
+    registry = ApicurioRegistry(tmp_path_factory.mktemp("apicurio") / "apicurio.log").start()
+    try:
+        registry.set_compatibility("BACKWARD")
         yield registry
     finally:
         registry.stop()

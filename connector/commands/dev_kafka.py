@@ -1,6 +1,8 @@
 """The ``dev-kafka`` sub-command: run an embedded Kafka cluster until interrupted.
 
-It starts :class:`~connector.embedded.EmbeddedKafka`, waits until the brokers answer a metadata request,
+It starts :class:`~connector.embedded.EmbeddedKafka`, creates the connector's default topics (those
+of ``kafka.topic_prefix`` ``--topic-prefix``, laid out as the connector would create them; not with
+``--no-default-topics``) and any ``--topic``, waits until the brokers answer a metadata request,
 starts the loopback control endpoint (:mod:`connector.embedded.control`), prints both addresses, writes
 the optional ready file, and then serves until SIGINT or SIGTERM, after which it shuts down cleanly,
 removes the ready file and exits with 0.
@@ -25,15 +27,18 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from connector.commands.process import stop_on_signals, write_atomically
+from connector.config import KafkaSettings
 from connector.embedded.cluster import EmbeddedKafka
 from connector.embedded.control import ControlServer
 from connector.errors import ConfigError, EmbeddedKafkaError
+from connector.kafka.topics import topic_layouts
 
 __all__ = ["TopicSpec", "add_arguments", "parse_topic", "run", "wait_until_ready", "write_ready_file"]
 
 _LOG: Final = logging.getLogger(__name__)
 
 DEFAULT_BROKERS: Final = 3
+DEFAULT_TOPIC_PREFIX: Final = KafkaSettings.model_fields["topic_prefix"].default
 READY_TIMEOUT_S: Final = 30.0
 _STOP_POLL_S: Final = 0.5
 
@@ -109,6 +114,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="create this topic at start (repeatable); other topics are auto-created with 4 partitions",
     )
     parser.add_argument(
+        "--topic-prefix",
+        default=DEFAULT_TOPIC_PREFIX,
+        metavar="PREFIX",
+        help=f"create the connector's topics under this kafka.topic_prefix (default: {DEFAULT_TOPIC_PREFIX})",
+    )
+    parser.add_argument(
+        "--no-default-topics",
+        action="store_true",
+        help="do not create the connector's topics (only those given with --topic)",
+    )
+    parser.add_argument(
         "--control-port",
         type=_port,
         default=0,
@@ -169,6 +185,27 @@ def write_ready_file(path: Path, bootstrap_servers: str, control_url: str) -> No
         raise ConfigError(msg) from exc
 
 
+def topics_to_create(args: argparse.Namespace, bootstrap_servers: str) -> list[TopicSpec]:
+    """The connector's default topics (unless ``--no-default-topics``), then every ``--topic``.
+
+    A ``--topic`` naming a default topic sets its partitions.
+
+    Raises:
+        ConfigError: ``--topic-prefix`` is not a valid ``kafka.topic_prefix``.
+    """
+    wanted: dict[str, int] = {}
+    if not args.no_default_topics:
+        try:
+            settings = KafkaSettings(bootstrap_servers=bootstrap_servers, topic_prefix=args.topic_prefix)
+        except ValueError:
+            msg = f"--topic-prefix {args.topic_prefix!r}: letters, digits, '.', '_' and '-' only"
+            raise ConfigError(msg) from None
+        wanted = {name: layout.partitions for name, layout in topic_layouts(settings).items()}
+    for topic in args.topic:
+        wanted[topic.name] = topic.partitions
+    return [TopicSpec(name, partitions) for name, partitions in wanted.items()]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the embedded cluster until SIGINT or SIGTERM.
 
@@ -182,10 +219,10 @@ def run(args: argparse.Namespace) -> int:
         EmbeddedKafkaError: The cluster could not start or did not become ready.
         ConfigError: The ready file cannot be written.
     """
-    topics: list[TopicSpec] = list(args.topic)
     ready_file: Path | None = args.ready_file
     stop = threading.Event()
     with stop_on_signals(stop), EmbeddedKafka(brokers=args.brokers) as kafka:
+        topics = topics_to_create(args, kafka.bootstrap_servers)
         for topic in topics:
             kafka.create_topic(
                 topic.name, partitions=topic.partitions, replication_factor=min(3, args.brokers)

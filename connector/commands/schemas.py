@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
 from pathlib import Path
 from typing import Final
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from connector.config import load_settings
 from connector.core.record_schemas import RecordType, schema_dict, schema_text
 from connector.core.schema_compat import backward_incompatibilities
 from connector.errors import ConfigError, RuntimeFailure
-from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, registry_subjects
+from connector.kafka.encoding import REGISTRY_CLIENT_DEFAULTS, REGISTRY_TRANSPORT_ERRORS, registry_subjects
 from connector.kafka.topics import TOPIC_ROLE, topic_names
 
 SUBJECT_NOT_FOUND: Final = 40401
@@ -67,29 +65,30 @@ def run(args: argparse.Namespace) -> int:
         {record_type: topics[TOPIC_ROLE[record_type]] for record_type in RecordType},
         {record_type: schema_dict(record_type) for record_type in RecordType},
     )
-    failures = 0
-    for record_type in record_types:
-        subject = subjects[record_type].subject
-        schema = Schema(json.dumps(subjects[record_type].schema), "AVRO")
-        try:
-            problems = _incompatibilities(client, subject, schema)
-            if not problems and args.register:
-                schema_id = client.register_schema(subject, schema)
-                print(f"✓ {record_type.value}: registered as {subject} (id {schema_id})")
-            elif not problems:
-                print(f"✓ {record_type.value}: compatible with {subject}")
-            else:
-                failures += 1
-                print(f"✗ {record_type.value}: NOT compatible with the latest version of {subject}")
-                for problem in problems:
-                    print(f"    {problem}")
-        except SchemaRegistryError as exc:
-            message = " ".join(str(exc.error_message).split())[:200]
-            msg = f"schema registry {registry.url}: HTTP {exc.http_status_code}: {message}"
-            raise RuntimeFailure(msg) from None
-        except (OSError, ssl.SSLError, registry_http.TransportError) as exc:
-            msg = f"schema registry {registry.url} unreachable: {type(exc).__name__}"
-            raise RuntimeFailure(msg) from None
+    with client:  # closes its HTTP connections
+        failures = 0
+        for record_type in record_types:
+            subject = subjects[record_type].subject
+            schema = Schema(json.dumps(subjects[record_type].schema), "AVRO")
+            try:
+                problems = _incompatibilities(client, subject, schema)
+                if not problems and args.register:
+                    schema_id = client.register_schema(subject, schema)
+                    print(f"✓ {record_type.value}: registered as {subject} (id {schema_id})")
+                elif not problems:
+                    print(f"✓ {record_type.value}: compatible with {subject}")
+                else:
+                    failures += 1
+                    print(f"✗ {record_type.value}: NOT compatible with the latest version of {subject}")
+                    for problem in problems:
+                        print(f"    {problem}")
+            except SchemaRegistryError as exc:
+                message = " ".join(str(exc.error_message).split())[:200]
+                msg = f"schema registry {registry.url}: HTTP {exc.http_status_code}: {message}"
+                raise RuntimeFailure(msg) from None
+            except REGISTRY_TRANSPORT_ERRORS as exc:
+                msg = f"schema registry {registry.url} unreachable: {type(exc).__name__}"
+                raise RuntimeFailure(msg) from None
     return 1 if failures else 0
 
 

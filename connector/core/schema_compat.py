@@ -10,14 +10,20 @@ The rules, writer → reader:
 
 - the same primitive type; or a promotion: ``int`` → ``long``/``float``/``double``,
   ``long`` → ``float``/``double``, ``float`` → ``double``, ``string`` ↔ ``bytes``;
-- records of the same name (or a reader alias of the writer's name): every reader field either
-  exists in the writer (by name or reader alias) and resolves, or has a default; writer fields the
-  reader dropped are skipped;
-- enums of the same name: every writer symbol is a reader symbol, or the reader has a default symbol;
-- fixed of the same name and size; arrays by items; maps by values;
+- records of the same *unqualified* name (or a reader alias naming the writer's full name): every
+  reader field either exists in the writer (by name or reader alias) and resolves, or has a
+  default; writer fields the reader dropped are skipped;
+- enums of the same unqualified name (or alias): every writer symbol is a reader symbol, or the
+  reader has a default symbol;
+- fixed of the same unqualified name (or alias) and size; arrays by items; maps by values;
 - unions: every branch of a writer union must resolve against the reader; a non-union writer must
   resolve against some branch of a reader union; a reader non-union accepts a writer union only if
   every writer branch resolves against it.
+
+Names are compared as the specification's resolution rules say ("both schemas are records with the
+same (unqualified) name"), as Avro's Java reference implementation does: moving a named type to
+another namespace is compatible. Aliases are full names (resolved against the reader's namespace),
+matched against the writer's full name.
 
 Stricter than the specification in one respect: a changed ``logicalType`` (``timestamp-micros`` →
 ``timestamp-nanos``) is reported, because the bytes still resolve but every value would be misread.
@@ -242,12 +248,15 @@ class _Resolution:
     def _same_name(
         self, reader: Mapping[str, Any], reader_ns: str, writer: Mapping[str, Any], writer_ns: str
     ) -> bool:
+        """The same unqualified name, or a reader alias naming the writer's full name (the spec's rule)."""
         reader_full, writer_full = full_name(reader, reader_ns), full_name(writer, writer_ns)
+        if reader_full.rpartition(".")[2] == writer_full.rpartition(".")[2]:
+            return True
         aliases = {
             alias if "." in alias else f"{reader_full.rpartition('.')[0]}.{alias}".lstrip(".")
             for alias in reader.get("aliases", [])
         }
-        return reader_full == writer_full or writer_full in aliases
+        return writer_full in aliases
 
     def _record(
         self, reader: Mapping[str, Any], reader_ns: str, writer: Mapping[str, Any], writer_ns: str, path: str

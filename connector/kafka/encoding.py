@@ -13,6 +13,7 @@ pipeline free of Kafka imports):
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import logging
@@ -25,10 +26,6 @@ from typing import Any, Final, Generic, Literal, TypeVar
 import fastavro
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.avro import AvroSerializer
-
-# The registry client's own HTTP library (httpx or its successor httpx2, whichever it imported):
-# its transport errors are how an unreachable registry shows.
-from confluent_kafka.schema_registry.common._httpx_compat import httpx as registry_http
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -38,8 +35,30 @@ from connector.kafka.avro_writer import UnsupportedSchema, compile_writer, fasta
 
 _LOG: Final = logging.getLogger(__name__)
 T = TypeVar("T")
-# registry_http is the registry client's own HTTP library (httpx, or its successor httpx2, whichever
-# it imported): its transport errors are how an unreachable registry shows.
+
+
+def _http_transport_errors() -> tuple[type[Exception], ...]:
+    """The transport errors of the HTTP libraries the registry client may use (public API only).
+
+    confluent-kafka's registry client uses httpx2 (httpx's successor) or httpx, whichever is
+    installed; its transport errors are how an unreachable registry shows. (Clients built on
+    ``requests`` raise OSErrors.)
+    """
+    errors: list[type[Exception]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(module.TransportError)
+    return tuple(errors)
+
+
+REGISTRY_TRANSPORT_ERRORS: Final[tuple[type[Exception], ...]] = (
+    OSError,
+    ssl.SSLError,
+    *_http_transport_errors(),
+)
 
 SINGLE_OBJECT_MARKER: Final = b"\xc3\x01"
 
@@ -282,7 +301,7 @@ class RegistrySchemaIds(Generic[T]):
                     raise SchemaNotRegistered(msg) from None
                 msg = f"schema registry {self._url} failed: {_registry_problem(exc)}"
                 raise SchemaRegistryUnavailable(msg) from None
-            except (OSError, ssl.SSLError, registry_http.TransportError) as exc:
+            except REGISTRY_TRANSPORT_ERRORS as exc:
                 msg = f"schema registry {self._url} unreachable: {type(exc).__name__}"
                 raise SchemaRegistryUnavailable(msg) from None
             self._ids[key] = schema_id

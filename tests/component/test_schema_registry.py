@@ -1,8 +1,10 @@
 """Registry mode against registries that speak HTTP: ``schemas --check/--register`` and the encoders.
 
 The registry is :class:`tests.registry_fixtures.FakeSchemaRegistry` (the Confluent REST endpoints the
-connector uses, on loopback; CI has no Docker), ``mock://`` (confluent-kafka's in-memory client), and
-a real Confluent Schema Registry through testcontainers when a Docker engine answers.
+connector uses, on loopback, for faults and credentials), ``mock://`` (confluent-kafka's in-memory
+client), and a real one: Apicurio Registry's Confluent-compatible API
+(:class:`tests.registry_fixtures.ApicurioRegistry`), which also judges our schema checker on every
+pair of the schema-compat tests.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import copy
 import io
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+import requests
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -23,11 +27,12 @@ from connector.cli import main
 from connector.commands.composition import encoders_for
 from connector.config import Settings, load_settings
 from connector.core.record_schemas import RecordType, schema_dict, schema_text
+from connector.core.schema_compat import is_backward_compatible
 from connector.errors import SchemaNotRegistered, SchemaRegistryUnavailable
-from connector.kafka.encoding import registry_subjects
+from connector.kafka.encoding import RegistrySchemaIds, registry_subjects
 from connector.kafka.topics import TOPIC_ROLE, topic_names
-from tests.kafka_fixtures import docker_engine_answers
-from tests.registry_fixtures import FakeSchemaRegistry
+from tests.registry_fixtures import ApicurioRegistry, FakeSchemaRegistry
+from tests.unit import test_schema_compat as compat_cases
 from tests.unit.test_config import VALID, write
 
 HEARTBEAT = {
@@ -223,38 +228,99 @@ def test_mock_registry_in_process(tmp_path: Path) -> None:
     assert len(set(schema_ids.ids.values())) == len(RecordType)  # one registered schema per record type
 
 
-@pytest.mark.skipif(not docker_engine_answers(), reason="no Docker engine answers (CI here has none)")
-def test_real_schema_registry_through_testcontainers(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # pragma: no cover - needs Docker
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.network import Network
-    from testcontainers.core.waiting_utils import wait_for_logs
-    from testcontainers.kafka import KafkaContainer
+# --------------------------------------------------------------------------- a real registry (Apicurio)
 
-    with Network() as network:
-        kafka = KafkaContainer().with_network(network).with_network_aliases("kafka")
-        with kafka:
-            registry = (
-                DockerContainer("confluentinc/cp-schema-registry:7.6.1")
-                .with_network(network)
-                .with_env("SCHEMA_REGISTRY_HOST_NAME", "schema-registry")
-                .with_env("SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS", "PLAINTEXT://kafka:9092")
-                .with_env("SCHEMA_REGISTRY_LISTENERS", "http://0.0.0.0:8081")
-                .with_exposed_ports(8081)
-            )
-            with registry:
-                wait_for_logs(registry, "Server started", timeout=120)
-                url = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8081)}"
-                path = config(tmp_path, url=url)
-                assert main(["schemas", "--register", "--config", str(path)]) == 0
-                assert main(["schemas", "--check", "--config", str(path)]) == 0
-                configured = load_settings(path, environ={})
-                encoders, schema_ids = encoders_for(configured, topic_names(configured))
-                assert schema_ids is not None
-                schema_ids.resolve()
-                value = encoders[RecordType.CONNECTOR_HEARTBEAT](HEARTBEAT, "pmx.connector.heartbeats")
-                client = SchemaRegistryClient({"url": url})
-                context = SerializationContext("pmx.connector.heartbeats", MessageField.VALUE)
-                assert AvroDeserializer(client)(value, context) == HEARTBEAT
+
+def prefixed_config(tmp_path: Path, prefix: str, **registry: Any) -> Path:
+    """Settings whose topics (so subjects) are under ``prefix``: the session's registry is shared."""
+    data = copy.deepcopy(VALID)
+    data["kafka"] = {**data["kafka"], "topic_prefix": prefix}
+    data["schema_registry"] = registry
+    return write(tmp_path, data)
+
+
+def latest_id(registry: ApicurioRegistry, subject: str) -> int:
+    answer = requests.get(f"{registry.url}/subjects/{subject}/versions/latest", timeout=10)
+    answer.raise_for_status()
+    return int(answer.json()["id"])
+
+
+def test_register_check_and_encode_against_a_real_registry(
+    tmp_path: Path, real_registry: ApicurioRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = prefixed_config(tmp_path, "real1", url=real_registry.url)
+    assert main(["schemas", "--register", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.count("✓") == len(RecordType)
+    assert main(["schemas", "--check", "--config", str(path)]) == 0
+    assert "compatible with real1.orders.executions-value" in capsys.readouterr().out
+
+    topics = topic_names(load_settings(path, environ={}))
+    subjects = registry_subjects(
+        "topic",
+        {record_type: topics[TOPIC_ROLE[record_type]] for record_type in RecordType},
+        {record_type: schema_dict(record_type) for record_type in RecordType},
+    )
+    with SchemaRegistryClient({"url": real_registry.url}) as client:
+        schema_ids = RegistrySchemaIds(
+            client, subjects, auto_register=True, pinned_ids={}, url=real_registry.url
+        )
+        schema_ids.resolve()
+        assert schema_ids.ids[RecordType.EXECUTION] == latest_id(
+            real_registry, "real1.orders.executions-value"
+        )
+        heartbeat_subject = "real1.connector.heartbeats-pmx.connector.v1.ConnectorHeartbeat"
+        assert schema_ids.ids[RecordType.CONNECTOR_HEARTBEAT] == latest_id(real_registry, heartbeat_subject)
+        value = schema_ids.encoder(RecordType.CONNECTOR_HEARTBEAT)(HEARTBEAT, topics["heartbeats"])
+        context = SerializationContext(topics["heartbeats"], MessageField.VALUE)
+        # the registry's own copy of the schema decodes it
+        assert AvroDeserializer(client, schema_str=None)(value, context) == HEARTBEAT
+
+
+def test_check_rejects_an_incompatible_schema_on_a_real_registry(
+    tmp_path: Path, real_registry: ApicurioRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subject = "real2.connector.checkpoints-value"
+    released = schema_dict(RecordType.CHECKPOINT)
+    watermark = next(f for f in released["fields"] if f["name"] == "watermark")
+    watermark["type"] = "string"
+    del watermark["default"]  # a real registry refuses a schema whose default does not match its type
+    with SchemaRegistryClient({"url": real_registry.url}) as client:
+        client.register_schema(subject, Schema(json.dumps(released), "AVRO"))
+    path = prefixed_config(tmp_path, "real2", url=real_registry.url)
+    assert main(["schemas", "--check", "--record", "Checkpoint", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"✗ Checkpoint: NOT compatible with the latest version of {subject}" in out
+    assert "Checkpoint.watermark: no branch of the new union can read the old string" in out
+    assert main(["schemas", "--register", "--record", "Checkpoint", "--config", str(path)]) == 1
     capsys.readouterr()
+    with SchemaRegistryClient({"url": real_registry.url}) as client:
+        assert client.get_versions(subject) == [1], "nothing registered"
+
+
+def test_our_checker_and_a_real_registry_say_the_same(real_registry: ApicurioRegistry) -> None:
+    """Every pair of the schema-compat tests (the Avro project's and our deliberate changes), both ways.
+
+    The one documented difference: our checker also rejects a changed ``logicalType`` (the bytes
+    resolve, the values would be misread), which Avro's own rules accept.
+    """
+    cases = [(name, reader, writer) for name, reader, writer in compat_cases.AVRO_COMPATIBLE]
+    cases += [(name, reader, writer) for name, reader, writer, _kind in compat_cases.AVRO_INCOMPATIBLE]
+    released = schema_dict(RecordType.EXECUTION)
+    cases += [
+        (name, compat_cases.changed(edit), released) for name, edit in compat_cases.COMPATIBLE_CHANGES.items()
+    ]
+    cases += [
+        (name, compat_cases.changed(edit), released)
+        for name, (edit, _) in compat_cases.INCOMPATIBLE_CHANGES.items()
+    ]
+    run = uuid.uuid4().hex[:8]
+    disagreements = []
+    with SchemaRegistryClient({"url": real_registry.url}) as client:
+        for index, (name, reader, writer) in enumerate(cases):
+            subject = f"agree-{run}-{index}"
+            client.register_schema(subject, Schema(json.dumps(writer), "AVRO"))
+            registry_says = client.test_compatibility(subject, Schema(json.dumps(reader), "AVRO"))
+            if registry_says != is_backward_compatible(reader, writer):
+                disagreements.append((name, registry_says))
+    assert len(cases) > 140
+    assert disagreements == [("logical type changed", True)]

@@ -11,14 +11,11 @@
 from __future__ import annotations
 
 import copy
-import datetime
-import ipaddress
 import json
 import ssl
 import threading
 from collections.abc import Iterator
 from concurrent import futures
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,86 +23,23 @@ from typing import Any
 import grpc
 import pytest
 from confluent_kafka import KafkaException
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from connector.cli import main
 from connector.config import VenueSettings, load_settings
 from connector.kafka.publisher import build_producer, client_config
 from connector.venue.auth import TokenEndpointUnavailable, TokenProvider
 from connector.venue.stream import OrderStreamClient, StreamEndedError, open_channel, read
+from tests.pki import Pki, make_pki
 from tests.registry_fixtures import FakeSchemaRegistry
 from tests.unit.test_config import VALID, write
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _certificate(
-    subject: str, issuer_key: rsa.RSAPrivateKey, issuer: x509.Name | None, key: rsa.RSAPrivateKey, *, ca: bool
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer or name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_cert = _certificate("pmx test CA", ca_key, None, ca_key, ca=True)
-    files: dict[str, bytes] = {"ca.pem": ca_cert.public_bytes(serialization.Encoding.PEM)}
-    for role in ("server", "client"):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = _certificate(f"pmx {role}", ca_key, ca_cert.subject, key, ca=False)
-        files[f"{role}.pem"] = cert.public_bytes(serialization.Encoding.PEM)
-        files[f"{role}.key"] = _pem_key(key)
-    for name, content in files.items():
-        (folder / name).write_bytes(content)
-    return Pki(
-        folder / "ca.pem",
-        folder / "server.pem",
-        folder / "server.key",
-        folder / "client.pem",
-        folder / "client.key",
-    )
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def server_context(pki: Pki, *, require_client_cert: bool = False) -> ssl.SSLContext:

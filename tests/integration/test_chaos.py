@@ -1,7 +1,8 @@
 """The chaos test of issue #5: every fault at once, as processes; nothing missing, order kept.
 
-See :mod:`tests.chaos` for the scenario. It prints its figures (``pytest -s`` shows them; they are
-also in the assertion messages).
+See :mod:`tests.chaos` for the scenario. It runs on the real Kafka cluster (its broker outage is a
+SIGKILL of node 1 and its restart). It prints its figures (``pytest -s`` shows them; they are also
+in the assertion messages).
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.chaos import run_scenario
+from tests.kafka_cluster import KafkaCluster
 
 DURATION_S = 60.0
 
 
-def test_no_execution_is_lost_under_chaos(tmp_path: Path) -> None:
-    figures = run_scenario(tmp_path, DURATION_S, say=lambda line: print(f"[chaos] {line}", flush=True))
+def test_no_execution_is_lost_under_chaos(tmp_path: Path, real_kafka: KafkaCluster) -> None:
+    figures = run_scenario(
+        tmp_path, DURATION_S, say=lambda line: print(f"[chaos] {line}", flush=True), cluster=real_kafka
+    )
     print(figures.table())
     report = f"\n{figures.table()}\nlogs in {tmp_path}"
     faults = figures.faults

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
+from tests import process_stack
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 20.0
@@ -196,3 +198,59 @@ def consume_all(bootstrap_servers: str, topic: str, count: int) -> list[int]:
     finally:
         consumer.close()
     return received
+
+
+def test_dev_kafka_has_the_connectors_topics_so_run_works_out_of_the_box(tmp_path: Path) -> None:
+    """Issue 13: ``dev-kafka`` then ``run`` with the defaults streams (the mock cannot CreateTopics)."""
+    kafka = process_stack.start(
+        ["dev-kafka", "--ready-file", str(tmp_path / "kafka.json")], tmp_path / "kafka.log"
+    )
+    bare = process_stack.start(
+        ["dev-kafka", "--no-default-topics", "--brokers", "1", "--ready-file", str(tmp_path / "bare.json")],
+        tmp_path / "bare.log",
+    )
+    venue = process_stack.start(
+        [
+            "simulator",
+            "--ready-file",
+            str(tmp_path / "venue.json"),
+            "--client-key-out",
+            str(tmp_path / "key.pem"),
+        ],
+        tmp_path / "venue.log",
+    )
+    connector = None
+    try:
+        ready = process_stack.wait_for_file(tmp_path / "kafka.json", kafka)
+        bare_ready = process_stack.wait_for_file(tmp_path / "bare.json", bare)
+        metadata = Producer({"bootstrap.servers": ready["bootstrap_servers"]}).list_topics(timeout=10)
+        partitions = {name: len(topic.partitions) for name, topic in metadata.topics.items()}
+        assert partitions == {
+            "pmx.orders.executions": 6,
+            "pmx.orders.snapshots": 6,
+            "pmx.orders.cancel-rejects": 6,
+            "pmx.connector.heartbeats": 6,
+            "pmx.connector.checkpoints": 1,
+            "pmx.connector.dlq": 6,
+        }
+        bare_topics = Producer({"bootstrap.servers": bare_ready["bootstrap_servers"]}).list_topics(timeout=10)
+        assert not [name for name in bare_topics.topics if name.startswith("pmx.")]
+
+        port = process_stack.free_port()
+        config = process_stack.write_connector_config(
+            tmp_path / "config.yaml",
+            process_stack.wait_for_file(tmp_path / "venue.json", venue),
+            ready["bootstrap_servers"],
+            port,
+            key_file=tmp_path / "key.pem",
+            sections={},
+        )
+        connector = process_stack.start(["run", "--config", str(config)], tmp_path / "run.log")
+        process_stack.poll_http(
+            f"http://127.0.0.1:{port}/readyz", lambda r: r.status_code == 200, timeout_s=60
+        )
+    finally:
+        for process in (connector, venue, bare, kafka):
+            if process is not None:
+                process_stack.stop(process)
+    assert "Traceback" not in (tmp_path / "run.log").read_text()

@@ -8,8 +8,10 @@ run as concurrent processes.
 
 The secrets run uses a private key, a SASL password and registry credentials with known values,
 at DEBUG log level, and finds none of them in the logs, ``/metrics``, ``/status``, ``/readyz``, the
-fatal line of a refused run, or ``/proc/PID/cmdline``. (The embedded Kafka has no SASL, so the SASL
-password is configured but unused: what matters is where the connector puts it.)
+fatal line of a refused run, or ``/proc/PID/cmdline``. (The embedded Kafka has no SASL, so there the
+SASL password is configured but unused: what matters is where the connector puts it.) The SASL_SSL
+run does the same on the real Kafka's secured cluster (``secure_kafka``: SCRAM-SHA-512 over TLS with
+a private CA), where the password from a ``PMX_CONNECTOR_*`` variable really authenticates.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from connector.embedded import EmbeddedKafka
 from connector.simulator import SimulatedVenue, SimulatorConfig
 from connector.simulator.clock import utc_now
 from tests.integration.test_run_process import TOPICS, free_port, metric_value, poll_http, stop
+from tests.kafka_fixtures import SecureKafka
 from tests.registry_fixtures import FakeSchemaRegistry
 
 SASL_PASSWORD = "sasl-Pa55-7f3e9c1d"
@@ -317,3 +320,44 @@ def test_secrets_never_leave_the_process(
     for where, text in seen.items():
         for what, secret in secrets.items():
             assert secret not in text, f"the {what} appears in {where}"
+
+
+def test_secrets_never_leave_the_process_over_sasl_ssl(
+    venue: SimulatedVenue, secure_kafka: SecureKafka, client_key: Path, tmp_path: Path
+) -> None:
+    user = "pmx-connector"
+    password = secure_kafka.passwords[user]
+    properties = secure_kafka.client_properties(user)
+    del properties["sasl.password"]  # from the environment only
+    config = connector_config(
+        venue,
+        client_key,
+        secure_kafka.bootstrap_servers,
+        free_port(),
+        kafka={"topic_prefix": "granted", "replication_factor": 1, "properties": properties},
+    )
+    run = start_run(
+        "secrets over SASL_SSL",
+        tmp_path,
+        config,
+        env={"PMX_CONNECTOR_KAFKA__PROPERTIES__SASL.PASSWORD": password},
+        log_level="DEBUG",
+    )
+    base = f"http://127.0.0.1:{run.port}"
+    seen: dict[str, str] = {}
+    try:
+        seen["/proc/PID/cmdline"] = Path(f"/proc/{run.process.pid}/cmdline").read_bytes().decode()
+        poll_http(f"{base}/readyz", lambda r: r.status_code == 200, timeout_s=60)
+        snapshots = 'pmx_connector_records_produced_total{topic="granted.orders.snapshots"}'
+        seen["/metrics"] = poll_http(f"{base}/metrics", lambda r: metric_value(r.text, snapshots) >= 1).text
+        for endpoint in ("/status", "/readyz", "/healthz"):
+            seen[endpoint] = requests.get(f"{base}{endpoint}", timeout=2).text
+    finally:
+        code = stop(run.process)
+    seen["log"] = run.text()
+    assert code == 0, seen["log"][-3000:]
+    assert "Traceback" not in seen["log"]
+    assert "created topic granted.orders.executions" in seen["log"], "the connector made its own topics"
+    assert json.loads(seen["/status"])["phase"] == "streaming"
+    for where, text in seen.items():
+        assert password not in text, f"the SASL password appears in {where}"

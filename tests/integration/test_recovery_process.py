@@ -15,14 +15,15 @@ import requests
 from connector.config import start_from_ns
 from connector.core.record_schemas import RecordType
 from tests.chaos import CATCH_UP_TIMEOUT_S, Figures, stack, streaming, verify, wait_until
+from tests.kafka_cluster import KafkaCluster
 from tests.process_stack import metric_value, nanos, stop
 from tests.records import decode, read_topic
 
 MARGIN_S = 2.0
 
 
-def test_a_clean_restart_republishes_zero_executions(tmp_path: Path) -> None:
-    with stack(tmp_path, rate=20) as running:
+def test_a_clean_restart_republishes_zero_executions(tmp_path: Path, real_kafka: KafkaCluster) -> None:
+    with stack(tmp_path, rate=20, cluster=real_kafka) as running:
         running.start_connector()
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first backfill")
         time.sleep(4)
@@ -44,12 +45,14 @@ def test_a_clean_restart_republishes_zero_executions(tmp_path: Path) -> None:
     assert figures.orders_out_of_order == 0, figures.table()
 
 
-def test_search_failing_past_its_budget_is_declared_as_exactly_one_gap(tmp_path: Path) -> None:
+def test_search_failing_past_its_budget_is_declared_as_exactly_one_gap(
+    tmp_path: Path, real_kafka: KafkaCluster
+) -> None:
     options = {
         "simulator_args": ("--fault-rest-5xx-rate", "1"),
         "settings": {"backfill": {"retry_budget_s": 2.0, "margin_before_s": MARGIN_S, "margin_after_s": 1.0}},
     }
-    with stack(tmp_path, rate=20, **options) as running:
+    with stack(tmp_path, rate=20, cluster=real_kafka, **options) as running:
         running.start_connector()
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the failed backfill to be given up")
         status = running.status()
@@ -60,8 +63,8 @@ def test_search_failing_past_its_budget_is_declared_as_exactly_one_gap(tmp_path:
         running.connector.send_signal(signal.SIGTERM)
         assert running.connector.wait(timeout=60) == 0
         bootstrap = running.kafka["bootstrap_servers"]
-        heartbeat_topic = read_topic(bootstrap, "pmx.connector.heartbeats")
-        snapshots = read_topic(bootstrap, "pmx.orders.snapshots")
+        heartbeat_topic = read_topic(bootstrap, running.topic("heartbeats"))
+        snapshots = read_topic(bootstrap, running.topic("snapshots"))
         start_from = start_from_ns(running.configured_start_from)
     assert start_from is not None
     gaps = [

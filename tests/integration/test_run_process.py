@@ -1,4 +1,7 @@
-"""End to end as processes: ``dev-kafka``, ``simulator`` and ``run`` with a config file.
+"""End to end as processes: the real Kafka cluster, ``simulator`` and ``run`` with a config file.
+
+The connector creates its topics itself (the ``pmx`` prefix is this test's alone on the session's
+cluster).
 
 The connector's own claim is checked against the venue's journal: every execution with a venue time
 after the snapshot and up to the watermark of the connector's last heartbeat record is in Kafka,
@@ -19,6 +22,7 @@ import pytest
 import requests
 
 from connector.core.record_schemas import RecordType
+from tests.kafka_cluster import KafkaCluster
 from tests.process_stack import (
     free_port,
     metric_value,
@@ -42,11 +46,7 @@ TOPICS = {
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    topics = [arg for name, partitions in TOPICS.items() for arg in ("--topic", f"{name}:{partitions}")]
-    kafka = start(
-        ["dev-kafka", "--ready-file", str(tmp_path / "kafka.json"), *topics], tmp_path / "kafka.log"
-    )
+def stack(tmp_path: Path, real_kafka: KafkaCluster) -> Iterator[dict[str, Any]]:
     venue = start(
         [
             "simulator", "--ready-file", str(tmp_path / "venue.json"),
@@ -57,13 +57,12 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     )  # fmt: skip
     try:
         yield {
-            "kafka": wait_for_file(tmp_path / "kafka.json", kafka),
+            "kafka": {"bootstrap_servers": real_kafka.bootstrap_servers},
             "venue": wait_for_file(tmp_path / "venue.json", venue),
             "tmp": tmp_path,
         }
     finally:
         stop(venue)
-        stop(kafka)
 
 
 def write_config(stack: dict[str, Any], port: int) -> Path:
