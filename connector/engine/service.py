@@ -606,11 +606,11 @@ class ConnectorService:
     def recovered(self, barrier: int, proven_ns: int | None) -> None:
         """The current session published its recovery; F moves on once ``barrier`` is acknowledged."""
         self._frontier.recovery_published(barrier, proven_ns)
+        self._status.phase = Phase.STREAMING.value
 
     def backfilled_through(self, barrier: int, proven_ns: int) -> None:
         """A backfill slice is published: F may reach its end once ``barrier`` is acknowledged."""
         self._frontier.proven(barrier, proven_ns)
-        self._status.phase = Phase.STREAMING.value
 
     def backfill_context(self) -> EventContext:
         """The context of executions a backfill found now."""

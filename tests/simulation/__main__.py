@@ -12,7 +12,8 @@ import logging
 import sys
 import time
 
-from tests.simulation.runner import run_many, run_one
+from tests.simulation.mutations import MUTATIONS
+from tests.simulation.runner import apply_mutation, run_many, run_one
 
 
 def main() -> int:
@@ -22,10 +23,14 @@ def main() -> int:
     parser.add_argument("--schedules", type=int, default=200, help="how many seeds in a batch (default 200)")
     parser.add_argument("--processes", type=int, default=2, help="parallel processes (default 2)")
     parser.add_argument("--message-timeout", type=float, default=None, help="a finite producer timeout (s)")
+    parser.add_argument(
+        "--mutation", choices=sorted(MUTATIONS), help="revert one fix (tests/simulation/mutations.py)"
+    )
     parser.add_argument("--verbose", action="store_true", help="the engine's log at INFO")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.CRITICAL, format="%(message)s")
     if args.seed is not None:
+        apply_mutation(args.mutation)
         result = run_one(args.seed, message_timeout_s=args.message_timeout)
         print(result.description)
         print(result.figures)
@@ -37,6 +42,7 @@ def main() -> int:
         range(args.first_seed, args.first_seed + args.schedules),
         processes=args.processes,
         message_timeout_s=args.message_timeout,
+        mutation=args.mutation,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(summary.report(time.monotonic() - started))

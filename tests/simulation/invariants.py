@@ -9,7 +9,8 @@
 (d) duplicates only where a crash left records in flight, or where the venue itself re-sent one;
 (e) F never moves backwards: the checkpoints, in the order written, never decrease;
 (f) a ``rest_exhausted`` gap only when the searches failed, without a break, for the retry budget
-    (``GapDetected`` exactly when REST cannot prove completeness).
+    (``GapDetected`` exactly when REST cannot prove completeness);
+(g) once a connected stream's recovery is complete, ``/status`` says ``streaming``.
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ def _gaps_only_when_rest_failed(view: _View, outcome: Outcome) -> list[str]:  # 
     ]
 
 
+def _caught_up_reads_streaming(outcome: Outcome) -> list[str]:  # (g)
+    phase = outcome.phase_when_caught_up
+    if phase is None or phase == "streaming":
+        return []
+    return [f"(g) the stream's recovery was complete, but /status said phase={phase!r}, not 'streaming'"]
+
+
 def check(outcome: Outcome) -> tuple[list[str], Figures]:
     """Every violation (empty when the schedule is clean), and the figures."""
     view = _view(outcome)
@@ -154,6 +162,7 @@ def check(outcome: Outcome) -> tuple[list[str], Figures]:
         *_duplicates_are_explained(view, outcome),
         *_frontier_never_goes_back(view),
         *_gaps_only_when_rest_failed(view, outcome),
+        *_caught_up_reads_streaming(outcome),
     ]
     figures = Figures(
         executions=len(view.journal),

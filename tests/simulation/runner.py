@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import pytest
+
 from tests.simulation.invariants import Figures, check
+from tests.simulation.mutations import MUTATIONS
 from tests.simulation.world import World, scenario
 
 
@@ -21,9 +25,11 @@ class Result:
     description: str
 
 
-def replay_command(seed: int, message_timeout_s: float | None = None) -> str:
+def replay_command(seed: int, message_timeout_s: float | None = None, mutation: str | None = None) -> str:
     """The one command that replays a schedule."""
     extra = f" --message-timeout {message_timeout_s:g}" if message_timeout_s is not None else ""
+    if mutation is not None:
+        extra += f" --mutation '{mutation}'"
     return f".venv/bin/python -m tests.simulation --seed {seed}{extra}"
 
 
@@ -36,6 +42,19 @@ def run_one(seed: int, *, message_timeout_s: float | None = None) -> Result:
         return Result(seed, (f"the engine raised:\n{traceback.format_exc()}",), None, plan.describe())
     violations, figures = check(outcome)
     return Result(seed, tuple(violations), figures, plan.describe())
+
+
+def apply_mutation(name: str | None) -> None:
+    """Revert one of the issue's fixes in this process, for good (see ``tests.simulation.mutations``)."""
+    if name is None:
+        return
+    mutation, _timeout = MUTATIONS[name]
+    mutation(pytest.MonkeyPatch()).__enter__()  # never undone: the worker process ends with it
+
+
+def _worker(mutation: str | None, log_level: int) -> None:
+    logging.basicConfig(level=log_level, format="%(message)s")
+    apply_mutation(mutation)
 
 
 def _run(arguments: tuple[int, float | None]) -> Result:
@@ -57,6 +76,7 @@ class Summary:
     restarts: int = 0
     search_requests: int = 0
     message_timeout_s: float | None = None
+    mutation: str | None = None
 
     def add(self, result: Result) -> None:
         """Count one schedule."""
@@ -83,7 +103,7 @@ class Summary:
         ]
         for failure in self.failures[:10]:
             lines.append(f"seed {failure.seed}: {failure.violations[0].splitlines()[0]}")
-            lines.append(f"  replay: {replay_command(failure.seed, self.message_timeout_s)}")
+            lines.append(f"  replay: {replay_command(failure.seed, self.message_timeout_s, self.mutation)}")
         return "\n".join(lines)
 
 
@@ -92,14 +112,20 @@ def run_many(
     *,
     processes: int = 2,
     message_timeout_s: float | None = None,
+    mutation: str | None = None,
     progress: Callable[[str], None] = lambda _line: None,
     stop_at_first: bool = False,
 ) -> Summary:
-    """Run a batch of seeds over ``processes`` processes."""
-    summary = Summary(message_timeout_s=message_timeout_s)
+    """Run a batch of seeds over ``processes`` processes, with one of the fixes reverted if ``mutation``.
+
+    The workers are spawned, not forked: a fork of a process that runs threads (a test session's
+    gRPC servers and Kafka clients) can inherit a held lock or a signal handler and never finish.
+    """
+    summary = Summary(message_timeout_s=message_timeout_s, mutation=mutation)
     work = [(seed, message_timeout_s) for seed in seeds]
-    context = multiprocessing.get_context("fork")
-    with context.Pool(processes) as pool:
+    context = multiprocessing.get_context("spawn")
+    log_level = logging.getLogger().getEffectiveLevel()
+    with context.Pool(processes, initializer=_worker, initargs=(mutation, log_level)) as pool:
         for result in pool.imap_unordered(_run, work, chunksize=4):
             summary.add(result)
             if summary.schedules % 100 == 0:

@@ -206,6 +206,7 @@ class Incarnation:
 
     service: ConnectorService
     producer: SimProducer
+    status: ServiceStatus
     started_at: float
 
 
@@ -221,6 +222,7 @@ class Outcome:
     rest_outages: list[tuple[float, float]] = field(default_factory=list)
     search_answers: list[list[tuple[float, int]]] = field(default_factory=list)  # per connector process
     caught_up: bool = False
+    phase_when_caught_up: str | None = None  # what /status said then, if the stream had recovered
     restarts: int = 0
     crashes: int = 0
     fatal_exits: int = 0
@@ -271,6 +273,7 @@ class World:
         )
         self._search = search
         self.outcome.search_answers.append(search.answers)
+        status = ServiceStatus(connector=CONNECTOR, subscription=SUBSCRIPTION)
         service = ConnectorService(
             settings=settings,
             clock=self.clock,
@@ -286,11 +289,11 @@ class World:
             decoder=DECODER,
             recent_ids=RecentExecutionIds(200_000),
             observer=_NoMetrics(),
-            status=ServiceStatus(connector=CONNECTOR, subscription=SUBSCRIPTION),
+            status=status,
             invalidate_token=lambda: None,
             rng=random.Random(self.rng.randrange(2**32)),
         )
-        self.current = Incarnation(service, producer, self.clock.monotonic())
+        self.current = Incarnation(service, producer, status, self.clock.monotonic())
         self.restart_at = None
         self.outcome.restarts += 1
 
@@ -383,6 +386,9 @@ class World:
                 self.outcome.caught_up = True
                 stopping = True
                 assert self.current is not None
+                session = self.current.service._session  # noqa: SLF001 - the harness looks inside
+                if self.current.status.connected and session is not None and session.complete:
+                    self.outcome.phase_when_caught_up = self.current.status.phase
                 self.current.service.request_stop()
             if stopping and self.current is None and self.restart_at is not None:
                 break  # stopped cleanly after catching up
