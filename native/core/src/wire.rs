@@ -3,6 +3,7 @@
 //!
 //! - the last occurrence of a scalar wins; occurrences of a singular message merge; repeated
 //!   messages append; a map entry's key and value default to 0 and the last entry for a key wins;
+//!   an entry holding an unknown field is not in the map (protobuf keeps it as an unknown field);
 //! - setting a member of a oneof clears its other members;
 //! - a known field number with another wire type is an unknown field; unknown fields (groups
 //!   included) are skipped but must be well formed;
@@ -291,7 +292,9 @@ impl Decoded {
                         Slot::Pairs(pairs) => pairs,
                         _ => self.new_pairs(),
                     };
-                    self.pairs[pairs as usize].push(entry);
+                    if let Some(entry) = entry {
+                        self.pairs[pairs as usize].push(entry);
+                    }
                     Slot::Pairs(pairs)
                 }
                 FieldKind::Sfixed64 => Slot::Value(reader.fixed(8)?),
@@ -310,17 +313,22 @@ impl Decoded {
         Ok(())
     }
 
-    fn map_entry(data: &[u8], start: usize, end: usize, depth: i32) -> Result<(i64, i64), DecodeError> {
+    /// A map entry's (key, value); None for an entry with an unknown field, which protobuf keeps
+    /// among the parent's unknown fields instead of in the map.
+    fn map_entry(data: &[u8], start: usize, end: usize, depth: i32) -> Result<Option<(i64, i64)>, DecodeError> {
         let mut reader = Reader { data, pos: start, end };
-        let (mut key, mut value) = (0i64, 0i64);
+        let (mut key, mut value, mut unknown) = (0i64, 0i64, false);
         while reader.pos < end {
             let (number, wire) = reader.tag()?;
             match (number, wire) {
                 (1, 0) => key = reader.varint()? as i64,
                 (2, 0) => value = reader.varint()? as i64,
-                _ => reader.skip(number, wire, depth)?,
+                _ => {
+                    reader.skip(number, wire, depth)?;
+                    unknown = true;
+                }
             }
         }
-        Ok((key, value))
+        Ok(if unknown { None } else { Some((key, value)) })
     }
 }
