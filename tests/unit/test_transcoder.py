@@ -320,6 +320,12 @@ WIRE_CASES: dict[str, bytes] = {
             ),
         ),
     ),
+    # Every entry holds an unknown field, so none is in the map: an empty array (a fuzzer's find).
+    "map of entries with unknown fields only": _field(
+        3,
+        2,
+        _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(1, 2, b"O") + _field(41, 2, _field(41, 2, b"")))),
+    ),
     "map entry with a bad field": _field(3, 2, _field(1, 2, _field(2, 2, _field(41, 2, _varint(1 << 3 | 7))))),
     "timestamp nanos negative and huge": _field(
         3, 2, _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(1, 2, b"O")) + _field(8, 2, _field(2, 0, _varint(2**64 - 7))))

@@ -526,6 +526,9 @@ impl Encoder<'_, '_> {
             }
         }
         self.pairs.truncate(unique);
+        if unique == 0 {
+            return; // an empty array is its terminator alone
+        }
         put_long(self.out, unique as i64);
         for &(key, value) in self.pairs.iter() {
             let (first, second) = if key_first { (key, value) } else { (value, key) };
