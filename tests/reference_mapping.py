@@ -92,7 +92,10 @@ def map_value(message: Message, field: FieldDescriptor, avro_type: Any, named: d
 
 
 def map_record(
-    avro_record: Mapping[str, Any], message: Message, named: dict[str, Any], skip: frozenset[str] = frozenset()
+    avro_record: Mapping[str, Any],
+    message: Message,
+    named: dict[str, Any],
+    skip: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """A venue message as the Avro record of the same field names."""
     fields = message.DESCRIPTOR.fields_by_name
@@ -136,7 +139,9 @@ def execution_record(execution: Message, context: EventContext) -> dict[str, Any
     }
 
 
-def snapshot_record(order: Message, snapshot_id: str, position: int, size: int, context: EventContext) -> dict[str, Any]:
+def snapshot_record(
+    order: Message, snapshot_id: str, position: int, size: int, context: EventContext
+) -> dict[str, Any]:
     """An OrderSnapshotEvent (as ``RecordMapper.snapshot_order``)."""
     if not order.id:
         msg = f"snapshot order at position {position} has no id"
@@ -179,7 +184,9 @@ def _order_key(message: Message, event_type: str) -> bytes:
 
 def _dead_letter(event_type: str, position: int, message: Message, error: Exception) -> DeadLetter:
     key = _order_key(message, event_type)
-    return DeadLetter(event_type, position, message.SerializeToString(), key, type(error).__name__, str(error))
+    return DeadLetter(
+        event_type, position, message.SerializeToString(), key, type(error).__name__, str(error)
+    )
 
 
 def reference_execution(
@@ -209,7 +216,9 @@ def reference_response(
         kind = ResponseKind.HEARTBEAT
     elif response.HasField("snapshot"):
         kind = ResponseKind.SNAPSHOT
-        snapshot_context = EventContext(Source.SNAPSHOT, response.session_id, sent, received_time_ns, connector)
+        snapshot_context = EventContext(
+            Source.SNAPSHOT, response.session_id, sent, received_time_ns, connector
+        )
         snapshot_id = f"{response.session_id}@{sent or received_time_ns}"
         size = len(response.snapshot.orders)
         for position, order in enumerate(response.snapshot.orders):

@@ -38,10 +38,10 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, NoReturn, cast
 
 import fastavro
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from connector import _native
 from connector.core.mapping import (
@@ -166,7 +166,7 @@ class Transcoder:
         if response_descriptor is None:
             from connector._pb.polymarket.v1 import trading_pb2  # noqa: PLC0415 - keeps the module import-light
 
-            response_descriptor = trading_pb2.CreateOrderSubscriptionResponse.DESCRIPTOR
+            response_descriptor = cast(Descriptor, trading_pb2.CreateOrderSubscriptionResponse.DESCRIPTOR)
         builder = _PlanBuilder(response_descriptor)
         self.plan_json: Final = json.dumps(builder.plan, separators=(",", ":"))
         self._missing: Final = sorted(set(builder.missing))
@@ -235,8 +235,10 @@ class Transcoder:
 # --------------------------------------------------------------------------- the plan
 
 
-def _unsupported(what: str) -> UnsupportedMapping:
-    return UnsupportedMapping(f"the transcoder cannot map {what}")
+def _refuse(what: str) -> NoReturn:
+    """Refuse a plan the transcoder cannot express (raises UnsupportedMapping)."""
+    msg = f"the transcoder cannot map {what}"
+    raise UnsupportedMapping(msg)
 
 
 _SCALAR_KINDS: Final = {
@@ -304,13 +306,13 @@ def _field_kind(field: FieldDescriptor) -> str:
             key, value = message.fields_by_name["key"], message.fields_by_name["value"]
             if key.type == value.type == FieldDescriptor.TYPE_INT64:
                 return "map_int64_int64"
-            raise _unsupported(f"map field {field.full_name} (only map<int64, int64>)")
+            _refuse(f"map field {field.full_name} (only map<int64, int64>)")
         return "repeated_message" if field.is_repeated else "message"
     kind = _SCALAR_KINDS.get(field.type)
     if kind is None or field.is_repeated:
-        raise _unsupported(f"field {field.full_name} (type {field.type}, repeated={field.is_repeated})")
-    if kind == "enum" and field.enum_type.is_closed:
-        raise _unsupported(f"closed (proto2) enum field {field.full_name}")
+        _refuse(f"field {field.full_name} (type {field.type}, repeated={field.is_repeated})")
+    if kind == "enum" and cast(EnumDescriptor, field.enum_type).is_closed:
+        _refuse(f"closed (proto2) enum field {field.full_name}")
     return kind
 
 
@@ -319,7 +321,7 @@ def _non_null(avro_type: Any) -> tuple[Any, bool | None]:
     if isinstance(avro_type, list):
         others = [branch for branch in avro_type if branch != "null"]
         if len(avro_type) != 2 or len(others) != 1:
-            raise _unsupported(f"union {json.dumps(avro_type)} (only null plus one type)")
+            _refuse(f"union {json.dumps(avro_type)} (only null plus one type)")
         return others[0], avro_type[0] == "null"
     return avro_type, None
 
@@ -354,7 +356,7 @@ class _PlanBuilder:
         cancel_reject = self._child(update, "cancel_reject")
         timestamp = response.fields_by_name["processed_sent_time"].message_type
         if timestamp is None or timestamp.full_name != TIMESTAMP_TYPE:
-            raise _unsupported("processed_sent_time that is not a google.protobuf.Timestamp")
+            _refuse("processed_sent_time that is not a google.protobuf.Timestamp")
         execution_order = self._child(execution, "order")
         schemas = {record_type: schema_dict(record_type) for record_type in TRANSCODED_TYPES}
         self.plan: dict[str, Any] = {
@@ -414,7 +416,7 @@ class _PlanBuilder:
             kind = _field_kind(field)
             plan: dict[str, Any] = {"name": field.name, "number": field.number, "kind": kind}
             if kind in {"message", "repeated_message"}:
-                plan["message"] = self._add_message(field.message_type)
+                plan["message"] = self._add_message(cast(Descriptor, field.message_type))
             if field.containing_oneof is not None:
                 plan["oneof"] = oneofs[field.containing_oneof.full_name]
             entry["fields"].append(plan)
@@ -431,7 +433,7 @@ class _PlanBuilder:
         field = descriptor.fields_by_name.get(name) if descriptor is not None else None
         if field is None or field.message_type is None:
             parent = descriptor.full_name if descriptor is not None else "?"
-            raise _unsupported(f"a venue contract without the message field {parent}.{name}")
+            _refuse(f"a venue contract without the message field {parent}.{name}")
         message: Descriptor = field.message_type
         return message
 
@@ -475,12 +477,12 @@ class _PlanBuilder:
             elif name == body_field:
                 target, nullable = _non_null(avro_type)
                 if nullable is not None or _type_name(target) != "record":
-                    raise _unsupported(f"{schema['name']}.{name}: not a record")
+                    _refuse(f"{schema['name']}.{name}: not a record")
                 ops.append({"op": "body", "writer": self._writer(target, message)})
             elif body_ops is not None:
                 ops.append(next(body_ops))
             else:
-                raise _unsupported(f"{schema['name']}.{name}: a field the connector does not know")
+                _refuse(f"{schema['name']}.{name}: a field the connector does not know")
         index = len(self.writers)
         self.writers.append({"message": self.message_index[message.full_name], "ops": ops})
         return index
@@ -496,7 +498,7 @@ class _PlanBuilder:
             "source": _type_name(target) == "enum" and null_first is None,
         }[expected]
         if not matches:
-            raise _unsupported(f"{record}.{name} of type {json.dumps(avro_type)} (expected {expected})")
+            _refuse(f"{record}.{name} of type {json.dumps(avro_type)} (expected {expected})")
         op: dict[str, Any] = {"op": "envelope", "field": name}
         if expected == "optional_nanos":
             op["null_first"] = null_first
@@ -508,12 +510,12 @@ class _PlanBuilder:
             field = next(f for f in schema["fields"] if f["name"] == "source")
             symbol_lists.add(tuple(field["type"]["symbols"]))
         if len(symbol_lists) != 1:
-            raise _unsupported("Source enums that differ between the event schemas")
+            _refuse("Source enums that differ between the event schemas")
         symbols = list(symbol_lists.pop())
         try:
             return {source.value.lower(): symbols.index(source.value) for source in Source}
         except ValueError:
-            raise _unsupported(f"a Source enum without every source: {symbols}") from None
+            _refuse(f"a Source enum without every source: {symbols}")
 
     def _writer(self, record: Mapping[str, Any], message: Descriptor) -> int:
         """The writer of an Avro record from a venue message (shared by equal pairs)."""
@@ -555,12 +557,13 @@ class _PlanBuilder:
             return {"op": "int", "slot": slot}
         if avro_type == "long" and kind in _LONG_KINDS:
             return {"op": "long", "slot": slot}
-        raise _unsupported(f"{message.full_name}.{name}: {kind} as Avro {json.dumps(avro_type)}")
+        _refuse(f"{message.full_name}.{name}: {kind} as Avro {json.dumps(avro_type)}")
 
     def _op(self, message: Descriptor, field: FieldDescriptor, avro_type: Any) -> dict[str, Any]:  # noqa: PLR0911 - one branch per kind
         kind = _field_kind(field)
         slot = self._slot(message, field.name)
         target, null_first = _non_null(avro_type)
+        nested = cast(Descriptor, field.message_type)  # for the message kinds
         where = f"{message.full_name}.{field.name} ({kind}) as Avro {json.dumps(avro_type)}"
         if kind == "enum" and _type_name(target) == "enum" and null_first is None:
             return self._enum_op(field, target, slot, where)
@@ -575,29 +578,44 @@ class _PlanBuilder:
             names = [f["name"] for f in items.get("fields", [])] if isinstance(items, dict) else []
             types = [f["type"] for f in items.get("fields", [])] if isinstance(items, dict) else []
             if sorted(names) != ["price", "quantity"] or types != ["long", "long"]:
-                raise _unsupported(f"{where}: items must be a record of long price and quantity")
+                _refuse(f"{where}: items must be a record of long price and quantity")
             return {"op": "pairs", "slot": slot, "key_first": names[0] == "price"}
-        if kind == "message" and field.message_type.full_name == TIMESTAMP_TYPE:
+        if kind == "message" and nested.full_name == TIMESTAMP_TYPE:
             if not _is_nanos(target) or null_first is None:
-                raise _unsupported(f"{where}: a Timestamp maps to [null, timestamp-nanos]")
+                _refuse(f"{where}: a Timestamp maps to [null, timestamp-nanos]")
             clamp = field.name in CLAMPED_TIMESTAMP_FIELDS
-            return {"op": "timestamp", "slot": slot, "field": field.name, "clamp": clamp, "null_first": null_first}
+            return {
+                "op": "timestamp",
+                "slot": slot,
+                "field": field.name,
+                "clamp": clamp,
+                "null_first": null_first,
+            }
         if kind == "message" and _type_name(target) == "record" and null_first is not None:
-            return {"op": "record", "slot": slot, "writer": self._writer(target, field.message_type), "null_first": null_first}
+            return {
+                "op": "record",
+                "slot": slot,
+                "writer": self._writer(target, nested),
+                "null_first": null_first,
+            }
         if kind == "repeated_message" and _type_name(target) == "array" and null_first is None:
             items = self._resolve(target["items"])
             if _type_name(items) != "record":
-                raise _unsupported(f"{where}: array items must be records")
-            return {"op": "array", "slot": slot, "writer": self._writer(items, field.message_type)}
-        raise _unsupported(where)
+                _refuse(f"{where}: array items must be records")
+            return {"op": "array", "slot": slot, "writer": self._writer(items, nested)}
+        _refuse(where)
 
     @staticmethod
-    def _enum_op(field: FieldDescriptor, target: Mapping[str, Any], slot: int | None, where: str) -> dict[str, Any]:
+    def _enum_op(
+        field: FieldDescriptor, target: Mapping[str, Any], slot: int | None, where: str
+    ) -> dict[str, Any]:
         symbols: list[str] = list(target["symbols"])
         if UNKNOWN_SYMBOL not in symbols:
-            raise _unsupported(f"{where}: the Avro enum has no {UNKNOWN_SYMBOL} symbol")
+            _refuse(f"{where}: the Avro enum has no {UNKNOWN_SYMBOL} symbol")
         by_number = {
-            value.number: symbols.index(value.name) for value in field.enum_type.values if value.name in symbols
+            value.number: symbols.index(value.name)
+            for value in cast(EnumDescriptor, field.enum_type).values
+            if value.name in symbols
         }
         unknown = symbols.index(UNKNOWN_SYMBOL)
         small = [number for number in by_number if 0 <= number < DENSE_ENUM_LIMIT]
@@ -609,7 +627,7 @@ class _PlanBuilder:
 def _encoded_default(avro_field: Mapping[str, Any], avro_type: Any) -> bytes:
     """The Avro encoding of a field's default value (fastavro writes it, once, at construction)."""
     if "default" not in avro_field:
-        raise _unsupported(f"schema field {avro_field['name']} that the venue lacks and has no default")
+        _refuse(f"schema field {avro_field['name']} that the venue lacks and has no default")
     schema = {"type": "record", "name": "Default", "fields": [{"name": "value", "type": avro_type}]}
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), {"value": avro_field["default"]})

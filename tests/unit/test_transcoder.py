@@ -10,6 +10,7 @@ venue contract with other field numbers (the official bundle's case) and real gR
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -42,7 +43,9 @@ SINGLE_OBJECT = {rt: SingleObjectEncoder(schema_dict(rt)).header for rt in Recor
 REGISTRY = {rt: b"\x00" + (100 + index).to_bytes(4, "big") for index, rt in enumerate(RecordType)}
 FRAMINGS = {"single_object": SINGLE_OBJECT, "registry": REGISTRY}
 TRANSCODERS = {name: Transcoder(prefixes, CONNECTOR) for name, prefixes in FRAMINGS.items()}
-SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SLOW = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 Response = trading_pb2.CreateOrderSubscriptionResponse
 
@@ -51,11 +54,14 @@ def normalized(decoded: DecodedResponse, message_class: type[Message] | None = N
     """Dead letters' bytes as protobuf re-serializes them (the transcoder keeps the venue's bytes)."""
     letters = []
     for letter in decoded.dead_letters:
-        cls = message_class or {
-            "execution": trading_pb2.Execution,
-            "snapshot_order": trading_pb2.Order,
-            "cancel_reject": trading_pb2.CancelReject,
-        }[letter.event_type]
+        cls = (
+            message_class
+            or {
+                "execution": trading_pb2.Execution,
+                "snapshot_order": trading_pb2.Order,
+                "cancel_reject": trading_pb2.CancelReject,
+            }[letter.event_type]
+        )
         canonical = cls.FromString(letter.value).SerializeToString(deterministic=True)
         letters.append(type(letter)(**{**_fields(letter), "value": canonical}))
     return decoded._replace(dead_letters=letters)
@@ -148,7 +154,7 @@ def test_the_reference_equals_todays_mapping_on_the_corpus(response: Message) ->
         try:
             today = encoder(mapper.execution(execution, context))
         except ValueError as exc:
-            with pytest.raises(type(exc), match="."):
+            with pytest.raises(type(exc), match=f"^{re.escape(str(exc))}$"):
                 reference_execution(SINGLE_OBJECT, execution, context)
             continue
         assert reference_execution(SINGLE_OBJECT, execution, context)[3] == today
@@ -238,7 +244,10 @@ def test_dead_letters_are_keyed_by_the_order_id_and_say_why() -> None:
         (0, b"OR-late", "MappingError"),
         (1, b"", "MappingError"),
     ]
-    assert letters[0].reason == "transact_time 100000000000s is outside the range of timestamp-nanos (years 1677..2262)"
+    assert (
+        letters[0].reason
+        == "transact_time 100000000000s is outside the range of timestamp-nanos (years 1677..2262)"
+    )
     assert letters[1].reason == "execution 'EX-orphan' has no order id"
     assert trading_pb2.Execution.FromString(letters[0].value) == response.update.executions[0]
 
@@ -273,7 +282,9 @@ WIRE_CASES: dict[str, bytes] = {
     "update then heartbeat": _field(3, 2, _field(1, 2, _execution_bytes("E1", "O1"))) + _field(1, 2, b""),
     "heartbeat then update": _field(1, 2, b"") + _field(3, 2, _field(1, 2, _execution_bytes("E1", "O1"))),
     # An execution's order twice: merged, the second id wins.
-    "merged order": _field(3, 2, _field(1, 2, _execution_bytes("E1", "O1") + _field(2, 2, _field(1, 2, b"O9")))),
+    "merged order": _field(
+        3, 2, _field(1, 2, _execution_bytes("E1", "O1") + _field(2, 2, _field(1, 2, b"O9")))
+    ),
     # A known field with another wire type is an unknown field.
     "session_id as a varint": _field(4, 0, _varint(5)),
     "executions as fixed32": _field(3, 2, _field(1, 5, b"\x01\x02\x03\x04")),
@@ -298,7 +309,9 @@ WIRE_CASES: dict[str, bytes] = {
     "invalid UTF-8 deep in an order": _field(
         3, 2, _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(5, 2, b"\xff")))
     ),
-    "int32 as ten bytes": _field(3, 2, _field(1, 2, _field(1, 2, b"E") + _field(16, 2, _field(1, 0, _varint(2**64 - 5))))),
+    "int32 as ten bytes": _field(
+        3, 2, _field(1, 2, _field(1, 2, b"E") + _field(16, 2, _field(1, 0, _varint(2**64 - 5))))
+    ),
     "enum beyond 32 bits": _field(3, 2, _field(2, 2, _field(1, 2, b"O") + _field(3, 0, _varint(2**40 + 3)))),
     "negative enum": _field(3, 2, _field(2, 2, _field(1, 2, b"O") + _field(3, 0, _varint(2**64 - 1)))),
     "bool as 2": _field(3, 2, _field(2, 2, _field(1, 2, b"O") + _field(5, 0, b"\x02"))),
@@ -324,11 +337,23 @@ WIRE_CASES: dict[str, bytes] = {
     "map of entries with unknown fields only": _field(
         3,
         2,
-        _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(1, 2, b"O") + _field(41, 2, _field(41, 2, b"")))),
+        _field(
+            1, 2, _field(1, 2, b"E") + _field(2, 2, _field(1, 2, b"O") + _field(41, 2, _field(41, 2, b"")))
+        ),
     ),
-    "map entry with a bad field": _field(3, 2, _field(1, 2, _field(2, 2, _field(41, 2, _varint(1 << 3 | 7))))),
+    "map entry with a bad field": _field(
+        3, 2, _field(1, 2, _field(2, 2, _field(41, 2, _varint(1 << 3 | 7))))
+    ),
     "timestamp nanos negative and huge": _field(
-        3, 2, _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(1, 2, b"O")) + _field(8, 2, _field(2, 0, _varint(2**64 - 7))))
+        3,
+        2,
+        _field(
+            1,
+            2,
+            _field(1, 2, b"E")
+            + _field(2, 2, _field(1, 2, b"O"))
+            + _field(8, 2, _field(2, 0, _varint(2**64 - 7))),
+        ),
     ),
     "timestamp at the last nanosecond": _field(
         3,
@@ -355,10 +380,17 @@ WIRE_CASES: dict[str, bytes] = {
     "deadline far in the past is clamped": _field(
         3,
         2,
-        _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(1, 2, b"O") + _field(30, 2, _field(1, 0, _varint(2**64 - 10**12))))),
+        _field(
+            1,
+            2,
+            _field(1, 2, b"E")
+            + _field(2, 2, _field(1, 2, b"O") + _field(30, 2, _field(1, 0, _varint(2**64 - 10**12)))),
+        ),
     ),
-    "processed_sent_time out of range is None": _field(5, 2, _field(1, 0, _varint(10**12))) + _field(1, 2, b""),
-    "snapshot at processed time 0 uses received time": _field(5, 2, b"") + _field(2, 2, _field(1, 2, _field(1, 2, b"O"))),
+    "processed_sent_time out of range is None": _field(5, 2, _field(1, 0, _varint(10**12)))
+    + _field(1, 2, b""),
+    "snapshot at processed time 0 uses received time": _field(5, 2, b"")
+    + _field(2, 2, _field(1, 2, _field(1, 2, b"O"))),
     "merged cancel reject dead letter": _field(3, 2, _field(2, 2, _field(2, 2, b"C1")))
     + _field(3, 2, _field(2, 2, _field(4, 2, b"text"))),
     "sfixed-looking unknown fields": _field(5000, 1, b"\x00" * 8) + _field(5001, 5, b"\x00" * 4),
@@ -448,7 +480,11 @@ def test_one_execution_equals_the_reference(response: Message, source: Source) -
 def test_one_invalid_execution_raises_a_decode_error() -> None:
     with pytest.raises(TranscodeError) as failure:
         TRANSCODERS["registry"].execution(
-            b"\x0a\x05ab", source=Source.BACKFILL, session_id="", processed_sent_time_ns=None, received_time_ns=1
+            b"\x0a\x05ab",
+            source=Source.BACKFILL,
+            session_id="",
+            processed_sent_time_ns=None,
+            received_time_ns=1,
         )
     assert failure.value.error_type == "DecodeError"
 

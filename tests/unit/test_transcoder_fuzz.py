@@ -36,7 +36,14 @@ def test_libfuzzer_finds_nothing_and_its_corpus_matches_the_reference(tmp_path: 
         pytest.skip(f"fuzzing needs {', '.join(missing)}")
     corpus = tmp_path / "corpus"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "fuzz_transcoder.py"), "--seconds", str(SECONDS), "--corpus", str(corpus)],
+        [
+            sys.executable,
+            str(REPO / "scripts" / "fuzz_transcoder.py"),
+            "--seconds",
+            str(SECONDS),
+            "--corpus",
+            str(corpus),
+        ],
         capture_output=True,
         text=True,
         check=False,
