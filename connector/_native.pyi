@@ -1,6 +1,6 @@
 # Type stub of the compiled module connector._native (native/python/src/lib.rs), built by
-# setuptools-rust from native/. Use connector.core.transcoder, which builds the plan and types the
-# results; this is its only caller.
+# setuptools-rust from native/. Use connector.core.transcoder, which builds the plan and passes the
+# classes the results are made of; it is this module's only caller.
 from typing import Any
 
 class DecodeError(ValueError):
@@ -13,25 +13,16 @@ class Transcoder:
         prefixes: tuple[bytes, bytes, bytes],
         connector: str,
         kinds: tuple[Any, Any, Any, Any],
+        sources: tuple[Any, Any, Any],
+        response_class: type[Any],
+        dead_letter_class: type[Any],
     ) -> None: ...
-    def response(
-        self, data: bytes, received_time_ns: int, source: int
-    ) -> tuple[
-        Any,
-        str,
-        int | None,
-        list[tuple[str, bytes, int | None, bytes]],
-        str | None,
-        int,
-        list[tuple[bytes, bytes]],
-        tuple[bytes, int | None, bytes] | None,
-        list[tuple[str, int, bytes, bytes, str, str]],
-    ]: ...
+    def response(self, data: bytes, received_time_ns: int, source: Any = None) -> Any: ...
     def execution(
         self,
         data: bytes,
-        source: int,
+        source: Any,
         session_id: str,
         processed_sent_time_ns: int | None,
         received_time_ns: int,
-    ) -> tuple[str, bytes, int | None, bytes] | tuple[str, int, bytes, bytes, str, str]: ...
+    ) -> Any: ...

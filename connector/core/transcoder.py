@@ -59,7 +59,6 @@ PLAN_VERSION: Final = 1
 TRANSCODED_TYPES: Final = (RecordType.EXECUTION, RecordType.ORDER_SNAPSHOT, RecordType.CANCEL_REJECT)
 # Enum numbers below this are looked up in a table, others in a short list.
 DENSE_ENUM_LIMIT: Final = 256
-_SOURCE_INDEX: Final = {Source.STREAM: 0, Source.SNAPSHOT: 1, Source.BACKFILL: 2}
 
 # What the engine gets per event (tuples: one object per record, not one per field).
 EncodedExecution = tuple[str, bytes, int | None, bytes]
@@ -179,6 +178,9 @@ class Transcoder:
             ),
             connector,
             (ResponseKind.NONE, ResponseKind.HEARTBEAT, ResponseKind.SNAPSHOT, ResponseKind.UPDATE),
+            (Source.STREAM, Source.SNAPSHOT, Source.BACKFILL),
+            DecodedResponse,
+            DeadLetter,
         )
 
     def missing_venue_fields(self) -> Sequence[str]:
@@ -197,13 +199,10 @@ class Transcoder:
             TranscodeError: the bytes are not a valid response (``error_type`` ``DecodeError``).
         """
         try:
-            kind, session, sent, executions, snapshot_id, size, orders, reject, dead = self._native.response(
-                data, received_time_ns, _SOURCE_INDEX[source]
-            )
+            decoded: DecodedResponse = self._native.response(data, received_time_ns, source)
         except _native.DecodeError as exc:
             raise TranscodeError(str(exc), error_type="DecodeError") from None
-        letters = [DeadLetter(*letter) for letter in dead] if dead else []
-        return DecodedResponse(kind, session, sent, executions, snapshot_id, size, orders, reject, letters)
+        return decoded
 
     def execution(
         self,
@@ -221,15 +220,13 @@ class Transcoder:
                 (``MappingError``, with its order id as ``key``).
         """
         try:
-            result = self._native.execution(
-                data, _SOURCE_INDEX[source], session_id, processed_sent_time_ns, received_time_ns
-            )
+            result = self._native.execution(data, source, session_id, processed_sent_time_ns, received_time_ns)
         except _native.DecodeError as exc:
             raise TranscodeError(str(exc), error_type="DecodeError") from None
-        if len(result) == 4:
-            return result
-        _event_type, _position, _raw, key, error_type, reason = result
-        raise TranscodeError(reason, error_type=error_type, key=key)
+        if isinstance(result, DeadLetter):
+            raise TranscodeError(result.reason, error_type=result.error_type, key=result.key)
+        encoded: EncodedExecution = result
+        return encoded
 
 
 # --------------------------------------------------------------------------- the plan

@@ -436,21 +436,30 @@ fn put_branch(out: &mut Vec<u8>, null_first: bool, is_null: bool) {
 impl Encoder<'_, '_> {
     fn record(&mut self, writer: usize, node: u32) -> Result<(), Failure> {
         let plan = &self.transcoder.plan;
+        let base = self.decoded.nodes[node as usize].base as usize;
+        let slots = &self.decoded.slots[base..];
         for step in &plan.writers[writer].steps {
             match step {
-                Step::String(slot) => match self.decoded.slot(node, *slot) {
+                Step::String(slot) => match slots[*slot] {
                     Slot::Bytes(from, to) => put_bytes(self.out, &self.data[from as usize..to as usize]),
                     _ => self.out.push(0),
                 },
                 Step::Integer { slot, kind, .. } => {
-                    put_long(self.out, scalar(self.decoded, node, *slot, *kind));
+                    let value = match slots[*slot] {
+                        Slot::Value(raw) => kind.convert(raw),
+                        _ => 0,
+                    };
+                    put_long(self.out, value);
                 }
                 Step::Boolean(slot) => {
-                    let set = matches!(self.decoded.slot(node, *slot), Slot::Value(raw) if raw != 0);
+                    let set = matches!(slots[*slot], Slot::Value(raw) if raw != 0);
                     self.out.push(u8::from(set));
                 }
                 Step::Enum { slot, dense, sparse, unknown } => {
-                    let number = scalar(self.decoded, node, *slot, FieldKind::Enum);
+                    let number = match slots[*slot] {
+                        Slot::Value(raw) => FieldKind::Enum.convert(raw),
+                        _ => 0,
+                    };
                     let index = usize::try_from(number)
                         .ok()
                         .and_then(|n| dense.get(n).copied())
@@ -459,7 +468,7 @@ impl Encoder<'_, '_> {
                         .unwrap_or(*unknown);
                     put_long(self.out, i64::from(index));
                 }
-                Step::Timestamp { slot, field, clamp, null_first } => match self.decoded.slot(node, *slot) {
+                Step::Timestamp { slot, field, clamp, null_first } => match slots[*slot] {
                     Slot::Child(stamp) => {
                         let nanos = match self.transcoder.timestamp(self.decoded, stamp) {
                             Ok(nanos) => nanos as i64,
@@ -479,7 +488,7 @@ impl Encoder<'_, '_> {
                     }
                     _ => put_branch(self.out, *null_first, true),
                 },
-                Step::Record { slot, writer, null_first } => match self.decoded.slot(node, *slot) {
+                Step::Record { slot, writer, null_first } => match slots[*slot] {
                     Slot::Child(child) => {
                         put_branch(self.out, *null_first, false);
                         self.record(*writer, child)?;
@@ -487,7 +496,7 @@ impl Encoder<'_, '_> {
                     _ => put_branch(self.out, *null_first, true),
                 },
                 Step::Array { slot, writer } => {
-                    if let Slot::List(list) = self.decoded.slot(node, *slot) {
+                    if let Slot::List(list) = slots[*slot] {
                         let items = &self.decoded.lists[list as usize];
                         put_long(self.out, items.len() as i64);
                         for &item in items {
@@ -497,7 +506,7 @@ impl Encoder<'_, '_> {
                     self.out.push(0);
                 }
                 Step::Pairs { slot, key_first } => {
-                    if let Slot::Pairs(pairs) = self.decoded.slot(node, *slot) {
+                    if let Slot::Pairs(pairs) = slots[*slot] {
                         self.put_pairs(pairs, *key_first);
                     }
                     self.out.push(0);

@@ -77,8 +77,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, DecodeError> {
+        // One byte: most tags, lengths, enums and small numbers.
+        if self.pos < self.end {
+            let byte = self.data[self.pos];
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, DecodeError> {
         let start = self.pos;
         let mut value: u64 = 0;
         for index in 0..10 {
@@ -229,6 +242,7 @@ impl Decoded {
         depth: i32,
     ) -> Result<(), DecodeError> {
         let message_plan = &plan.messages[message];
+        let base = self.nodes[node as usize].base as usize;
         let mut reader = Reader { data, pos: start, end };
         while reader.pos < end {
             let at = reader.pos;
@@ -242,7 +256,7 @@ impl Decoded {
                 reader.skip(number, wire, depth)?;
                 continue;
             }
-            let index = self.nodes[node as usize].base as usize + slot;
+            let index = base + slot;
             let value = match field.kind {
                 FieldKind::String => {
                     let (from, to) = reader.delimited()?;
@@ -304,7 +318,6 @@ impl Decoded {
             self.slots[index] = value;
             let others = &message_plan.oneof_others[slot];
             if !others.is_empty() {
-                let base = self.nodes[node as usize].base as usize;
                 for &other in others {
                     self.slots[base + usize::from(other)] = Slot::Empty;
                 }

@@ -23,20 +23,33 @@ struct Transcoder {
     inner: pmx_transcoder::Transcoder,
     /// The objects returned as the response kind: none, heartbeat, snapshot, update.
     kinds: [Py<PyAny>; 4],
+    /// The objects that stand for the sources stream, snapshot, backfill (compared by identity).
+    sources: [Py<PyAny>; 3],
+    /// `tuple.__new__` and the named tuple class of a response.
+    tuple_new: Py<PyAny>,
+    response_class: Py<PyAny>,
+    /// The class of a dead letter, called with its six fields.
+    dead_letter_class: Py<PyAny>,
 }
 
-fn source_of(index: u8) -> PyResult<Source> {
-    match index {
-        0 => Ok(Source::Stream),
-        1 => Ok(Source::Snapshot),
-        2 => Ok(Source::Backfill),
-        _ => Err(PyValueError::new_err(format!("source index {index} (0 stream, 1 snapshot, 2 backfill)"))),
+impl Transcoder {
+    fn source_of(&self, source: Option<&Bound<'_, PyAny>>) -> PyResult<Source> {
+        let Some(source) = source else { return Ok(Source::Stream) };
+        let found = [Source::Stream, Source::Snapshot, Source::Backfill]
+            .into_iter()
+            .zip(&self.sources)
+            .find(|(_, known)| source.is(known.bind(source.py())));
+        match found {
+            Some((source, _)) => Ok(source),
+            None => Err(PyValueError::new_err(format!("not a source: {source}"))),
+        }
     }
 }
 
 /// Collects records as Python objects.
 struct PySink<'py> {
     py: Python<'py>,
+    dead_letter_class: Bound<'py, PyAny>,
     executions: Bound<'py, PyList>,
     orders: Bound<'py, PyList>,
     cancel_reject: Option<Bound<'py, PyTuple>>,
@@ -45,9 +58,10 @@ struct PySink<'py> {
 }
 
 impl<'py> PySink<'py> {
-    fn new(py: Python<'py>) -> Self {
+    fn new(py: Python<'py>, dead_letter_class: Bound<'py, PyAny>) -> Self {
         PySink {
             py,
+            dead_letter_class,
             executions: PyList::empty(py),
             orders: PyList::empty(py),
             cancel_reject: None,
@@ -127,7 +141,7 @@ impl Sink for PySink<'_> {
 
     fn dead_letter(&mut self, event: EventType, position: usize, raw: &[u8], key: &[u8], failure: Failure) {
         let result = (|| {
-            let item = PyTuple::new(
+            let fields = PyTuple::new(
                 self.py,
                 [
                     PyString::new(self.py, event.name()).into_any(),
@@ -138,7 +152,7 @@ impl Sink for PySink<'_> {
                     PyString::new(self.py, &self.reason(&failure)?).into_any(),
                 ],
             )?;
-            self.dead_letters.append(item)
+            self.dead_letters.append(self.dead_letter_class.call1(fields)?)
         })();
         self.keep(result);
     }
@@ -147,32 +161,44 @@ impl Sink for PySink<'_> {
 #[pymethods]
 impl Transcoder {
     /// `plan`: the JSON plan; `prefixes`: framing of ExecutionEvent, OrderSnapshotEvent and
-    /// CancelRejectEvent; `kinds`: the objects to return as the kind none, heartbeat, snapshot, update.
+    /// CancelRejectEvent; `kinds`: the objects to return as the kind none, heartbeat, snapshot,
+    /// update; `sources`: the objects that stand for stream, snapshot, backfill; `response_class`:
+    /// a named tuple of the nine response fields; `dead_letter_class`: called with six fields.
     #[new]
     fn new(
+        py: Python<'_>,
         plan: &str,
         prefixes: (Vec<u8>, Vec<u8>, Vec<u8>),
         connector: String,
         kinds: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>),
+        sources: (Py<PyAny>, Py<PyAny>, Py<PyAny>),
+        response_class: Py<PyAny>,
+        dead_letter_class: Py<PyAny>,
     ) -> PyResult<Self> {
         let plan = Plan::from_json(plan).map_err(|e| PyValueError::new_err(format!("transcoder plan: {e}")))?;
         Ok(Transcoder {
             inner: pmx_transcoder::Transcoder::new(plan, [prefixes.0, prefixes.1, prefixes.2], connector),
             kinds: [kinds.0, kinds.1, kinds.2, kinds.3],
+            sources: [sources.0, sources.1, sources.2],
+            tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
+            response_class,
+            dead_letter_class,
         })
     }
 
-    /// One `CreateOrderSubscriptionResponse`: (kind, session_id, processed_sent_time_ns, executions,
-    /// snapshot_id, snapshot_size, snapshot_orders, cancel_reject, dead_letters).
+    /// One `CreateOrderSubscriptionResponse`, as `response_class` (kind, session_id,
+    /// processed_sent_time_ns, executions, snapshot_id, snapshot_size, snapshot_orders,
+    /// cancel_reject, dead_letters).
+    #[pyo3(signature = (data, received_time_ns, source = None))]
     fn response<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
         received_time_ns: i64,
-        source: u8,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let source = source_of(source)?;
-        let mut sink = PySink::new(py);
+        source: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let source = self.source_of(source)?;
+        let mut sink = PySink::new(py, self.dead_letter_class.bind(py).clone());
         let summary = self
             .inner
             .response(data, received_time_ns, source, &mut sink)
@@ -195,7 +221,7 @@ impl Transcoder {
             Some(item) => item.into_any(),
             None => py.None().into_bound(py),
         };
-        PyTuple::new(
+        let fields = PyTuple::new(
             py,
             [
                 kind.bind(py).clone(),
@@ -208,27 +234,29 @@ impl Transcoder {
                 cancel_reject,
                 sink.dead_letters.into_any(),
             ],
-        )
+        )?;
+        // tuple.__new__(cls, fields): the named tuple without a Python-level constructor call.
+        self.tuple_new.bind(py).call1((self.response_class.bind(py), fields))
     }
 
-    /// One `Execution`: (execution_id, key, transact_time_ns, value), or the dead-letter tuple
-    /// (event_type, position, raw, key, error_type, reason) when it cannot be mapped.
+    /// One `Execution`: (execution_id, key, transact_time_ns, value), or its dead letter (a
+    /// `dead_letter_class`) when it cannot be mapped.
     fn execution<'py>(
         &self,
         py: Python<'py>,
         data: &[u8],
-        source: u8,
+        source: &Bound<'py, PyAny>,
         session_id: &str,
         processed_sent_time_ns: Option<i64>,
         received_time_ns: i64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let context = Context {
-            source: source_of(source)?,
+            source: self.source_of(Some(source))?,
             session_id,
             processed_sent_time: processed_sent_time_ns,
             received_time: received_time_ns,
         };
-        let mut sink = PySink::new(py);
+        let mut sink = PySink::new(py, self.dead_letter_class.bind(py).clone());
         self.inner.execution(data, &context, &mut sink).map_err(|e| DecodeError::new_err(e.0))?;
         if let Some(error) = sink.error.take() {
             return Err(error);
