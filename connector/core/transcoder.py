@@ -220,7 +220,9 @@ class Transcoder:
                 (``MappingError``, with its order id as ``key``).
         """
         try:
-            result = self._native.execution(data, source, session_id, processed_sent_time_ns, received_time_ns)
+            result = self._native.execution(
+                data, source, session_id, processed_sent_time_ns, received_time_ns
+            )
         except _native.DecodeError as exc:
             raise TranscodeError(str(exc), error_type="DecodeError") from None
         if isinstance(result, DeadLetter):
