@@ -13,8 +13,8 @@
 pub mod plan;
 pub mod wire;
 
-use plan::{Envelope, FieldKind, Step};
 pub use plan::Plan;
+use plan::{Envelope, FieldKind, Step};
 use std::cell::RefCell;
 use wire::{Decoded, Slot};
 
@@ -213,7 +213,12 @@ impl Transcoder {
     }
 
     /// Transcode one `Execution` (a backfilled one): its record or dead letter goes to `sink`.
-    pub fn execution<S: Sink>(&self, data: &[u8], context: &Context<'_>, sink: &mut S) -> Result<(), DecodeError> {
+    pub fn execution<S: Sink>(
+        &self,
+        data: &[u8],
+        context: &Context<'_>,
+        sink: &mut S,
+    ) -> Result<(), DecodeError> {
         with_scratch(|scratch| {
             let Scratch { decoded, buffers } = scratch;
             let root = decoded.decode_root(&self.plan, self.plan.execution.message, data)?;
@@ -222,6 +227,7 @@ impl Transcoder {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn execution_event<S: Sink>(
         &self,
         decoded: &Decoded,
@@ -249,7 +255,9 @@ impl Transcoder {
         let result = self.encode(decoded, buffers, data, prefix, e.writer, node, &values, context);
         let failure = match result {
             Err(failure) => Some(failure),
-            Ok(()) if execution_id.is_empty() => Some(Failure::ExecutionWithoutId { order_id: order_id.into() }),
+            Ok(()) if execution_id.is_empty() => {
+                Some(Failure::ExecutionWithoutId { order_id: order_id.into() })
+            }
             Ok(()) if order_id.is_empty() => {
                 Some(Failure::ExecutionWithoutOrderId { execution_id: execution_id.into() })
             }
@@ -316,7 +324,8 @@ impl Transcoder {
             Some(Slot::Child(stamp)) => self.timestamp(decoded, stamp).ok().map(|n| n as i64),
             _ => None,
         };
-        let values = EventValues { execution_id: "", order_id, transact_time, snapshot_id: "", position: 0, size: 0 };
+        let values =
+            EventValues { execution_id: "", order_id, transact_time, snapshot_id: "", position: 0, size: 0 };
         let prefix = &self.prefixes[EventType::CancelReject as usize];
         let failure = match self.encode(decoded, buffers, data, prefix, c.writer, node, &values, context) {
             Err(failure) => Some(failure),
@@ -376,7 +385,7 @@ fn string<'d>(decoded: &Decoded, data: &'d [u8], node: u32, slot: Option<usize>)
     }
 }
 
-fn list<'a>(decoded: &'a Decoded, node: u32, slot: Option<usize>) -> &'a [u32] {
+fn list(decoded: &Decoded, node: u32, slot: Option<usize>) -> &[u32] {
     match slot.map(|s| decoded.slot(node, s)) {
         Some(Slot::List(list)) => &decoded.lists[list as usize],
         _ => &[],

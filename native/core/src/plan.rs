@@ -53,7 +53,10 @@ impl FieldKind {
             | FieldKind::Enum => 0,
             FieldKind::Sfixed64 => 1,
             FieldKind::Sfixed32 | FieldKind::Fixed32 => 5,
-            FieldKind::String | FieldKind::Message | FieldKind::RepeatedMessage | FieldKind::MapInt64Int64 => 2,
+            FieldKind::String
+            | FieldKind::Message
+            | FieldKind::RepeatedMessage
+            | FieldKind::MapInt64Int64 => 2,
         }
     }
 
@@ -133,27 +136,63 @@ impl MessagePlan {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    String { slot: usize },
-    Long { slot: usize },
-    Int { slot: usize },
-    Boolean { slot: usize },
+    String {
+        slot: usize,
+    },
+    Long {
+        slot: usize,
+    },
+    Int {
+        slot: usize,
+    },
+    Boolean {
+        slot: usize,
+    },
     /// An Avro enum: the symbol index of the venue number (`dense[n]` for 0 <= n < len, else
     /// `sparse`), or `unknown` for a number the schema does not know.
-    Enum { slot: usize, dense: Vec<u32>, sparse: Vec<(i64, u32)>, unknown: u32 },
+    Enum {
+        slot: usize,
+        dense: Vec<u32>,
+        sparse: Vec<(i64, u32)>,
+        unknown: u32,
+    },
     /// `[null, timestamp-nanos]` from a `google.protobuf.Timestamp`; `clamp` for a deadline.
-    Timestamp { slot: usize, field: String, clamp: bool, null_first: bool },
+    Timestamp {
+        slot: usize,
+        field: String,
+        clamp: bool,
+        null_first: bool,
+    },
     /// `[null, record]` from a singular message.
-    Record { slot: usize, writer: usize, null_first: bool },
+    Record {
+        slot: usize,
+        writer: usize,
+        null_first: bool,
+    },
     /// An array of records from a repeated message.
-    Array { slot: usize, writer: usize },
+    Array {
+        slot: usize,
+        writer: usize,
+    },
     /// An array of two-long records from a `map<int64, int64>`, sorted by key.
-    Pairs { slot: usize, key_first: bool },
+    Pairs {
+        slot: usize,
+        key_first: bool,
+    },
     /// Bytes written as they are (the Avro encoding of a default).
-    Constant { hex: String },
+    Constant {
+        hex: String,
+    },
     /// A field the connector supplies (see [`Envelope`]).
-    Envelope { field: Envelope, #[serde(default)] null_first: Option<bool> },
+    Envelope {
+        field: Envelope,
+        #[serde(default)]
+        null_first: Option<bool>,
+    },
     /// The whole event message, written with another writer (a non-null record).
-    Body { writer: usize },
+    Body {
+        writer: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -341,11 +380,18 @@ impl Plan {
     }
 
     fn field(&self, message: usize, slot: usize, what: &str) -> Result<&FieldPlan, PlanError> {
-        let plan = self.messages.get(message).ok_or_else(|| PlanError(format!("{what}: message {message}")))?;
+        let plan =
+            self.messages.get(message).ok_or_else(|| PlanError(format!("{what}: message {message}")))?;
         plan.fields.get(slot).ok_or_else(|| PlanError(format!("{what}: {} has no slot {slot}", plan.name)))
     }
 
-    fn expect(&self, message: usize, slot: Option<usize>, kinds: &[FieldKind], what: &str) -> Result<Option<usize>, PlanError> {
+    fn expect(
+        &self,
+        message: usize,
+        slot: Option<usize>,
+        kinds: &[FieldKind],
+        what: &str,
+    ) -> Result<Option<usize>, PlanError> {
         let Some(slot) = slot else { return Ok(None) };
         let field = self.field(message, slot, what)?;
         if !kinds.contains(&field.kind) {
@@ -407,7 +453,9 @@ impl Plan {
 
     fn same(&self, found: Option<usize>, expected: usize, what: &str) -> Result<(), PlanError> {
         match found {
-            Some(found) if found != expected => error(format!("{what}: message {found}, expected {expected}")),
+            Some(found) if found != expected => {
+                error(format!("{what}: message {found}, expected {expected}"))
+            }
             _ => Ok(()),
         }
     }
@@ -475,7 +523,11 @@ impl Plan {
             }
             Op::Record { slot, writer, null_first } => {
                 let child = self.expect(message, Some(*slot), &[FieldKind::Message], name)?;
-                Step::Record { slot: *slot, writer: self.writer_for(*writer, child, name)?, null_first: *null_first }
+                Step::Record {
+                    slot: *slot,
+                    writer: self.writer_for(*writer, child, name)?,
+                    null_first: *null_first,
+                }
             }
             Op::Array { slot, writer } => {
                 let child = self.expect(message, Some(*slot), &[FieldKind::RepeatedMessage], name)?;

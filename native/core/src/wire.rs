@@ -328,7 +328,12 @@ impl Decoded {
 
     /// A map entry's (key, value); None for an entry with an unknown field, which protobuf keeps
     /// among the parent's unknown fields instead of in the map.
-    fn map_entry(data: &[u8], start: usize, end: usize, depth: i32) -> Result<Option<(i64, i64)>, DecodeError> {
+    fn map_entry(
+        data: &[u8],
+        start: usize,
+        end: usize,
+        depth: i32,
+    ) -> Result<Option<(i64, i64)>, DecodeError> {
         let mut reader = Reader { data, pos: start, end };
         let (mut key, mut value, mut unknown) = (0i64, 0i64, false);
         while reader.pos < end {

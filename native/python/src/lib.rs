@@ -81,13 +81,19 @@ impl<'py> PySink<'py> {
     }
 
     fn reason(&self, failure: &Failure) -> PyResult<String> {
-        let repr = |text: &str| -> PyResult<String> { Ok(PyString::new(self.py, text).repr()?.to_str()?.to_owned()) };
+        let repr = |text: &str| -> PyResult<String> {
+            Ok(PyString::new(self.py, text).repr()?.to_str()?.to_owned())
+        };
         Ok(match failure {
-            Failure::ExecutionWithoutId { order_id } => format!("execution without an id (order_id={})", repr(order_id)?),
+            Failure::ExecutionWithoutId { order_id } => {
+                format!("execution without an id (order_id={})", repr(order_id)?)
+            }
             Failure::ExecutionWithoutOrderId { execution_id } => {
                 format!("execution {} has no order id", repr(execution_id)?)
             }
-            Failure::SnapshotOrderWithoutId { position } => format!("snapshot order at position {position} has no id"),
+            Failure::SnapshotOrderWithoutId { position } => {
+                format!("snapshot order at position {position} has no id")
+            }
             Failure::CancelRejectWithoutOrderId { clord_id } => {
                 format!("cancel reject without an order id (clord_id={})", repr(clord_id)?)
             }
@@ -165,6 +171,7 @@ impl Transcoder {
     /// update; `sources`: the objects that stand for stream, snapshot, backfill; `response_class`:
     /// a named tuple of the nine response fields; `dead_letter_class`: called with six fields.
     #[new]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         plan: &str,
@@ -175,7 +182,8 @@ impl Transcoder {
         response_class: Py<PyAny>,
         dead_letter_class: Py<PyAny>,
     ) -> PyResult<Self> {
-        let plan = Plan::from_json(plan).map_err(|e| PyValueError::new_err(format!("transcoder plan: {e}")))?;
+        let plan =
+            Plan::from_json(plan).map_err(|e| PyValueError::new_err(format!("transcoder plan: {e}")))?;
         Ok(Transcoder {
             inner: pmx_transcoder::Transcoder::new(plan, [prefixes.0, prefixes.1, prefixes.2], connector),
             kinds: [kinds.0, kinds.1, kinds.2, kinds.3],
