@@ -43,7 +43,14 @@ from typing import Any, Final, NamedTuple, NoReturn, cast
 import fastavro
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
-from connector import _native
+try:
+    from connector import _native
+except ImportError as exc:  # a source tree whose extension was never built
+    msg = (
+        "connector._native (the compiled transcoder, native/) is not built: install the package "
+        "(pip install -e . or make venv; needs cargo, Rust >= 1.85, and a C compiler)"
+    )
+    raise ImportError(msg) from exc
 from connector.core.mapping import (
     CLAMPED_TIMESTAMP_FIELDS,
     ENVELOPE_FIELDS,
