@@ -199,10 +199,17 @@ def reference_execution(
 
 
 def reference_response(
-    data: bytes, received_time_ns: int, prefixes: Mapping[RecordType, bytes], connector: str
+    data: bytes,
+    received_time_ns: int,
+    prefixes: Mapping[RecordType, bytes],
+    connector: str,
+    response_class: Any = trading_pb2.CreateOrderSubscriptionResponse,
 ) -> DecodedResponse:
-    """What the pipeline makes of one response's bytes (raises ``DecodeError`` as protobuf does)."""
-    response = trading_pb2.CreateOrderSubscriptionResponse.FromString(data)
+    """What the pipeline makes of one response's bytes (raises ``DecodeError`` as protobuf does).
+
+    ``response_class``: the generated class of another venue contract (another descriptor pool).
+    """
+    response = response_class.FromString(data)
     try:
         sent = timestamp(response, "processed_sent_time")
     except MappingError:

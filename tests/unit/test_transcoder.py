@@ -10,6 +10,7 @@ venue contract with other field numbers (the official bundle's case) and real gR
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from collections.abc import Callable, Iterator
@@ -50,19 +51,27 @@ SLOW = settings(
 Response = trading_pb2.CreateOrderSubscriptionResponse
 
 
-def normalized(decoded: DecodedResponse, message_class: type[Message] | None = None) -> DecodedResponse:
+def event_classes(response_class: Any) -> dict[str, type[Message]]:
+    """The generated classes of the three event messages of a response class."""
+    update = response_class.DESCRIPTOR.fields_by_name["update"].message_type
+    snapshot = response_class.DESCRIPTOR.fields_by_name["snapshot"].message_type
+    return {
+        "execution": message_factory.GetMessageClass(update.fields_by_name["executions"].message_type),
+        "snapshot_order": message_factory.GetMessageClass(snapshot.fields_by_name["orders"].message_type),
+        "cancel_reject": message_factory.GetMessageClass(update.fields_by_name["cancel_reject"].message_type),
+    }
+
+
+VENUE_CLASSES = event_classes(Response)
+
+
+def normalized(
+    decoded: DecodedResponse, classes: dict[str, type[Message]] = VENUE_CLASSES
+) -> DecodedResponse:
     """Dead letters' bytes as protobuf re-serializes them (the transcoder keeps the venue's bytes)."""
     letters = []
     for letter in decoded.dead_letters:
-        cls = (
-            message_class
-            or {
-                "execution": trading_pb2.Execution,
-                "snapshot_order": trading_pb2.Order,
-                "cancel_reject": trading_pb2.CancelReject,
-            }[letter.event_type]
-        )
-        canonical = cls.FromString(letter.value).SerializeToString(deterministic=True)
+        canonical = classes[letter.event_type].FromString(letter.value).SerializeToString(deterministic=True)
         letters.append(type(letter)(**{**_fields(letter), "value": canonical}))
     return decoded._replace(dead_letters=letters)
 
@@ -537,6 +546,84 @@ def test_a_venue_type_the_schema_cannot_hold_is_refused_at_construction() -> Non
     response = pool.FindMessageTypeByName("polymarket.v1.CreateOrderSubscriptionResponse")
     with pytest.raises(UnsupportedMapping, match=r"polymarket\.v1\.Order\.price"):
         Transcoder(SINGLE_OBJECT, CONNECTOR, response_descriptor=response)
+
+
+def _pool_with_order_changed() -> Any:
+    """trading.proto with Order.symbol gone and a field Order.venue_flag (string, 500) the schemas lack."""
+    pool = descriptor_pool.DescriptorPool()
+    for module in trading_pb2.DESCRIPTOR.dependencies:
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.CopyToProto(proto)
+        pool.Add(proto)
+    proto = descriptor_pb2.FileDescriptorProto()
+    trading_pb2.DESCRIPTOR.CopyToProto(proto)
+    order = next(m for m in proto.message_type if m.name == "Order")
+    symbol = next(index for index, f in enumerate(order.field) if f.name == "symbol")
+    del order.field[symbol]
+    order.field.add(
+        name="venue_flag",
+        number=500,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("polymarket.v1.CreateOrderSubscriptionResponse")
+    )
+
+
+CHANGED_RESPONSE = _pool_with_order_changed()
+CHANGED_TRANSCODER = Transcoder(SINGLE_OBJECT, CONNECTOR, response_descriptor=CHANGED_RESPONSE.DESCRIPTOR)
+
+
+@SLOW
+@given(response=responses(), flag=st.text(max_size=5))
+def test_a_venue_contract_with_a_field_less_and_one_more_equals_the_reference(
+    response: Message, flag: str
+) -> None:
+    """The schema field the venue lacks gets its default; the venue field the schemas lack is ignored
+    (but still checked: it must be valid UTF-8)."""
+    assert CHANGED_TRANSCODER.missing_venue_fields() == ["Order.symbol"]
+    data = response.SerializeToString()  # symbol (number 5) is now an unknown field
+    if response.HasField("update") and response.update.executions:
+        data += _field(3, 2, _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(500, 2, flag.encode()))))
+    expected = reference_response(data, RECEIVED, SINGLE_OBJECT, CONNECTOR, CHANGED_RESPONSE)
+    classes = event_classes(CHANGED_RESPONSE)
+    assert normalized(CHANGED_TRANSCODER.response(data, RECEIVED), classes) == normalized(expected, classes)
+    invalid = data + _field(3, 2, _field(1, 2, _field(2, 2, _field(500, 2, b"\xff"))))
+    with pytest.raises(DecodeError):
+        CHANGED_RESPONSE.FromString(invalid)
+    with pytest.raises(TranscodeError):
+        CHANGED_TRANSCODER.response(invalid, RECEIVED)
+
+
+def test_the_plan_covers_every_venue_field_and_every_schema_field() -> None:
+    """Checked against the same descriptors and .avsc: every field of every message the response
+    reaches is decoded (numbers and kinds from the descriptor), and every event schema field has
+    exactly one step, in schema order."""
+    plan = json.loads(TRANSCODERS["single_object"].plan_json)
+    messages = {message["name"]: message for message in plan["messages"]}
+    pending, seen = [Response.DESCRIPTOR], set()
+    while pending:
+        descriptor = pending.pop()
+        if descriptor.full_name in seen:
+            continue
+        seen.add(descriptor.full_name)
+        fields = {(f["name"], f["number"]) for f in messages[descriptor.full_name]["fields"]}
+        assert fields == {(f.name, f.number) for f in descriptor.fields}, descriptor.full_name
+        pending.extend(
+            f.message_type
+            for f in descriptor.fields
+            if f.message_type and not f.message_type.GetOptions().map_entry
+        )
+    assert seen == set(messages)
+    writers = plan["writers"]
+    for event, record_type in (
+        ("execution", RecordType.EXECUTION),
+        ("snapshot_order", RecordType.ORDER_SNAPSHOT),
+        ("cancel_reject", RecordType.CANCEL_REJECT),
+    ):
+        assert len(writers[plan[event]["writer"]]["ops"]) == len(schema_dict(record_type)["fields"])
 
 
 def test_every_schema_field_has_a_venue_field_as_in_the_mapping() -> None:
