@@ -11,7 +11,10 @@ best of several repeats) of:
   with an identity response deserializer hands it over;
 - ``native_reserialized``: ``FromString`` then ``SerializeToString`` then ``Transcoder.response``
   (what taking parsed messages would cost), and ``native_per_execution``: parsed, each execution
-  re-serialized and given to ``Transcoder.execution``.
+  re-serialized and given to ``Transcoder.execution``;
+- ``rust_core_only``: the same frames through the Rust core with no Python objects
+  (``native/core/examples/bench.rs``, wall time: the difference to ``native_raw_bytes`` is the
+  cost of the Python objects the engine receives).
 
 Ratios are against ``python_single_object`` of the same run. Run: ``python -m tests.perf.transcoder_bench``
 (``BENCH_QUICK=1`` for a short run); figures on stdout and in ``bench-transcoder.json``.
@@ -21,7 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +54,30 @@ def best_cpu_s(work: Callable[[], object], repeats: int) -> float:
         work()
         best = min(best, time.process_time() - started)
     return best
+
+
+def rust_core_ns(transcoder: Transcoder, frames: list[bytes], repeats: int) -> float:
+    """ns per execution of the Rust core with no Python objects (native/core/examples/bench.rs)."""
+    with tempfile.TemporaryDirectory() as folder:
+        plan, data = Path(folder) / "plan.json", Path(folder) / "frames"
+        plan.write_text(transcoder.plan_json)
+        data.write_bytes(b"".join(len(frame).to_bytes(4, "little") + frame for frame in frames))
+        manifest = REPO / "native" / "Cargo.toml"
+        command = [
+            "cargo",
+            "run",
+            "--quiet",
+            "--release",
+            "--manifest-path",
+            str(manifest),
+            "-p",
+            "pmx-transcoder",
+        ]
+        arguments = [str(plan), str(data), str(EXECUTIONS_PER_UPDATE), str(repeats)]
+        output = subprocess.run(
+            [*command, "--example", "bench", "--", *arguments], check=True, capture_output=True, text=True
+        )
+    return float(output.stdout.strip())
 
 
 def main() -> int:
@@ -134,6 +163,9 @@ def main() -> int:
         seconds = best_cpu_s(work, repeats)
         us_per_execution[name] = seconds / executions * 1e6
         print(f"  {name}: {us_per_execution[name]:.3f} µs/execution", file=sys.stderr)
+
+    us_per_execution["rust_core_only"] = rust_core_ns(native["single_object"], frames, repeats) / 1000
+    print(f"  rust_core_only: {us_per_execution['rust_core_only']:.3f} µs/execution", file=sys.stderr)
 
     def python_snapshot() -> None:
         encode = single[RecordType.ORDER_SNAPSHOT]
