@@ -26,7 +26,14 @@ impl Sink for Counting {
         self.bytes += key.len() + value.len();
         self.records += 1;
     }
-    fn dead_letter(&mut self, _event: EventType, _position: usize, raw: &[u8], _key: &[u8], _failure: Failure) {
+    fn dead_letter(
+        &mut self,
+        _event: EventType,
+        _position: usize,
+        raw: &[u8],
+        _key: &[u8],
+        _failure: Failure,
+    ) {
         self.bytes += raw.len();
     }
 }
@@ -44,7 +51,8 @@ fn main() {
         frames.push(&data[at + 4..at + 4 + length]);
         at += 4 + length;
     }
-    let transcoder = Transcoder::new(plan, [b"\xc3\x01ABCDEFGH".to_vec(), b"S".to_vec(), b"C".to_vec()], "bench".into());
+    let transcoder =
+        Transcoder::new(plan, [b"\xc3\x01ABCDEFGH".to_vec(), b"S".to_vec(), b"C".to_vec()], "bench".into());
     let mut best = f64::INFINITY;
     let mut sink = Counting::default();
     for _ in 0..repeats {

@@ -126,10 +126,18 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Run `work` with this thread's scratch buffers (fresh ones if they are in use: re-entry).
+/// Run `work` with this thread's scratch buffers (fresh ones if they are in use: re-entry). What a
+/// huge input grew (a 100,000-order snapshot: ~80 MB of slots) is given back afterwards.
 fn with_scratch<R>(work: impl FnOnce(&mut Scratch) -> R) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => work(&mut scratch),
+        Ok(mut scratch) => {
+            let result = work(&mut scratch);
+            scratch.decoded.trim();
+            if scratch.buffers.out.capacity() > wire::KEEP_BYTES {
+                scratch.buffers.out = Vec::new();
+            }
+            result
+        }
         Err(_) => work(&mut Scratch::default()),
     })
 }

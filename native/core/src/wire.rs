@@ -178,7 +178,32 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Scratch memory kept between calls (about what a few hundred executions need).
+pub const KEEP_BYTES: usize = 1 << 20;
+
 impl Decoded {
+    /// Give back what a huge input made the arena grow to.
+    pub fn trim(&mut self) {
+        let slot_limit = KEEP_BYTES / std::mem::size_of::<Slot>();
+        if self.slots.capacity() > slot_limit {
+            self.slots = Vec::new();
+        }
+        if self.nodes.capacity() > slot_limit / 8 {
+            self.nodes = Vec::new();
+        }
+        if self.lists.len() > 1024 || self.lists.iter().any(|list| list.capacity() > slot_limit / 4) {
+            self.lists = Vec::new();
+            self.lists_used = 0;
+        }
+        if self.pairs.len() > 1024 {
+            self.pairs = Vec::new();
+            self.pairs_used = 0;
+        }
+        if self.extra_raw.capacity() > slot_limit / 8 {
+            self.extra_raw = Vec::new();
+        }
+    }
+
     pub fn clear(&mut self) {
         self.slots.clear();
         self.nodes.clear();
