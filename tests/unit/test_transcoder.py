@@ -303,6 +303,20 @@ WIRE_CASES: dict[str, bytes] = {
     "stray end group": _varint(99 << 3 | 4),
     "unterminated group": _field(99, 3, b"") + _field(7, 0, b"\x01"),
     "field number 0": _field(0, 0, b"\x01"),
+    # upb skips field number 0 in a message without fields and inside unknown groups (a fuzzer's find).
+    "field number 0 in the heartbeat": _field(1, 2, _field(0, 5, b"IIII") + _field(0, 3, b"") + _varint(4)),
+    "field number 0 in an unknown group": _field(99, 3, _field(0, 0, b"\x01")) + _varint(99 << 3 | 4),
+    "field number 0 in an update": _field(3, 2, _field(0, 0, b"\x01")),
+    "field number 0 in a map entry": _field(
+        3, 2, _field(1, 2, _field(1, 2, b"E") + _field(2, 2, _field(41, 2, _field(0, 0, b"\x01"))))
+    ),
+    "field number 0 in a group in a map entry": _field(
+        3,
+        2,
+        _field(
+            1, 2, _field(2, 2, _field(41, 2, _field(77, 3, _field(0, 0, b"\x01")) + _varint(77 << 3 | 4)))
+        ),
+    ),
     "wire type 6": _varint(5 << 3 | 6),
     "wire type 7": _varint(5 << 3 | 7),
     "tag of 6 bytes": b"\x88\x80\x80\x80\x80\x00\x01",

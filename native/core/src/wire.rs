@@ -8,7 +8,9 @@
 //! - a known field number with another wire type is an unknown field; unknown fields (groups
 //!   included) are skipped but must be well formed;
 //! - strings must be valid UTF-8 (proto3); varints take at most 10 bytes, tags at most 5 and 32
-//!   bits; field number 0, wire types 6 and 7, a stray end-group and truncation are errors;
+//!   bits; wire types 6 and 7, a stray end-group and truncation are errors; so is field number 0,
+//!   but (as upb) only directly in a message that has fields: in a message without fields
+//!   (`Heartbeat`) and inside an unknown group it is skipped like any unknown field;
 //! - nesting (messages and groups) deeper than 100 is an error.
 //!
 //! Any of these errors rejects the whole input, as `FromString` would.
@@ -115,11 +117,9 @@ impl<'a> Reader<'a> {
         if self.pos - start > 5 || value > u64::from(u32::MAX) {
             return malformed("tag", start);
         }
-        let number = (value >> 3) as u32;
-        if number == 0 {
-            return malformed("field number 0", start);
-        }
-        Ok((number, (value & 7) as u32))
+        // Field number 0 is checked by the caller: protobuf refuses it in a message with fields
+        // only (not in one without, nor inside an unknown group).
+        Ok(((value >> 3) as u32, (value & 7) as u32))
     }
 
     #[inline]
@@ -272,6 +272,9 @@ impl Decoded {
         while reader.pos < end {
             let at = reader.pos;
             let (number, wire) = reader.tag()?;
+            if number == 0 && !message_plan.fields.is_empty() {
+                return malformed("field number 0", at);
+            }
             let Some(slot) = message_plan.slot_of(number) else {
                 reader.skip(number, wire, depth)?;
                 continue;
@@ -362,8 +365,10 @@ impl Decoded {
         let mut reader = Reader { data, pos: start, end };
         let (mut key, mut value, mut unknown) = (0i64, 0i64, false);
         while reader.pos < end {
+            let at = reader.pos;
             let (number, wire) = reader.tag()?;
             match (number, wire) {
+                (0, _) => return malformed("field number 0", at),
                 (1, 0) => key = reader.varint()? as i64,
                 (2, 0) => value = reader.varint()? as i64,
                 _ => {
