@@ -59,7 +59,8 @@ bench: venv
 
 soak: venv
 	$(BIN)/python -m tests.chaos --duration $(SOAK_SECONDS)
-	$(BIN)/python scripts/fuzz_transcoder.py --seconds $(FUZZ_SECONDS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_CORPUS=$(CURDIR)/native/fuzz/corpus/transcode \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_transcoder_fuzz.py
 
 protos: venv
 	$(BIN)/python scripts/generate_protos.py

@@ -1,5 +1,6 @@
-"""libFuzzer on the native transcoder, briefly (``make soak`` runs it for FUZZ_SECONDS), then its corpus
-replayed through the Python module against protobuf and the reference.
+"""libFuzzer on the native transcoder, briefly (``make soak`` runs it for FUZZ_SECONDS on a corpus it
+keeps, FUZZ_CORPUS), then its corpus replayed through the Python module against protobuf and the
+reference.
 
 libFuzzer explores the Rust code by coverage (scripts/fuzz_transcoder.py: overflow checks and
 debug assertions on, invariants asserted in native/fuzz); a panic or a broken invariant fails the
@@ -23,18 +24,20 @@ from tests.unit.test_transcoder import assert_same_as_reference
 
 REPO = Path(__file__).resolve().parents[2]
 SECONDS = int(os.environ.get("FUZZ_SECONDS", "20"))
-REPLAY_LIMIT = 20_000
+# make soak keeps a corpus from run to run (FUZZ_CORPUS); make test starts from the seeds.
+CORPUS = os.environ.get("FUZZ_CORPUS")
+REPLAY_LIMIT = 50_000
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(SECONDS + 900)
 def test_libfuzzer_finds_nothing_and_its_corpus_matches_the_reference(tmp_path: Path) -> None:
     missing = [tool for tool in ("cargo", "rustc", "c++") if shutil.which(tool) is None]
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"fuzzing needs {', '.join(missing)} (on every machine of this kind)")
         pytest.skip(f"fuzzing needs {', '.join(missing)}")
-    corpus = tmp_path / "corpus"
+    corpus = Path(CORPUS) if CORPUS else tmp_path / "corpus"
     result = subprocess.run(
         [
             sys.executable,
