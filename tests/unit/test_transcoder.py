@@ -466,6 +466,22 @@ def test_no_record_escapes_after_invalid_bytes() -> None:
     assert_same_as_reference(good)
 
 
+def test_threads_transcoding_at_once_get_their_own_results() -> None:
+    """Each thread has its own scratch buffers: concurrent calls do not mix their records."""
+    frames = []
+    for index in range(8):
+        response = Response(session_id=f"s{index}")
+        for number in range(50):
+            execution = response.update.executions.add(id=f"E{index}-{number}", text="t" * index)
+            execution.order.id = f"O{index}"
+        frames.append(response.SerializeToString())
+    transcoder = TRANSCODERS["registry"]
+    expected = [transcoder.response(frame, RECEIVED) for frame in frames]
+    with futures.ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(5):
+            assert list(pool.map(lambda frame: transcoder.response(frame, RECEIVED), frames)) == expected
+
+
 def test_wrong_argument_types_are_not_reported_as_venue_data() -> None:
     transcoder = TRANSCODERS["single_object"]
     with pytest.raises(TypeError):
