@@ -100,6 +100,12 @@ pub struct FieldPlan {
     /// The oneof the field belongs to (setting it clears the oneof's other fields).
     #[serde(default)]
     pub oneof: Option<usize>,
+    /// `kind.wire_type()`, resolved once.
+    #[serde(skip)]
+    pub wire: u32,
+    /// Whether setting it clears other fields (a oneof with other members).
+    #[serde(skip)]
+    pub clears: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -360,6 +366,9 @@ impl Plan {
                 }
             }
             message.sparse.sort_unstable();
+            for field in &mut message.fields {
+                field.wire = field.kind.wire_type();
+            }
             message.oneof_others = message
                 .fields
                 .iter()
@@ -375,6 +384,9 @@ impl Plan {
                         .collect(),
                 })
                 .collect();
+            for (field, others) in message.fields.iter_mut().zip(&message.oneof_others) {
+                field.clears = !others.is_empty();
+            }
         }
         Ok(())
     }

@@ -280,7 +280,7 @@ impl Decoded {
                 continue;
             };
             let field = &message_plan.fields[slot];
-            if field.kind.wire_type() != wire {
+            if field.wire != wire {
                 reader.skip(number, wire, depth)?;
                 continue;
             }
@@ -344,9 +344,8 @@ impl Decoded {
                 _ => Slot::Value(reader.varint()?),
             };
             self.slots[index] = value;
-            let others = &message_plan.oneof_others[slot];
-            if !others.is_empty() {
-                for &other in others {
+            if field.clears {
+                for &other in &message_plan.oneof_others[slot] {
                     self.slots[base + usize::from(other)] = Slot::Empty;
                 }
             }
