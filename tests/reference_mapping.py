@@ -24,7 +24,6 @@ from connector.core.mapping import (
     ENVELOPE_FIELDS,
     MAX_TIMESTAMP_NS,
     MIN_TIMESTAMP_NS,
-    NANOS_PER_SECOND,
     NUMBER_SUFFIX,
     TIMESTAMP_TYPE,
     UNKNOWN_SYMBOL,
@@ -34,6 +33,7 @@ from connector.core.mapping import (
 )
 from connector.core.record_schemas import RecordType, schema_dict
 from connector.core.transcoder import DeadLetter, DecodedResponse, ResponseKind
+from connector.core.venue_time import NANOS_PER_SECOND
 
 SCHEMAS = {record_type: schema_dict(record_type) for record_type in RecordType}
 PARSED = {record_type: fastavro.parse_schema(schema_dict(record_type)) for record_type in RecordType}

@@ -283,7 +283,7 @@ class World:
             ),
             seeder=SimSeeder(self.kafka, TOPICS.executions),
             startup=[StartupStep("waiting_for_kafka", kafka_answers)],
-            decoder=DECODER,
+            make_decoder=lambda: DECODER,
             recent_ids=RecentExecutionIds(200_000),
             observer=_NoMetrics(),
             status=ServiceStatus(connector=CONNECTOR, subscription=SUBSCRIPTION),
