@@ -4,14 +4,17 @@
 #   make test    the whole test suite (what CI runs through .ci/run)
 #   make check   ruff, ruff format --check, mypy --strict, import-linter
 #   make bench   the performance benchmarks (not part of make test)
-#   make soak    the chaos scenario for SOAK_SECONDS (default 900) of order flow (not part of make test)
+#   make soak    the chaos scenario for SOAK_SECONDS (default 900) of order flow, then FUZZ_SECONDS
+#                (default 600) of libFuzzer on the native transcoder (not part of make test)
 #   make protos  regenerate connector/_pb from protos/
 #   make kafka   a real three-node Apache Kafka (KRaft) on loopback, until Ctrl-C (fresh data each time)
 #   make lowest-deps  the unit and component tests on the lowest dependency versions pyproject.toml allows
 #   make tools   the non-Python tools the tests need, into .tools/ (Prometheus; the Kafka broker via Maven)
 #
 # `make test` and `make demo` create .venv and install the project into it when needed; the
-# install is keyed on a hash of pyproject.toml, so it is skipped when nothing changed.
+# install is keyed on a hash of pyproject.toml, so it is skipped when nothing changed. The install
+# builds the native transcoder (native/, Rust, through setuptools-rust); it is rebuilt when its
+# sources change.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -20,6 +23,9 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS  := .tools
 
 SOAK_SECONDS ?= 900
+FUZZ_SECONDS ?= 600
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock $(shell find native/core native/python -name '*.rs' -o -name Cargo.toml 2>/dev/null)
+NATIVE := $(VENV)/.native-built
 
 .PHONY: venv test check bench soak protos demo clean tools kafka lowest-deps
 
@@ -29,9 +35,14 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@rm -f $(VENV)/.installed-*
+	@touch $@ $(NATIVE)
+
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES)
+	@echo "building the native transcoder (connector._native) ..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-venv: $(STAMP)
+venv: $(STAMP) $(NATIVE)
 
 tools: venv
 	@scripts/install-tools.sh "$(TOOLS)"
@@ -46,10 +57,13 @@ check: venv
 	$(BIN)/lint-imports
 
 bench: venv
+	$(BIN)/python -m tests.perf.transcoder_bench
 	$(BIN)/python -m tests.perf.bench
 
 soak: venv
 	$(BIN)/python -m tests.chaos --duration $(SOAK_SECONDS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_CORPUS=$(CURDIR)/native/fuzz/corpus/transcode \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_transcoder_fuzz.py
 
 protos: venv
 	$(BIN)/python scripts/generate_protos.py

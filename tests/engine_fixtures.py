@@ -30,14 +30,17 @@ class ScriptedStream:
     """A venue stream whose responses the test queues."""
 
     def __init__(self, responses: Iterable[Any] = ()) -> None:
-        self._items: deque[Any] = deque(responses)
+        self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self.cancelled = False
+        self.push(*responses)
 
     def push(self, *items: Any) -> None:
-        """Queue responses (or a :class:`StreamEnd`)."""
+        """Queue responses (or a :class:`StreamEnd`); they go out as their wire bytes, as gRPC's do."""
         with self._lock:
-            self._items.extend(items)
+            self._items.extend(
+                item if isinstance(item, StreamEnd) else item.SerializeToString() for item in items
+            )
 
     def take(self) -> Any | StreamEnd | None:
         with self._lock:

@@ -15,13 +15,13 @@ from google.protobuf.message import Message
 from hypothesis import strategies as st
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.core.mapping import MAX_TIMESTAMP_NS, RecordMapper
+from connector.core.mapping import MAX_TIMESTAMP_NS
 from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.transcoder import Transcoder
 from connector.engine.pipeline import Topics, VenueDecoder
 from connector.kafka.encoding import SingleObjectEncoder
 
 TOPICS = Topics("fz.executions", "fz.snapshots", "fz.cancel-rejects", "fz.heartbeats", "fz.dlq")
-MAPPER = RecordMapper.for_venue()
 ENCODERS = {record_type: SingleObjectEncoder(schema_dict(record_type)) for record_type in RecordType}
 PARSED = {record_type: fastavro.parse_schema(schema_dict(record_type)) for record_type in RecordType}
 
@@ -177,7 +177,7 @@ def responses(draw: st.DrawFn) -> trading_pb2.CreateOrderSubscriptionResponse:
 
 KIND_OF = {"execution": "execution", "order_snapshot": "snapshot_order", "cancel_reject": "cancel_reject"}
 DECODER = VenueDecoder(
-    mapper=MAPPER,
+    transcoder=Transcoder({record_type: encoder.header for record_type, encoder in ENCODERS.items()}, "fuzz"),
     encoders=ENCODERS,
     topics=TOPICS,
     connector_name="fuzz",

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from connector.commands.composition import build_decoder, build_tokens, encoders_for, execution_search
+from connector.commands.composition import (
+    build_decoder,
+    build_tokens,
+    encoders_for,
+    execution_search,
+    framing,
+)
 from connector.config import Settings, load_settings, start_from_ns
 from connector.core.backfill_plan import Window
 from connector.core.dedup import RecentExecutionIds
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if schema_ids is not None and schema_ids.missing():
         _say("asking the Schema Registry for the schema IDs ...")
         _resolve_with_retries(schema_ids.resolve)
-    decoder = build_decoder(settings, encoders, "backfill")
+    decoder = build_decoder(settings, encoders, framing(settings, schema_ids), "backfill")
     publisher = KafkaPublisher(build_producer(kafka.bootstrap_servers, kafka.properties), lambda _seq: None)
     span = f"[{iso_from_ns(window.start_ns)}, {iso_from_ns(window.end_ns)}]"
     _say(f"backfilling {span} into {topics['executions']}")

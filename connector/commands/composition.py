@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -21,8 +21,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from connector.config import Settings, start_from_ns
 from connector.core.backfill_plan import RecoveryMargins, SubscriptionFilter
 from connector.core.dedup import RecentExecutionIds
-from connector.core.mapping import RecordMapper
 from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.transcoder import Transcoder
 from connector.core.watermark import Watermark
 from connector.engine.backfill import BackfillTuning
 from connector.engine.pipeline import Topics, VenueDecoder
@@ -170,7 +170,7 @@ def build_engine(
             bootstrap_servers=kafka.bootstrap_servers, properties=kafka.properties, topic=topics["executions"]
         ),
         startup=startup,
-        decoder=build_decoder(settings, encoders, subscription),
+        make_decoder=lambda: build_decoder(settings, encoders, framing(settings, schema_ids), subscription),
         recent_ids=RecentExecutionIds(settings.connector.recent_execution_ids),
         observer=metrics,
         status=status,
@@ -235,11 +235,16 @@ def build_tokens(settings: Settings, metrics: Metrics) -> TokenProvider:
     )
 
 
-def build_decoder(settings: Settings, encoders: dict[RecordType, Encoder], subscription: str) -> VenueDecoder:
-    """The decoder, writing to the configured topics."""
+def build_decoder(
+    settings: Settings,
+    encoders: dict[RecordType, Encoder],
+    prefixes: Mapping[RecordType, bytes],
+    subscription: str,
+) -> VenueDecoder:
+    """The decoder: the compiled transcoder with these framing headers, writing to the configured topics."""
     topics = topic_names(settings)
     return VenueDecoder(
-        mapper=RecordMapper.for_venue(),
+        transcoder=Transcoder(prefixes, settings.connector.name),
         encoders=encoders,
         topics=Topics(
             topics["executions"],
@@ -251,6 +256,19 @@ def build_decoder(settings: Settings, encoders: dict[RecordType, Encoder], subsc
         connector_name=settings.connector.name,
         subscription=subscription,
     )
+
+
+def framing(settings: Settings, schema_ids: RegistrySchemaIds[RecordType] | None) -> dict[RecordType, bytes]:
+    """Each record type's framing header: single-object (marker + fingerprint) or registry (magic + ID).
+
+    With a registry, call it once the IDs are resolved (the engine builds its decoder after its
+    start-up steps).
+    """
+    if settings.schema_registry.url is None or schema_ids is None:
+        return {
+            record_type: SingleObjectEncoder(schema_dict(record_type)).header for record_type in RecordType
+        }
+    return {record_type: schema_ids.prefix(record_type) for record_type in RecordType}
 
 
 def execution_search(settings: Settings, tokens: TokenProvider) -> ExecutionSearchClient:

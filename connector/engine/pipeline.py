@@ -1,15 +1,18 @@
 """Decoding: one venue response (or one searched execution) in, the records it becomes out (no I/O).
 
-For each ``CreateOrderSubscriptionResponse`` (DESIGN.md §1, §4), read by documented field names only:
+The venue's bytes go through the compiled transcoder (:mod:`connector.core.transcoder`) in one call
+per response: the stream hands over each ``CreateOrderSubscriptionResponse`` as its wire bytes, so no
+Python protobuf object is ever built on the hot path. What each member of the response becomes
+(DESIGN.md §1, §4), read by documented field names only:
 
-- ``heartbeat`` -> no record (the engine decides what the heartbeat proves);
+- ``heartbeat`` -> no record (a heartbeat proves nothing about the past: see ``engine/service.py``);
 - ``snapshot`` -> one OrderSnapshotEvent per order (Kafka timestamp: ``processed_sent_time``);
 - ``update`` -> one ExecutionEvent per execution (timestamp and proof: ``transact_time``), and a
   CancelRejectEvent for ``cancel_reject`` (proof: its ``transact_time`` when it has one);
-- an event the venue sent that cannot become a record (:class:`~connector.errors.VenueDataError`)
-  -> a dead letter: its raw protobuf bytes for the DLQ topic, keyed by its order ID, with ``error``
-  and ``error_type`` headers. Only venue data is dead-lettered: any other exception is a bug of the
-  connector and propagates.
+- an event the venue sent that cannot become a record -> a dead letter: its raw protobuf bytes for
+  the DLQ topic, keyed by its order ID, with ``error`` and ``error_type`` headers, in its place in
+  wire order. Only venue data is dead-lettered: any other exception is a bug of the connector and
+  propagates.
 
 Every record is keyed by the order ID's UTF-8 bytes. The connector's own records (ConnectorHeartbeat,
 GapDetected) are built here too, so one module knows every record the connector writes but the
@@ -19,22 +22,32 @@ checkpoint (``kafka/checkpoints.py``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from google.protobuf.message import Message
-
 from connector import __version__
+from connector._pb.polymarket.v1 import trading_pb2
 from connector.core.backfill_plan import Gap
-from connector.core.mapping import EventContext, RecordMapper, Source, timestamp_ns
+from connector.core.mapping import EventContext, Source
 from connector.core.record_schemas import RecordType
 from connector.core.records import EventType, MessageKind, OutRecord, VenueMessage
-from connector.errors import VenueDataError
+from connector.core.transcoder import DeadLetter, DecodedResponse, ResponseKind, TranscodeError, Transcoder
 
 _LOG: Final = logging.getLogger(__name__)
 
 DLQ_ERROR_BYTES: Final = 1000
+KINDS: Final = {
+    ResponseKind.HEARTBEAT: MessageKind.HEARTBEAT,
+    ResponseKind.SNAPSHOT: MessageKind.SNAPSHOT,
+    ResponseKind.UPDATE: MessageKind.UPDATE,
+    ResponseKind.NONE: MessageKind.NONE,
+}
+DEAD_LETTER_TYPES: Final = {
+    "execution": EventType.EXECUTION,
+    "snapshot_order": EventType.ORDER_SNAPSHOT,
+    "cancel_reject": EventType.CANCEL_REJECT,
+}
 
 Encoder = Callable[[Mapping[str, Any], str], bytes]  # (record, topic) -> value
 
@@ -51,22 +64,19 @@ class Topics:
 
 
 class VenueDecoder:
-    """Turns venue messages into records ready to publish (mapping, encoding, keys, proofs)."""
+    """Turns venue bytes into records ready to publish (transcoding, keys, proofs, dead letters)."""
 
     def __init__(
         self,
         *,
-        mapper: RecordMapper,
+        transcoder: Transcoder,
         encoders: Mapping[RecordType, Encoder],
         topics: Topics,
         connector_name: str,
         subscription: str,
     ) -> None:
-        """Hold the mapper, the encoder of each record type and the destination topics."""
-        self._mapper = mapper
-        self._encode_execution = encoders[RecordType.EXECUTION]
-        self._encode_snapshot = encoders[RecordType.ORDER_SNAPSHOT]
-        self._encode_cancel_reject = encoders[RecordType.CANCEL_REJECT]
+        """Hold the transcoder, the encoders of the connector's own records, and the topics."""
+        self._transcoder = transcoder
         self._encode_heartbeat = encoders[RecordType.CONNECTOR_HEARTBEAT]
         self._encode_gap = encoders[RecordType.GAP_DETECTED]
         self._topics = topics
@@ -84,119 +94,153 @@ class VenueDecoder:
         """Where dead letters go."""
         return self._topics.dlq
 
-    def response(self, response: Any, received_ns: int) -> VenueMessage:
-        """Decode one ``CreateOrderSubscriptionResponse``."""
-        session_id: str = response.session_id
-        sent_ns = _optional_timestamp(response, "processed_sent_time")
-        records: tuple[OutRecord, ...] = ()
-        if response.HasField("heartbeat"):
-            kind = MessageKind.HEARTBEAT
-        elif response.HasField("snapshot"):
-            kind = MessageKind.SNAPSHOT
-            context = EventContext(Source.SNAPSHOT, session_id, sent_ns, received_ns, self._connector)
-            records = tuple(self._snapshot(response.snapshot.orders, context))
-        elif response.HasField("update"):
-            kind = MessageKind.UPDATE
-            context = EventContext(Source.STREAM, session_id, sent_ns, received_ns, self._connector)
-            update = response.update
-            decoded = [self.execution(execution, context) for execution in update.executions]
-            if update.HasField("cancel_reject"):
-                decoded.append(self._cancel_reject(update.cancel_reject, context))
-            records = tuple(decoded)
-        else:
-            kind = MessageKind.NONE
-        return VenueMessage(kind, session_id, sent_ns, received_ns, records, response.ByteSize())
+    def response(self, data: bytes, received_ns: int) -> VenueMessage:
+        """Decode one ``CreateOrderSubscriptionResponse`` from its wire bytes.
 
-    def execution(self, execution: Any, context: EventContext) -> OutRecord:
-        """Decode one execution (from the stream or a backfill): an ExecutionEvent, or a dead letter."""
+        Raises:
+            TranscodeError: the bytes are not a response at all (``error_type`` ``DecodeError``).
+        """
+        decoded = self._transcoder.response(data, received_ns)
+        session_id = decoded.session_id
+        sent_ns = decoded.processed_sent_time_ns
+        if decoded.kind is ResponseKind.SNAPSHOT:
+            records = list(self._snapshot(decoded, session_id, sent_ns))
+        elif decoded.kind is ResponseKind.UPDATE:
+            records = list(self._update(decoded, session_id, sent_ns))
+        else:
+            records = []
+        return VenueMessage(KINDS[decoded.kind], session_id, sent_ns, received_ns, tuple(records), len(data))
+
+    def _update(self, decoded: DecodedResponse, session_id: str, sent_ns: int | None) -> Iterator[OutRecord]:
+        topic = self._topics.executions
+        letters = {
+            letter.position: letter for letter in decoded.dead_letters if letter.event_type == "execution"
+        }
+        encoded = iter(decoded.executions)
+        for position in range(len(decoded.executions) + len(letters)):  # wire order
+            letter = letters.get(position)
+            if letter is not None:
+                yield self._dead_letter(letter, "stream", session_id, sent_ns)
+                continue
+            execution_id, key, transact_ns, value = next(encoded)
+            yield OutRecord(
+                topic,
+                key,
+                value,
+                EventType.EXECUTION,
+                "stream",
+                session_id,
+                transact_ns,
+                transact_ns,
+                execution_id,
+            )
+        for letter in decoded.dead_letters:
+            if letter.event_type == "cancel_reject":
+                yield self._dead_letter(letter, "stream", session_id, sent_ns)
+        cancel_reject = decoded.cancel_reject
+        if cancel_reject is not None:
+            key, transact_ns, value = cancel_reject
+            yield OutRecord(
+                self._topics.cancel_rejects,
+                key,
+                value,
+                EventType.CANCEL_REJECT,
+                "stream",
+                session_id,
+                transact_ns or sent_ns,
+                transact_ns,  # without a transact_time only the send time is known: it proves nothing
+                "",
+            )
+
+    def _snapshot(
+        self, decoded: DecodedResponse, session_id: str, sent_ns: int | None
+    ) -> Iterator[OutRecord]:
+        topic = self._topics.snapshots
+        letters = {
+            letter.position: letter
+            for letter in decoded.dead_letters
+            if letter.event_type == "snapshot_order"
+        }
+        orders = iter(decoded.snapshot_orders)
+        for position in range(decoded.snapshot_size):
+            letter = letters.get(position)
+            if letter is not None:
+                yield self._dead_letter(letter, "snapshot", session_id, sent_ns)
+                continue
+            key, value = next(orders)
+            # A snapshot is state, not history: it proves nothing about earlier executions.
+            yield OutRecord(
+                topic, key, value, EventType.ORDER_SNAPSHOT, "snapshot", session_id, sent_ns, None, ""
+            )
+
+    def execution(self, execution: trading_pb2.Execution, context: EventContext) -> OutRecord:
+        """Decode one searched execution (a backfill): an ExecutionEvent, or a dead letter."""
+        data = execution.SerializeToString()
+        source = context.source.value.lower()
         try:
-            record = self._mapper.execution(execution, context)
-        except VenueDataError as exc:
-            return self._dead_letter(EventType.EXECUTION, execution, exc, context)
-        transact_ns: int | None = record["transact_time"]
+            execution_id, key, transact_ns, value = self._transcoder.execution(
+                data,
+                source=context.source,
+                session_id=context.session_id,
+                processed_sent_time_ns=context.processed_sent_time_ns,
+                received_time_ns=context.received_time_ns,
+            )
+        except TranscodeError as exc:
+            letter = DeadLetter("execution", 0, data, exc.key, exc.error_type, exc.reason)
+            return self._dead_letter(letter, source, context.session_id, context.processed_sent_time_ns)
         topic = self._topics.executions
         return OutRecord(
             topic,
-            record["order_id"].encode(),
-            self._encode_execution(record, topic),
+            key,
+            value,
             EventType.EXECUTION,
-            context.source.value.lower(),
+            source,
             context.session_id,
             transact_ns,
             transact_ns,
-            record["execution_id"],
-        )
-
-    def _snapshot(self, orders: Any, context: EventContext) -> list[OutRecord]:
-        size = len(orders)
-        snapshot_id = f"{context.session_id}@{context.processed_sent_time_ns or context.received_time_ns}"
-        topic = self._topics.snapshots
-        timestamp = context.processed_sent_time_ns
-        decoded = []
-        for position, order in enumerate(orders):
-            try:
-                record = self._mapper.snapshot_order(order, snapshot_id, position, size, context)
-            except VenueDataError as exc:
-                decoded.append(self._dead_letter(EventType.ORDER_SNAPSHOT, order, exc, context))
-                continue
-            # A snapshot is state, not history: it proves nothing about earlier executions.
-            decoded.append(
-                OutRecord(
-                    topic,
-                    record["order_id"].encode(),
-                    self._encode_snapshot(record, topic),
-                    EventType.ORDER_SNAPSHOT,
-                    "snapshot",
-                    context.session_id,
-                    timestamp,
-                    None,
-                    "",
-                )
-            )
-        return decoded
-
-    def _cancel_reject(self, cancel_reject: Any, context: EventContext) -> OutRecord:
-        try:
-            record = self._mapper.cancel_reject(cancel_reject, context)
-        except VenueDataError as exc:
-            return self._dead_letter(EventType.CANCEL_REJECT, cancel_reject, exc, context)
-        transact_ns: int | None = record["transact_time"]
-        topic = self._topics.cancel_rejects
-        return OutRecord(
-            topic,
-            record["order_id"].encode(),
-            self._encode_cancel_reject(record, topic),
-            EventType.CANCEL_REJECT,
-            context.source.value.lower(),
-            context.session_id,
-            transact_ns or context.processed_sent_time_ns,
-            transact_ns,  # without a transact_time only the send time is known: it proves nothing
-            "",
+            execution_id,
         )
 
     def _dead_letter(
-        self, event_type: EventType, message: Message, error: VenueDataError, context: EventContext
+        self, letter: DeadLetter, source: str, session_id: str, sent_ns: int | None
     ) -> OutRecord:
-        reason = type(error).__name__
-        execution_id = str(getattr(message, "id", "")) if event_type is EventType.EXECUTION else ""
+        event_type = DEAD_LETTER_TYPES[letter.event_type]
+        execution_id = execution_id_of(letter.value) if event_type is EventType.EXECUTION else ""
         _LOG.warning(
             "%s sent to the dead-letter topic (order_id=%r, execution_id=%r): %s",
             event_type.value,
-            order_id_of(message),
+            letter.key.decode(errors="replace"),
             execution_id,
-            error,
+            letter.reason,
         )
         return dead_letter(
             self._topics.dlq,
             event_type,
-            message.SerializeToString(),
-            order_id_of(message).encode(),
-            source=context.source.value.lower(),
-            session_id=context.session_id,
-            timestamp_ns=context.processed_sent_time_ns,
-            reason=reason,
-            error=str(error),
+            letter.value,
+            letter.key,
+            source=source,
+            session_id=session_id,
+            timestamp_ns=sent_ns,
+            reason=letter.error_type,
+            error=letter.reason,
             execution_id=execution_id,
+        )
+
+    def unreadable(self, data: bytes, error: TranscodeError, received_ns: int) -> OutRecord:
+        """The dead letter of a whole response that is not valid protobuf (its raw bytes)."""
+        _LOG.error(
+            "an unreadable venue response (%d bytes) sent to the dead-letter topic: %s", len(data), error
+        )
+        return dead_letter(
+            self._topics.dlq,
+            "response",
+            data,
+            b"",
+            source=Source.STREAM.value.lower(),
+            session_id="",
+            timestamp_ns=received_ns,
+            reason=error.error_type,
+            error=error.reason,
         )
 
     def connector_heartbeat(self, fields: Mapping[str, Any], emitted_ns: int) -> OutRecord:
@@ -287,18 +331,6 @@ def refused_dead_letter(record: OutRecord, error: Exception, dlq_topic: str, max
     )
 
 
-def order_id_of(message: Message) -> str:
-    """The order ID of a venue message: an Execution's order, an Order's or a CancelReject's own."""
-    if hasattr(message, "order_id"):
-        return str(message.order_id)
-    order = getattr(message, "order", None)
-    if order is not None:
-        return str(order.id)
-    return str(getattr(message, "id", ""))
-
-
-def _optional_timestamp(message: Any, field: str) -> int | None:
-    try:
-        return timestamp_ns(message, field)
-    except VenueDataError:
-        return None
+def execution_id_of(raw: bytes) -> str:
+    """The ID of a dead-lettered execution (its bytes parse: only a mapping failed)."""
+    return str(trading_pb2.Execution.FromString(raw).id)

@@ -55,6 +55,7 @@ from connector.core.records import (
     base_headers,
     record_headers,
 )
+from connector.core.transcoder import TranscodeError
 from connector.core.venue_time import iso_from_ns, seconds_to_ns
 from connector.core.watermark import Position, Watermark
 from connector.engine.backfill import BackfillTuning
@@ -151,7 +152,7 @@ class ConnectorService:
         checkpoints: CheckpointStore,
         seeder: RecentIdSeeder,
         startup: Sequence[StartupStep],
-        decoder: VenueDecoder,
+        make_decoder: Callable[[], VenueDecoder],
         recent_ids: RecentExecutionIds,
         observer: Observer,
         status: ServiceStatus,
@@ -160,7 +161,8 @@ class ConnectorService:
     ) -> None:
         """Wire the service (the composition root builds every collaborator; no I/O here).
 
-        ``watermark`` is the one the sink reports acknowledgements to.
+        ``watermark`` is the one the sink reports acknowledgements to; ``make_decoder`` is called once
+        the start-up steps succeeded (the registry's schema IDs frame the records).
         """
         self._settings = settings
         self._clock = clock
@@ -171,7 +173,8 @@ class ConnectorService:
         self._checkpoints = checkpoints
         self._seeder = seeder
         self._startup = list(startup)
-        self._decoder = decoder
+        self._make_decoder = make_decoder
+        self._decoder: VenueDecoder | None = None
         self._recent_ids = recent_ids
         self._observer = observer
         self._status = status
@@ -286,6 +289,7 @@ class ConnectorService:
                 self._status.phase = self._startup[0].phase
                 self._startup[0].run()
                 self._startup.pop(0)
+            self._decoder = self._decoder or self._make_decoder()
             self._status.phase = Phase.WAITING_FOR_KAFKA.value
             checkpoint = self._checkpoints.read()
             resume = checkpoint or self._start_from()
@@ -365,6 +369,8 @@ class ConnectorService:
                 self._end_stream(item, now)
                 return math.inf
             self._on_response(item, now)
+            if self._stream is not stream:
+                return math.inf  # the response ended the stream
         return now  # more may be waiting: step again at once
 
     def _open(self, now: float) -> None:
@@ -395,9 +401,20 @@ class ConnectorService:
             output=_Output(self),
         )
 
-    def _on_response(self, response: Any, now: float) -> None:
+    def _on_response(self, response: bytes, now: float) -> None:
         now_ns = self._clock.time_ns()
-        message = self._decoder.response(response, now_ns)
+        try:
+            message = self.decoder.response(response, now_ns)
+        except TranscodeError as exc:
+            # Not a response at all: kept in the DLQ, and the stream is dropped, so the recovery of
+            # the next one re-reads whatever it carried from the venue's REST search.
+            self.emit(self.decoder.unreadable(response, exc, now_ns))
+            if self._stream is not None:
+                self._stream.cancel()
+            self._end_stream(
+                StreamEnd("INTERNAL", f"an unreadable response: {exc}", Disposition.RECONNECT), now
+            )
+            return
         self._count(message)
         if not self._status.connected:
             self._set_connected(message.session_id)
@@ -562,7 +579,7 @@ class ConnectorService:
             "last_venue_heartbeat_time": self._last_venue_heartbeat_ns,
             "watermark": frontier.venue_time_ns if frontier is not None else None,
         }
-        return self._decoder.connector_heartbeat(fields, self._clock.time_ns())
+        return self.decoder.connector_heartbeat(fields, self._clock.time_ns())
 
     def _report(self, now: float) -> None:
         del now
@@ -596,7 +613,7 @@ class ConnectorService:
             "window_end": iso_from_ns(gap.window.end_ns),
             "detail": gap.detail,
         }
-        self.emit(self._decoder.gap_detected(gap, self._session_id, self._clock.time_ns()))
+        self.emit(self.decoder.gap_detected(gap, self._session_id, self._clock.time_ns()))
 
     def overflowed(self) -> None:
         """A session's backfill outlasted the hold-back bound."""
@@ -620,7 +637,8 @@ class ConnectorService:
 
     @property
     def decoder(self) -> VenueDecoder:
-        """The decoder (the recovery output decodes searched executions with it)."""
+        """The decoder (built once the start-up steps succeeded)."""
+        assert self._decoder is not None  # noqa: S101 - nothing decodes before start-up
         return self._decoder
 
     @property

@@ -31,7 +31,6 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from connector.errors import SchemaNotRegistered, SchemaRegistryUnavailable
-from connector.kafka.avro_writer import UnsupportedSchema, compile_writer, fastavro_body
 
 _LOG: Final = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,21 +73,17 @@ def schema_fingerprint(schema: Mapping[str, Any]) -> bytes:
 
 
 class SingleObjectEncoder:
-    """Encodes records of one schema with Avro single-object encoding.
+    """Encodes records of one schema with Avro single-object encoding (fastavro writes the body).
 
-    The body is written by the writer :func:`~connector.kafka.avro_writer.compile_writer` generates
-    from the schema (byte for byte what fastavro writes, several times faster), or by fastavro for a
-    schema the generator does not support.
+    Venue events go through the compiled transcoder (:mod:`connector.core.transcoder`); this encoder
+    writes the connector's own, low-rate records (heartbeats, gaps, checkpoints) and gives the
+    transcoder its framing header.
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        """Compile the schema's writer and compute its fingerprint once."""
+        """Parse the schema and compute its fingerprint once."""
         self.header: Final = SINGLE_OBJECT_MARKER + schema_fingerprint(schema)
-        try:
-            self._write_body = compile_writer(schema)
-        except UnsupportedSchema:
-            parsed = fastavro.parse_schema(dict(schema))
-            self._write_body = lambda record: fastavro_body(parsed, record)
+        self._parsed: Final = fastavro.parse_schema(dict(schema))
 
     def __call__(self, record: Mapping[str, Any], _topic: str = "") -> bytes:
         """Encode one record.
@@ -98,7 +93,14 @@ class SingleObjectEncoder:
             ValueError: an unknown enum symbol, or a missing field without a default.
             OverflowError: a number beyond its Avro type.
         """
-        return self.header + self._write_body(record)
+        return self.header + avro_body(self._parsed, record)
+
+
+def avro_body(parsed: Any, record: Mapping[str, Any]) -> bytes:
+    """The Avro binary body of a record as fastavro writes it (``parsed``: a parsed schema)."""
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, parsed, record)
+    return buffer.getvalue()
 
 
 class SingleObjectDecoder:
@@ -306,6 +308,17 @@ class RegistrySchemaIds(Generic[T]):
                 raise SchemaRegistryUnavailable(msg) from None
             self._ids[key] = schema_id
             _LOG.info("schema %s is ID %d under subject %s", entry.schema["name"], schema_id, entry.subject)
+
+    def prefix(self, key: T) -> bytes:
+        """The framing header of one record type's values: ``00`` + its 4-byte schema ID.
+
+        Raises:
+            RuntimeError: the ID is not known yet (the engine resolves it at start).
+        """
+        if key not in self._ids:
+            msg = f"the schema ID of {self._subjects[key].schema['name']} is not known yet"
+            raise RuntimeError(msg)
+        return CONFLUENT_MAGIC + self._ids[key].to_bytes(4, "big")
 
     def encoder(self, key: T) -> Encoder:
         """The encoder of one record type; it frames with the ID that :meth:`resolve` finds.

@@ -6,7 +6,8 @@ snapshots, and metadata ``authorization: Bearer <token>`` plus ``x-participant-i
 read by documented field name only (``heartbeat``, ``snapshot``, ``update``; DESIGN.md §3).
 
 A :class:`GrpcVenueStream` is the engine's :class:`~connector.engine.ports.VenueStream`: a reader
-thread moves responses into a bounded queue and rings the engine's doorbell. When the queue is full
+thread moves responses, as their wire bytes (the transcoder reads them; no Python protobuf object is
+built), into a bounded queue and rings the engine's doorbell. When the queue is full
 the reader waits, gRPC stops granting flow-control credit and the venue holds its messages.
 
 ``grpc.RpcError`` is translated here, and only here, into a
@@ -29,6 +30,7 @@ from connector.engine.ports import Disposition, StreamEnd
 
 _LOG: Final = logging.getLogger(__name__)
 
+SUBSCRIBE_METHOD: Final = "/polymarket.v1.OrderEntryAPI/CreateOrderSubscription"
 KEEPALIVE_TIME_MS: Final = 60_000
 KEEPALIVE_TIMEOUT_MS: Final = 20_000
 QUEUE_CAPACITY: Final = 1024
@@ -48,6 +50,16 @@ class Call(Protocol):
 
     def __iter__(self) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
         """Yield the venue's responses."""
+
+    def cancel(self) -> bool:
+        """End the call."""
+
+
+class RawCall(Protocol):
+    """The same call with each response as its wire bytes."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Yield the venue's responses as bytes."""
 
     def cancel(self) -> bool:
         """End the call."""
@@ -86,41 +98,65 @@ class OrderStreamClient:
     def __init__(self, channel: grpc.Channel, settings: VenueSettings, token: Callable[[], str]) -> None:
         """Use ``channel``; ``token`` returns a current access token for each new call."""
         self._stub = trading_pb2_grpc.OrderEntryAPIStub(channel)  # type: ignore[no-untyped-call]
+        # The same method with the responses left as their wire bytes: the transcoder reads them.
+        self._raw = channel.unary_stream(
+            SUBSCRIBE_METHOD,
+            request_serializer=trading_pb2.CreateOrderSubscriptionRequest.SerializeToString,
+            response_deserializer=None,
+        )
         self._settings = settings
         self._token = token
 
     def call(self, *, snapshot_only: bool = False) -> Call:
-        """Start a subscription with the configured filter; responses arrive by iterating it.
+        """Start a subscription with the configured filter; parsed responses arrive by iterating it.
 
         Raises:
             TokenEndpointUnavailable: no token now.
             CredentialsRefused: the token endpoint refused the client.
         """
-        request = trading_pb2.CreateOrderSubscriptionRequest(
-            symbols=list(self._settings.symbols),
-            accounts=list(self._settings.accounts),
-            snapshot_only=snapshot_only,
+        call: Call = self._stub.CreateOrderSubscription(
+            self._request(snapshot_only), metadata=self._metadata()
         )
-        metadata = (
-            ("authorization", f"Bearer {self._token()}"),
-            ("x-participant-id", self._settings.participant_id),
-        )
-        call: Call = self._stub.CreateOrderSubscription(request, metadata=metadata)
+        return call
+
+    def raw_call(self) -> RawCall:
+        """Start a subscription whose responses arrive as their wire bytes (the engine's stream).
+
+        Raises:
+            TokenEndpointUnavailable: no token now.
+            CredentialsRefused: the token endpoint refused the client.
+        """
+        call: RawCall = self._raw(self._request(snapshot_only=False), metadata=self._metadata())
         return call
 
     def opener(self, doorbell: Callable[[], None]) -> Callable[[], GrpcVenueStream]:
         """The engine's stream opener: each call opens a stream read by its own thread."""
 
         def open_stream() -> GrpcVenueStream:
-            return GrpcVenueStream(self.call(), doorbell)
+            return GrpcVenueStream(self.raw_call(), doorbell)
 
         return open_stream
+
+    def _request(self, snapshot_only: bool) -> trading_pb2.CreateOrderSubscriptionRequest:
+        return trading_pb2.CreateOrderSubscriptionRequest(
+            symbols=list(self._settings.symbols),
+            accounts=list(self._settings.accounts),
+            snapshot_only=snapshot_only,
+        )
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("authorization", f"Bearer {self._token()}"),
+            ("x-participant-id", self._settings.participant_id),
+        )
 
 
 class GrpcVenueStream:
     """One call, read by a daemon thread into a bounded queue (the engine's ``VenueStream``)."""
 
-    def __init__(self, call: Call, doorbell: Callable[[], None], capacity: int = QUEUE_CAPACITY) -> None:
+    def __init__(
+        self, call: Call | RawCall, doorbell: Callable[[], None], capacity: int = QUEUE_CAPACITY
+    ) -> None:
         """Start reading ``call``; ``doorbell`` is rung after each response and at the end."""
         self._call = call
         self._doorbell = doorbell
@@ -169,7 +205,7 @@ class StreamEndedError(Exception):
         self.end = end
 
 
-def read(call: Call) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
+def read(call: Call | RawCall) -> Iterator[Any]:
     """Yield the call's responses; end with :class:`StreamEndedError` describing how it ended.
 
     Raises:

@@ -14,8 +14,8 @@ import pytest
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.config import Settings
-from connector.core.mapping import RecordMapper
 from connector.core.record_schemas import RecordType
+from connector.core.transcoder import Transcoder
 from connector.embedded import EmbeddedKafka
 from connector.kafka.topics import topic_names
 from connector.simulator import SimulatedVenue, SimulatorConfig
@@ -147,15 +147,15 @@ def test_a_bug_in_the_connector_is_not_venue_data_it_stops_loudly_and_f_stays(
 ) -> None:
     settings = settings_for(embedded_kafka, tmp_path)
     executions = venue_executions(2)
-    original = RecordMapper.execution
+    original = Transcoder.response
 
-    def buggy(self: RecordMapper, execution: Any, context: Any) -> dict[str, Any]:
-        if execution.id == executions[1].id:
+    def buggy(self: Transcoder, data: bytes, received_time_ns: int, source: Any = None) -> Any:
+        if executions[1].id.encode() in data:
             msg = "'NoneType' object is not subscriptable"
             raise TypeError(msg)
-        return original(self, execution, context)
+        return original(self, data, received_time_ns)
 
-    monkeypatch.setattr(RecordMapper, "execution", buggy)
+    monkeypatch.setattr(Transcoder, "response", buggy)
     stream = ScriptedStream([response_of(executions[0])])
     service, _publisher, metrics, _status = engine_on_kafka(settings, [stream])
     drain(service, metrics, 1)

@@ -6,10 +6,12 @@ valid responses, valid responses with trailing junk, empty frames, one frame ove
 The connector's own stream adapter reads them (``OrderStreamClient`` + ``GrpcVenueStream``, its
 reader thread and queue) and the real decoder decodes them.
 
-The property: every frame before the first one that is not a ``CreateOrderSubscriptionResponse``
-reaches the decoder and is accounted for (one record or dead letter per event), and the stream then
-ends with a :class:`StreamEnd` (``EOF`` after the last frame, ``INTERNAL`` at an undecodable one,
-``RESOURCE_EXHAUSTED`` for an oversize one) whose disposition is a reconnect: never an exception.
+The stream hands the engine raw bytes (identity response deserializer); the compiled transcoder
+decodes them. The property: every frame protobuf itself parses as a ``CreateOrderSubscriptionResponse``
+is decoded and accounted for (one record or dead letter per event); the first frame that does not
+parse raises :class:`TranscodeError` (the engine then dead-letters its raw bytes and reconnects), and
+otherwise the stream ends with a :class:`StreamEnd` (``EOF`` after the last frame,
+``RESOURCE_EXHAUSTED`` for an oversize one) whose disposition is a reconnect: never a crash.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from hypothesis import strategies as st
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.config import VenueSettings
 from connector.core.records import MessageKind, VenueMessage
+from connector.core.transcoder import TranscodeError
 from connector.engine.ports import Disposition, StreamEnd
 from connector.venue.stream import GrpcVenueStream, OrderStreamClient, open_channel
 from tests.venue_strategies import DECODER, responses
 
+RECEIVED_NS = 1_700_000_000_000_000_000
 RECEIVE_LIMIT = 4 * 1024 * 1024  # the smallest venue.max_receive_message_bytes the settings allow
 
 
@@ -107,9 +111,9 @@ FRAME = st.one_of(
 )
 
 
-def run_stream(client: OrderStreamClient) -> tuple[list[VenueMessage], StreamEnd]:
-    """Read the stream to its end through the real adapter, decoding every response."""
-    stream = GrpcVenueStream(client.call(), doorbell=lambda: None)
+def run_stream(client: OrderStreamClient) -> tuple[list[VenueMessage], StreamEnd | TranscodeError]:
+    """Read the stream through the real adapter, decoding every response, to its end or a bad frame."""
+    stream = GrpcVenueStream(client.raw_call(), doorbell=lambda: None)
     decoded: list[VenueMessage] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -119,7 +123,11 @@ def run_stream(client: OrderStreamClient) -> tuple[list[VenueMessage], StreamEnd
         elif isinstance(item, StreamEnd):
             return decoded, item
         else:
-            decoded.append(DECODER.response(item, received_ns=1_700_000_000_000_000_000))
+            try:
+                decoded.append(DECODER.response(item, received_ns=RECEIVED_NS))
+            except TranscodeError as exc:
+                stream.cancel()
+                return decoded, exc
     raise AssertionError("the stream did not end")
 
 
@@ -136,10 +144,14 @@ def test_any_frames_end_the_stream_cleanly(
     good_prefix = next((index for index, frame in enumerate(frames) if not parses(frame)), len(frames))
     assert len(decoded) == good_prefix
     if good_prefix == len(frames):
+        assert isinstance(ended, StreamEnd)
         assert ended.status == "EOF"
+        assert ended.disposition is Disposition.RECONNECT
     else:
-        assert ended.status == "INTERNAL", ended  # grpc: "Exception deserializing response!"
-    assert ended.disposition is Disposition.RECONNECT
+        assert isinstance(ended, TranscodeError), ended
+        assert ended.error_type == "DecodeError"
+        kept = DECODER.unreadable(frames[good_prefix], ended, RECEIVED_NS)
+        assert kept.value == frames[good_prefix], "the dead letter keeps the frame's raw bytes"
     for frame, message in zip(frames, decoded, strict=False):
         response = trading_pb2.CreateOrderSubscriptionResponse.FromString(frame)
         events = len(response.snapshot.orders) + len(response.update.executions)
@@ -156,5 +168,6 @@ def test_an_oversize_frame_ends_the_stream_without_a_crash(
                             big.SerializeToString()]  # fmt: skip
     decoded, ended = run_stream(client)
     assert len(decoded) == 1
+    assert isinstance(ended, StreamEnd)
     assert ended.status == "RESOURCE_EXHAUSTED"
     assert ("authorization", "Bearer token") in garbage_venue.metadata

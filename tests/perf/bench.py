@@ -39,9 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector._pb.polymarket.v1 import trading_pb2
-from connector.core.mapping import EventContext, RecordMapper, Source
 from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.transcoder import Transcoder
 from connector.kafka.encoding import SingleObjectEncoder
 from connector.simulator.bench_stream import BenchFlow, FrameBuilder
 from tests.perf.stack import (
@@ -116,10 +115,11 @@ def load_average() -> float:
 def typical_execution_value(executions_per_update: int) -> bytes:
     """The ExecutionEvent value the connector writes for one of the venue's executions."""
     frame = FrameBuilder("bench-session", executions_per_update).update(1, time.time_ns())
-    execution = trading_pb2.CreateOrderSubscriptionResponse.FromString(frame).update.executions[0]
-    context = EventContext(Source.STREAM, "bench-session", time.time_ns(), time.time_ns(), "bench")
-    record = RecordMapper.for_venue().execution(execution, context)
-    return SingleObjectEncoder(schema_dict(RecordType.EXECUTION))(record)
+    prefixes = {
+        record_type: SingleObjectEncoder(schema_dict(record_type)).header for record_type in RecordType
+    }
+    value: bytes = Transcoder(prefixes, "bench").response(frame, time.time_ns()).executions[0][3]
+    return value
 
 
 def raw_producer_phase(kafka: Kafka, plan: Plan, folder: Path) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class SimStream:
             return translate(_RpcError(status, ended.details))  # type: ignore[arg-type]
         if sent.kind == "duplicate":
             venue.resent_ids.update(sent.execution_ids)
-        return sent.response
+        return sent.response.SerializeToString()
 
     def cancel(self) -> None:
         if not self._done:

@@ -286,7 +286,7 @@ class World:
             ),
             seeder=SimSeeder(self.kafka, TOPICS.executions),
             startup=[StartupStep("waiting_for_kafka", kafka_answers)],
-            decoder=DECODER,
+            make_decoder=lambda: DECODER,
             recent_ids=RecentExecutionIds(200_000),
             observer=_NoMetrics(),
             status=status,
@@ -386,7 +386,7 @@ class World:
                 self.outcome.caught_up = True
                 stopping = True
                 assert self.current is not None
-                session = self.current.service._session  # noqa: SLF001 - the harness looks inside
+                session = self.current.service._session  # the harness looks inside
                 if self.current.status.connected and session is not None and session.complete:
                     self.outcome.phase_when_caught_up = self.current.status.phase
                 self.current.service.request_stop()

@@ -86,10 +86,29 @@ def test_the_build_context_is_only_the_package() -> None:
     ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     rules = [line for line in ignore if line and not line.startswith("#")]
     assert rules[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!connector/"} <= set(rules)
-    copied = [arguments.split()[:-1] for keyword, arguments in stages()[0] if keyword == "COPY"]
+    assert {"!pyproject.toml", "!README.md", "!MANIFEST.in", "!connector/", "!native/"} <= set(rules)
+    assert {"native/target", "native/fuzz"} <= set(rules)  # no local build output in the context
+    copied = [
+        arguments.split()[:-1]
+        for keyword, arguments in stages()[0]
+        if keyword == "COPY" and not arguments.startswith("--from=")
+    ]
     assert sorted(source for sources in copied for source in sources) == [
+        "MANIFEST.in",
         "README.md",
         "connector",
+        "native",
         "pyproject.toml",
     ]
+
+
+def test_the_builder_stage_has_the_rust_toolchain_for_the_native_transcoder() -> None:
+    builder = stages()[0]
+    toolchain = [
+        arguments
+        for keyword, arguments in builder
+        if keyword == "COPY" and arguments.startswith("--from=rust:")
+    ]
+    assert {arguments.split()[1] for arguments in toolchain} == {"/usr/local/cargo", "/usr/local/rustup"}
+    environment = " ".join(arguments for keyword, arguments in builder if keyword == "ENV")
+    assert "/usr/local/cargo/bin" in environment and "RUSTUP_HOME=/usr/local/rustup" in environment

@@ -94,7 +94,7 @@ def decode(value: bytes, record_type: RecordType) -> dict[str, Any]:
 def test_decoding_survives_any_response_and_accounts_for_every_event(
     response: trading_pb2.CreateOrderSubscriptionResponse,
 ) -> None:
-    message = DECODER.response(response, received_ns=1_700_000_000_000_000_000)
+    message = DECODER.response(response.SerializeToString(), received_ns=1_700_000_000_000_000_000)
     records = [Published.of(record) for record in message.records]
     for record in records:
         event(f"{record.topic} {record.headers.get('error_type', b'').decode()}")
