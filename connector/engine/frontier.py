@@ -14,7 +14,8 @@ It is derived, never set:
   window's end and the watermark W (the acknowledged prefix of executions);
 - a long backfill proves its window slice by slice: once a slice's records are acknowledged, F may
   reach the slice's end (not the watermark), so an interrupted recovery keeps what it proved;
-- a new stream (or a new venue session mid-stream) starts a new recovery: R becomes the current F.
+- a new stream starts a new recovery: R becomes the current F (a new venue session id on an open
+  stream skips nothing: messages on one stream arrive in order, venue-api.md §2.3).
 
 So F never moves backwards, never passes an unacknowledged record, and never passes a window a
 running backfill has not proven.

@@ -391,3 +391,18 @@ def test_run_exits_2_for_a_bad_private_key(
         write(tmp_path, with_change("auth.private_key_file", str(key))), capsys, expected.format(path=key)
     )
     assert "pass-w0rd" not in capsys.readouterr().err
+
+
+def test_registry_credentials_in_the_url_move_out_of_it(tmp_path: Path) -> None:
+    data = registry({"url": "https://us%40r:s3cr%3At@registry.example.com:8081/apis/ccompat/v7"})
+    settings = load_settings(write(tmp_path, data), environ={}).schema_registry
+    assert settings.url == "https://registry.example.com:8081/apis/ccompat/v7"
+    assert settings.client_conf()["basic.auth.user.info"] == "us@r:s3cr:t"
+    assert "s3cr" not in repr(settings) and "s3cr" not in str(settings.url)
+
+
+def test_registry_credentials_in_the_url_and_the_key_are_refused(tmp_path: Path) -> None:
+    data = registry({"url": "https://user:s3cret@registry.example.com", "basic_auth_user_info": "u:p"})
+    with pytest.raises(ConfigError, match=r"schema_registry\.url: credentials are both") as caught:
+        load_settings(write(tmp_path, data), environ={})
+    assert "s3cret" not in str(caught.value)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from connector.cli import main
-from connector.core.record_schemas import RecordType, schema_text
+from connector.core.record_schemas import RecordType, schema_dict, schema_text
+from connector.engine.status import Phase
 from tests.unit.test_config import VALID, write
 
 
@@ -28,3 +29,9 @@ def test_check_without_a_registry_is_a_configuration_error(
 ) -> None:
     assert main(["schemas", "--check", "--config", str(write(tmp_path, VALID))]) == 2
     assert "schema_registry.url: --check and --register need a Schema Registry" in capsys.readouterr().err
+
+
+def test_the_heartbeat_schema_documents_every_phase_the_engine_reports() -> None:
+    fields = {field["name"]: field for field in schema_dict(RecordType.CONNECTOR_HEARTBEAT)["fields"]}
+    documented = [phase.strip() for phase in fields["phase"]["doc"].split(",")]
+    assert documented == [phase.value for phase in Phase]
