@@ -73,7 +73,7 @@ groups:
           severity: critical
         annotations:
           summary: Kafka deliveries are failing
-          description: {{ printf "'{{ $labels.instance }}: deliveries to {{ $labels.topic }} failed with {{ $labels.error }} in the last %s; the watermark holds and the pipeline restarts from it.'" $a.produceErrors.window }}
+          description: {{ printf "'{{ $labels.instance }}: deliveries to {{ $labels.topic }} failed with {{ $labels.error }} in the last %s; the connector stopped rather than skip a record and resumes from its checkpoint.'" $a.produceErrors.window }}
           runbook_url: {{ $runbook }}#pmxconnectorproduceerrors
       - alert: PmxConnectorCheckpointStale
         expr: time() - pmx_connector_last_checkpoint_timestamp_seconds{ {{- $sel -}} } > {{ $a.checkpointStale.thresholdSeconds }}
