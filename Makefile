@@ -4,8 +4,9 @@
 #   make test    the whole test suite (what CI runs through .ci/run)
 #   make check   ruff, ruff format --check, mypy --strict, import-linter
 #   make bench   the performance benchmarks (not part of make test)
-#   make soak    the chaos scenario for SOAK_SECONDS (default 900) of order flow, then FUZZ_SECONDS
-#                (default 600) of libFuzzer on the native transcoder (not part of make test)
+#   make soak    SOAK_SCHEDULES (default 100,000) simulated fault schedules, the chaos scenario on the
+#                hostile venue for SOAK_SECONDS (default 900) of order flow, then FUZZ_SECONDS
+#                (default 600) of libFuzzer on the native transcoder (not part of make test; hours)
 #   make protos  regenerate connector/_pb from protos/
 #   make kafka   a real three-node Apache Kafka (KRaft) on loopback, until Ctrl-C (fresh data each time)
 #   make lowest-deps  the unit and component tests on the lowest dependency versions pyproject.toml allows
@@ -23,6 +24,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TOOLS  := .tools
 
 SOAK_SECONDS ?= 900
+SOAK_SCHEDULES ?= 100000
 FUZZ_SECONDS ?= 600
 NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock $(shell find native/core native/python -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 NATIVE := $(VENV)/.native-built
@@ -61,6 +63,7 @@ bench: venv
 	$(BIN)/python -m tests.perf.bench
 
 soak: venv
+	$(BIN)/python -m tests.simulation --schedules $(SOAK_SCHEDULES)
 	$(BIN)/python -m tests.chaos --duration $(SOAK_SECONDS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_CORPUS=$(CURDIR)/native/fuzz/corpus/transcode \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit/test_transcoder_fuzz.py

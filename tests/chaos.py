@@ -224,7 +224,8 @@ class Stack:
                 "name": "chaos", "heartbeat_interval_s": 0.5, "checkpoint_interval_s": 1.0,
                 "start_from": self.configured_start_from, "flush_timeout_s": 15,
             },
-            "backfill": {"margin_before_s": 2.0, "retry_budget_s": 120},
+            # the hostile venue indexes an execution up to 3 s late (faults.HOSTILE)
+            "backfill": {"margin_before_s": 2.0, "retry_budget_s": 120, "indexing_delay_s": 3.5},
         }  # fmt: skip
         for section, values in overrides.items():
             sections[section] = {**sections.get(section, {}), **values}
@@ -440,12 +441,22 @@ def orders_out_of_venue_order(
 
 
 def run_scenario(
-    tmp: Path, duration_s: float, say: Callable[[str], None] = print, cluster: KafkaCluster | None = None
+    tmp: Path,
+    duration_s: float,
+    say: Callable[[str], None] = print,
+    cluster: KafkaCluster | None = None,
+    fault_seed: int = 11,
 ) -> Figures:
-    """Run the whole scenario in ``tmp`` (on ``cluster``, else dev-kafka); return the figures."""
+    """Run the whole scenario in ``tmp`` (on ``cluster``, else dev-kafka); return the figures.
+
+    The venue is the hostile simulator (``--hostile``: any first message, heartbeats ahead of a
+    queued backlog, new sessions and snapshots mid-stream, duplicates, late and reordered search
+    results, ...), its dice seeded with ``fault_seed``, and 30 % of searches answered 429.
+    """
     figures = Figures()
     started = time.monotonic()
-    with stack(tmp, rate=20, simulator_args=("--fault-rest-429-rate", "0.3"), cluster=cluster) as running:
+    venue_args = ("--hostile", "--fault-seed", str(fault_seed), "--fault-rest-429-rate", "0.3")
+    with stack(tmp, rate=20, simulator_args=venue_args, cluster=cluster) as running:
         running.start_connector()
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first start to finish its backfill")
         run_faults(running, duration_s, figures, say)
@@ -473,13 +484,20 @@ def main() -> int:
         action="store_true",
         help="on a three-node Apache Kafka (tests.kafka_cluster), not dev-kafka",
     )
+    parser.add_argument(
+        "--fault-seed", type=int, default=11, help="seed of the hostile venue's dice (default 11)"
+    )
     args = parser.parse_args()
     with TemporaryDirectory(prefix="pmx-soak-") as tmp, ExitStack() as cluster_scope:
         cluster = (
             cluster_scope.enter_context(running_cluster(Path(tmp) / "kafka")) if args.real_kafka else None
         )
         figures = run_scenario(
-            Path(tmp), args.duration, say=lambda line: print(f"[soak] {line}", flush=True), cluster=cluster
+            Path(tmp),
+            args.duration,
+            say=lambda line: print(f"[soak] {line}", flush=True),
+            cluster=cluster,
+            fault_seed=args.fault_seed,
         )
     print(figures.table())
     ok = figures.missing == 0 and figures.duplicate_ratio <= 0.01 and figures.orders_out_of_order == 0
