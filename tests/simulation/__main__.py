@@ -43,6 +43,7 @@ def main() -> int:
         processes=args.processes,
         message_timeout_s=args.message_timeout,
         mutation=args.mutation,
+        log_level=logging.INFO if args.verbose else logging.CRITICAL,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(summary.report(time.monotonic() - started))

@@ -115,8 +115,11 @@ def run_many(
     mutation: str | None = None,
     progress: Callable[[str], None] = lambda _line: None,
     stop_at_first: bool = False,
+    log_level: int = logging.CRITICAL,
 ) -> Summary:
     """Run a batch of seeds over ``processes`` processes, with one of the fixes reverted if ``mutation``.
+
+    The workers log at ``log_level`` (by default only what is critical: thousands of schedules).
 
     The workers are spawned, not forked: a fork of a process that runs threads (a test session's
     gRPC servers and Kafka clients) can inherit a held lock or a signal handler and never finish.
@@ -124,7 +127,6 @@ def run_many(
     summary = Summary(message_timeout_s=message_timeout_s, mutation=mutation)
     work = [(seed, message_timeout_s) for seed in seeds]
     context = multiprocessing.get_context("spawn")
-    log_level = logging.getLogger().getEffectiveLevel()
     with context.Pool(processes, initializer=_worker, initargs=(mutation, log_level)) as pool:
         for result in pool.imap_unordered(_run, work, chunksize=4):
             summary.add(result)
