@@ -204,6 +204,7 @@ class ConnectorService:
         self._next_status = now
         self._stop_deadline = math.inf
         self._checkpoint_written = False
+        self._queued_checkpoint: OutRecord | None = None  # waiting in the outbox behind a backlog
         self._last_venue_heartbeat_ns: int | None = None
         self._reported_frontier: int | None = None
 
@@ -519,6 +520,8 @@ class ConnectorService:
                 outbox[0] = (letter, self._headers_for(letter, relaxed), sequence)
                 continue
             outbox.popleft()
+            if record is self._queued_checkpoint:
+                self._queued_checkpoint = None
         if outbox:
             if self._outbox_blocked_since is None:
                 self._outbox_blocked_since = now
@@ -559,17 +562,34 @@ class ConnectorService:
         """Publish one of the connector's own records now, unless Kafka is backed up (then skip it)."""
         if record is None or self._outbox:
             return False
+        return self._hand_over_own(record) is True
+
+    def _hand_over_own(self, record: OutRecord) -> bool | None:
+        """True: handed over; False: the producer is full; None: refused (logged; never retried)."""
         try:
             return self._sink.try_publish(record, self._headers_for(record, relaxed=False), None)
         except RecordRefused:
             _LOG.exception("the connector's own %s record was refused", record.event_type)
-            return False
+            return None
 
     def _write_checkpoint(self) -> bool:
+        """Hand the checkpoint (F now) to Kafka ahead of any backlog (or first, once there is room).
+
+        If the producer is full, it waits at the head of the outbox (one at most). A checkpoint
+        skipped while records wait for room would never be written under sustained backpressure,
+        and a crash would then resume from an old checkpoint or none at all. F only covers
+        acknowledged records, so the checkpoint is true in any order with the data records.
+        """
         frontier = self._frontier.value()
-        if frontier is None:
+        if frontier is None or self._queued_checkpoint is not None:
             return False
-        return self._publish_own(self._checkpoints.record(frontier, self._clock.time_ns()))
+        record = self._checkpoints.record(frontier, self._clock.time_ns())
+        handed_over = self._hand_over_own(record)
+        if handed_over is not False:
+            return bool(handed_over)
+        self._queued_checkpoint = record
+        self._outbox.appendleft((record, self._headers_for(record, relaxed=False), None))
+        return False
 
     def _heartbeat_record(self) -> OutRecord:
         frontier = self._frontier.value()
