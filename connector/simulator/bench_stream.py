@@ -1,4 +1,4 @@
-"""The benchmark's order stream: pre-serialized frames at a set rate, so the venue is not the bottleneck.
+"""The benchmark's venue: pre-serialized frames at a set rate, so the venue is not the bottleneck.
 
 The simulated venue's own stream builds every message from the order flow (protobuf objects, journal,
 fault dice), which costs more CPU per execution than the connector spends on it. For ``make bench``
@@ -13,20 +13,38 @@ Executions are realistic in content (every usual Order field set, a filled price
 update. The stream is a snapshot of ``snapshot_orders`` open orders, then updates at the rate the
 :class:`BenchFlow` asks for, and a heartbeat every ``heartbeat_interval_s``. Authentication is the
 venue's (a bearer token its authority issued); no other check, no faults.
+
+The venue trades whether or not a stream is open, as the simulator's does: the flow keeps one
+schedule, an open stream sends each update as it is made, and while none is open
+:func:`trading_unwatched` makes the updates at the flow's (finite) rate. Every update made is noted in
+a :class:`BenchJournal` (its send time; the executions are numbered in sequence), which
+:func:`bench_search` serves as the venue's REST execution search (the simulator's own
+:class:`~connector.simulator.http_api.RestApi`: tokens, ``transact_time`` window, keyset pages), the
+executions rebuilt from the same templates: what a connector missed while down is searchable.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Final
+from array import array
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final, overload
 
 import grpc
 
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
+from connector.simulator.exchange import Exchange
+from connector.simulator.faults import FaultBoard
+from connector.simulator.http_api import RestApi, RestServer
+from connector.simulator.journal import Journal, JournaledExecution
+from connector.simulator.order_flow import FlowParams, OrderFlow
 from connector.simulator.tokens import TokenAuthority, TokenInvalidError
+from connector.simulator.venue import SimulatedVenue
 
 SERVICE_NAME: Final = "polymarket.v1.OrderEntryAPI"
 _NUMBER_WIDTH: Final = 12
@@ -36,6 +54,7 @@ _TIME_MARK: Final = b"\x08TTTTT\x10TTTTT"  # a Timestamp body: seconds and nanos
 _NANOS_PER_SECOND: Final = 1_000_000_000
 _EXECUTIONS_PER_ORDER: Final = 2
 _IDLE_WAIT_S: Final = 0.05
+_HTTP_POLL_S: Final = 0.05
 _LENGTH_DELIMITED: Final = 2
 
 
@@ -174,22 +193,187 @@ class FrameBuilder:
         return _field(2, b"".join(parts)) + bytes(envelope)
 
 
+class BenchJournal(Journal):
+    """Every update the flow made, as the venue's REST search reads it (a journal without a file).
+
+    Only each update's send time is kept: its executions are numbered in sequence from 1 and carry it
+    as ``transact_time``. :meth:`executions` rebuilds them from the stream's templates when read, so
+    the search answers exactly the executions the stream sent (or would have sent).
+    """
+
+    def __init__(self, executions_per_update: int) -> None:
+        """Nothing made yet."""
+        super().__init__()
+        self._per_update = executions_per_update
+        self._sent_ns = array("q")
+
+    @property
+    def made(self) -> int:
+        """Executions made so far."""
+        return len(self._sent_ns) * self._per_update
+
+    def note_update(self, sent_ns: int) -> int:
+        """Note the next update, made at ``sent_ns``; return its first execution number (one writer)."""
+        self._sent_ns.append(sent_ns)
+        return self.made - self._per_update + 1
+
+    def executions(self) -> Sequence[JournaledExecution]:
+        """The executions made so far, in sequence (= ``transact_time``) order."""
+        return _MadeExecutions(self._sent_ns, len(self._sent_ns), self._per_update)
+
+
+class _MadeExecutions(Sequence[JournaledExecution]):
+    """A stable prefix of a :class:`BenchJournal`, each execution rebuilt from the templates when read."""
+
+    def __init__(self, sent_ns: array[int], updates: int, per_update: int) -> None:
+        self._sent_ns = sent_ns
+        self._length = updates * per_update
+        self._per_update = per_update
+        self._frames = FrameBuilder("bench-search", per_update)
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> JournaledExecution: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[JournaledExecution]: ...
+
+    def __getitem__(self, index: int | slice) -> JournaledExecution | Sequence[JournaledExecution]:
+        if isinstance(index, slice):
+            return [self._entry(position) for position in range(*index.indices(self._length))]
+        position = index + self._length if index < 0 else index
+        if not 0 <= position < self._length:
+            raise IndexError(index)
+        return self._entry(position)
+
+    def _entry(self, position: int) -> JournaledExecution:
+        update, offset = divmod(position, self._per_update)
+        frame = self._frames.update(update * self._per_update + 1, self._sent_ns[update])
+        execution = trading_pb2.CreateOrderSubscriptionResponse.FromString(frame).update.executions[offset]
+        return JournaledExecution(seq=position + 1, execution=execution)
+
+
 @dataclass(slots=True)
 class BenchFlow:
-    """What the benchmark asks of the stream, changed while it runs; and what the stream sent.
+    """What the benchmark asks of the venue, changed while it runs; and what the venue did.
 
-    ``rate`` is executions per second (0: none; ``float('inf')``: as fast as the stream can send). One
-    stream thread writes the counters and the benchmark reads them (plain attributes: the GIL suffices).
+    ``rate`` is executions per second (0: none; ``float('inf')``: as fast as the stream can send). The
+    stream threads and :func:`trading_unwatched` make updates through :meth:`take` (one schedule, one
+    numbering, under a lock); the benchmark reads the counters (plain attributes: the GIL suffices).
+    ``stream_opened_ns`` and ``executions_before_stream`` describe the newest stream: when it opened
+    and how many executions had been made by then (the ones it sends are numbered above).
     """
 
     rate: float = 0.0
     executions_per_update: int = 5
     snapshot_orders: int = 0
     heartbeat_interval_s: float = 1.0
-    sent_executions: int = 0
     sent_snapshot_orders: int = 0
     snapshot_sent_ns: int = 0
     streams_opened: int = 0
+    streams_open: int = 0
+    stream_opened_ns: int = 0
+    executions_before_stream: int = 0
+    journal: BenchJournal = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _scheduled_rate: float = field(init=False, default=0.0)
+    _due: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.journal = BenchJournal(self.executions_per_update)
+
+    @property
+    def produced_executions(self) -> int:
+        """Executions the venue made: sent on a stream, or, with none open, only searchable."""
+        return self.journal.made
+
+    def take(self) -> tuple[int, int] | None:
+        """Make the next update if the schedule has one due: its first execution number and send time."""
+        with self._lock:
+            now, rate = time.monotonic(), self.rate
+            if rate != self._scheduled_rate:  # a new rate starts a new schedule
+                self._scheduled_rate, self._due = rate, now
+            if rate <= 0 or now < self._due:
+                return None
+            self._due += self.executions_per_update / rate
+            sent_ns = time.time_ns()
+            return self.journal.note_update(sent_ns), sent_ns
+
+    def wait_s(self) -> float:
+        """How long to sleep before :meth:`take` may have an update (at most the idle wait)."""
+        if self.rate <= 0:
+            return _IDLE_WAIT_S
+        return min(max(0.0, self._due - time.monotonic()), _IDLE_WAIT_S)
+
+    def stream_opened(self) -> None:
+        """A stream opened: note where the flow is."""
+        self.streams_opened += 1
+        self.streams_open += 1
+        self.stream_opened_ns = time.time_ns()
+        self.executions_before_stream = self.produced_executions
+
+    def stream_closed(self) -> None:
+        """A stream ended (the RPC terminated, for whatever reason)."""
+        self.streams_open -= 1
+
+
+@contextmanager
+def trading_unwatched(flow: BenchFlow) -> Iterator[None]:
+    """Keep the flow's schedule while no stream is open (a thread): executions only the search returns.
+
+    Only a finite rate trades unwatched (``inf`` means as fast as a stream takes them).
+    """
+    stop = threading.Event()
+
+    def trade() -> None:
+        while not stop.is_set():
+            if flow.streams_open or math.isinf(flow.rate):
+                stop.wait(_IDLE_WAIT_S)
+            elif flow.take() is None:
+                stop.wait(flow.wait_s())
+
+    thread = threading.Thread(target=trade, name="bench-unwatched", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
+
+
+@contextmanager
+def bench_search(venue: SimulatedVenue, journal: BenchJournal) -> Iterator[str]:
+    """Serve the venue's REST search over ``journal`` on a port of its own; yield its base URL.
+
+    It is the simulator's :class:`RestApi` with the venue's token authority and settings: the started
+    venue's own REST searches its order flow's journal, which the benchmark's stream bypasses; this
+    one searches what the stream made. Tokens still come from the venue's token URL (a client
+    assertion's audience).
+    """
+    config = venue.config
+    params = FlowParams(accounts=config.accounts, symbols=config.symbols, participant=config.participant_id)
+    api = RestApi(
+        exchange=Exchange(OrderFlow(params, config.seed), journal, rate=0.0),
+        authority=venue.authority,
+        faults=FaultBoard(venue.faults),
+        control=venue,
+        participant_id=config.participant_id,
+        audience=venue.endpoints.audience,
+        seed=config.seed,
+    )
+    server = RestServer(api.handle, 0)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": _HTTP_POLL_S}, name="bench-search", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5.0)
 
 
 class BenchStreamService:
@@ -218,7 +402,9 @@ class BenchStreamService:
         except TokenInvalidError as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         flow = self._flow
-        flow.streams_opened += 1
+        flow.stream_opened()
+        if not context.add_callback(flow.stream_closed):  # it has already ended
+            flow.stream_closed()
         frames = FrameBuilder(f"bench-{uuid.uuid4()}", flow.executions_per_update)
         snapshot = frames.snapshot(flow.snapshot_orders, sent_ns := time.time_ns())
         flow.snapshot_sent_ns = sent_ns
@@ -227,25 +413,15 @@ class BenchStreamService:
         yield from self._updates(frames, context)
 
     def _updates(self, frames: FrameBuilder, context: grpc.ServicerContext) -> Iterator[bytes]:
-        flow, per_update = self._flow, frames.executions_per_update
+        flow = self._flow
         next_heartbeat = time.monotonic() + flow.heartbeat_interval_s
-        due = time.monotonic()  # when the next update is due at the current rate
-        rate = flow.rate
         while context.is_active():
             now = time.monotonic()
             if now >= next_heartbeat:
                 yield frames.heartbeat(time.time_ns())
                 next_heartbeat = now + flow.heartbeat_interval_s
-            if flow.rate != rate:  # a new rate starts a new schedule
-                rate, due = flow.rate, now
-            if rate <= 0:
-                time.sleep(_IDLE_WAIT_S)
-                due = time.monotonic()
+            update = flow.take()
+            if update is None:
+                time.sleep(flow.wait_s())
                 continue
-            if now < due:
-                time.sleep(min(due - now, _IDLE_WAIT_S))
-                continue
-            first = flow.sent_executions + 1
-            yield frames.update(first, time.time_ns())
-            flow.sent_executions += per_update
-            due += per_update / rate
+            yield frames.update(*update)

@@ -1,11 +1,13 @@
 """The benchmark's reader of the executions topic, in its own process, answering on stdin/stdout.
 
 ``python -m tests.perf.reader BOOTSTRAP TOPIC PARTITIONS`` reads every partition from the beginning
-in a thread. For each ExecutionEvent it notes the execution number (``EX-<12 digits>``) and the
-latency ``time.time_ns()`` now minus the record's ``processed_sent_time``. It answers one JSON line
-per command line: ``count``, ``mark`` (the number of latency samples so far), ``latencies START END``
-([p50, p99, p99.9, samples] in ms between two marks; END -1: up to now), ``missing FIRST LAST``,
-``duplicates``.
+in a thread. For each ExecutionEvent (Avro single-object encoded, or Confluent-framed when the
+connector uses a Schema Registry: told apart by the first byte) it notes the execution number
+(``EX-<12 digits>``), the latency ``time.time_ns()`` now minus the record's ``processed_sent_time``,
+and the framing. It answers one JSON line per command line: ``count``, ``mark`` (the number of
+latency samples so far), ``latencies START END`` ([p50, p99, p99.9, samples] in ms between two
+marks; END -1: up to now), ``missing FIRST LAST``, ``newest`` (the highest execution number read),
+``duplicates``, ``framings`` (records read per framing).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-HEADER_BYTES: Final = 10  # single-object encoding: C3 01 + 8-byte fingerprint
+SINGLE_OBJECT_HEADER_BYTES: Final = 10  # C3 01 + 8-byte fingerprint
+CONFLUENT_MAGIC: Final = 0
+CONFLUENT_HEADER_BYTES: Final = 5  # 00 + 4-byte schema ID
 NUMBER_DIGITS: Final = 12  # EX-<12 digits>
 
 
@@ -36,12 +40,13 @@ def _varint(value: bytes, position: int) -> tuple[int, int]:
 
 
 def execution_and_sent_time(value: bytes) -> tuple[int, int]:
-    """The execution number and ``processed_sent_time`` of an ExecutionEvent (single-object encoded).
+    """The execution number and ``processed_sent_time`` of an ExecutionEvent (either framing).
 
     Only the leading fields are decoded: execution_id, order_id, transact_time, source, session_id,
     processed_sent_time (in the order of ExecutionEvent.avsc).
     """
-    length, position = _varint(value, HEADER_BYTES)
+    header = CONFLUENT_HEADER_BYTES if value[0] == CONFLUENT_MAGIC else SINGLE_OBJECT_HEADER_BYTES
+    length, position = _varint(value, header)
     number = int(value[position + length - NUMBER_DIGITS : position + length])
     position += length
     length, position = _varint(value, position)  # order_id
@@ -84,6 +89,7 @@ class Reader:
         self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         self.seen = bytearray(1 << 20)  # seen[n]: how many times execution n arrived (at most 255)
         self.count = 0
+        self.confluent = 0
         self.latency_ms = array("d")
         threading.Thread(target=self._run, name="reader", daemon=True).start()
 
@@ -104,14 +110,16 @@ class Reader:
             for message in messages:
                 if message.error() is not None:
                     continue
-                number, sent = execution_and_sent_time(message.value())
+                value = message.value()
+                number, sent = execution_and_sent_time(value)
+                self.confluent += value[0] == CONFLUENT_MAGIC
                 if number >= len(seen):
                     seen.extend(bytes(max(number + 1 - len(seen), len(seen))))
                 seen[number] = min(seen[number] + 1, 255)
                 latencies.append((now - sent) / 1e6 if sent else float("nan"))
                 self.count += 1
 
-    def answer(self, command: str, *arguments: int) -> Any:
+    def answer(self, command: str, *arguments: int) -> Any:  # noqa: PLR0911 - one answer per command
         """Answer one command (see the module docstring)."""
         if command == "count":
             return self.count
@@ -123,10 +131,15 @@ class Reader:
             return [percentile(window, 0.5), percentile(window, 0.99), percentile(window, 0.999), len(window)]
         if command == "missing":
             first, last = arguments
-            seen = self.seen
-            return sum(1 for number in range(first, last + 1) if number >= len(seen) or not seen[number])
+            held = self.seen[first : last + 1]
+            return max(0, last + 1 - first) - (len(held) - held.count(0))
+        if command == "newest":
+            return max(0, len(self.seen.rstrip(b"\0")) - 1)
         if command == "duplicates":
             return sum(max(0, copies - 1) for copies in self.seen)
+        if command == "framings":
+            confluent = self.confluent
+            return {"single_object": self.count - confluent, "confluent": confluent}
         msg = f"unknown command {command!r}"
         raise ValueError(msg)
 

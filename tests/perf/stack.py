@@ -3,11 +3,12 @@
 - :func:`dev_kafka`: ``pmx-connector dev-kafka`` in its own process (3 brokers), every connector
   topic created through its control endpoint (the embedded cluster refuses CreateTopics).
 - :func:`bench_venue`: the simulated venue in this process, its order stream replaced by the
-  pre-serialized frames of :mod:`connector.simulator.bench_stream` (OAuth and REST stay the venue's).
+  pre-serialized frames of :mod:`connector.simulator.bench_stream`, trading while no stream is open,
+  and its REST execution search over what the stream made (OAuth stays the venue's).
 - :class:`ConnectorProcess`: ``pmx-connector run`` with a config file; its CPU and memory read from
-  ``/proc/<pid>``, its counters from ``/metrics``.
+  ``/proc/<pid>``, its counters from ``/metrics``, its state from ``/status``.
 - :class:`ExecutionsReader`: drives :mod:`tests.perf.reader`, a process that reads every
-  ExecutionEvent back, notes which execution numbers arrived, and the latency of each.
+  ExecutionEvent back, notes which execution numbers arrived, the latency of each, and its framing.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
 import requests
 
 from connector.config import Settings, load_settings
-from connector.simulator.bench_stream import BenchFlow, BenchStreamService
+from connector.simulator.bench_stream import BenchFlow, BenchStreamService, bench_search, trading_unwatched
 from connector.simulator.venue import SimulatedVenue, SimulatorConfig, VenueEndpoints
 
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
@@ -95,10 +96,11 @@ class Kafka:
 
 @contextmanager
 def dev_kafka(folder: Path) -> Iterator[Kafka]:
-    """Run the embedded Kafka in its own process."""
+    """Run the embedded Kafka in its own process, without topics (the benchmark creates its own)."""
     ready = folder / "kafka.json"
     process = start_process(
-        ["dev-kafka", "--brokers", str(BROKERS), "--ready-file", str(ready)], folder / "kafka.log"
+        ["dev-kafka", "--brokers", str(BROKERS), "--no-default-topics", "--ready-file", str(ready)],
+        folder / "kafka.log",
     )
     try:
         info = wait_for_json(ready, process)
@@ -109,7 +111,10 @@ def dev_kafka(folder: Path) -> Iterator[Kafka]:
 
 @contextmanager
 def bench_venue(folder: Path, flow: BenchFlow) -> Iterator[tuple[VenueEndpoints, Path]]:
-    """Run the venue with the benchmark's stream in this process; yield its endpoints and the client key."""
+    """Run the venue with the benchmark's stream in this process; yield its endpoints and the client key.
+
+    The endpoints' REST URL is the benchmark's search (:func:`connector.simulator.bench_stream.bench_search`).
+    """
     venue = SimulatedVenue(
         SimulatorConfig(rate=0.0, warmup_updates=0, rest_rate_limit=False, token_lifetime_s=3600),
         stream_handler=lambda authority: BenchStreamService(authority, flow).rpc_handler(),
@@ -117,8 +122,8 @@ def bench_venue(folder: Path, flow: BenchFlow) -> Iterator[tuple[VenueEndpoints,
     key_path = folder / "client-key.pem"
     key_path.write_bytes(venue.generate_client_key())
     key_path.chmod(0o600)
-    with venue:
-        yield venue.endpoints, key_path
+    with venue, bench_search(venue, flow.journal) as rest_url, trading_unwatched(flow):
+        yield replace(venue.endpoints, rest_url=rest_url), key_path
 
 
 def connector_settings(
@@ -153,23 +158,28 @@ def topics_of(settings: Settings) -> dict[str, str]:
 class ConnectorProcess:
     """``pmx-connector run`` as a process, observed from the outside."""
 
-    def __init__(self, config: dict[str, Any], folder: Path) -> None:
-        """Write the config file and start the process."""
-        path = folder / "connector.json"
+    def __init__(self, config: dict[str, Any], folder: Path, name: str = "connector") -> None:
+        """Write the config file (``<name>.json``) and start the process (its output in ``<name>.log``)."""
+        path = folder / f"{name}.json"
         path.write_text(json.dumps(config))  # JSON is YAML
         self.settings = load_settings(path)
         self.topics = topics_of(self.settings)
         self.url = f"http://{config['http']['listen']}"
-        self.process = start_process(["run", "--config", str(path)], folder / "connector.log")
+        self.started_ns = time.time_ns()
+        self.process = start_process(["run", "--config", str(path)], folder / f"{name}.log")
         self.pid = self.process.pid
+
+    def check_running(self) -> None:
+        """Raise if the process has exited."""
+        if self.process.poll() is not None:
+            msg = f"the connector exited with {self.process.returncode}"
+            raise RuntimeError(msg)
 
     def wait_ready(self) -> None:
         """Wait until ``/readyz`` answers 200."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                msg = f"the connector exited with {self.process.returncode}"
-                raise RuntimeError(msg)
+            self.check_running()
             try:
                 if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
                     return
@@ -188,6 +198,15 @@ class ConnectorProcess:
                 series, _, value = line.rpartition(" ")
                 values[series] = float(value)
         return values
+
+    def metric_sum(self, name: str) -> float:
+        """A metric summed over its label values."""
+        return sum(value for series, value in self.metrics().items() if series.partition("{")[0] == name)
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document."""
+        document: dict[str, Any] = requests.get(f"{self.url}/status", timeout=10).json()
+        return document
 
     def produced(self, role: str) -> float:
         """Records Kafka acknowledged to the connector on one topic (its own counter)."""
@@ -210,6 +229,11 @@ class ConnectorProcess:
     def stop(self) -> int | None:
         """SIGTERM (flush, then exit) and wait."""
         return stop_process(self.process, timeout_s=120)
+
+    def kill(self) -> int:
+        """SIGKILL (a crash: nothing flushed, no checkpoint written) and wait."""
+        self.process.kill()
+        return self.process.wait()
 
 
 class ExecutionsReader:
@@ -256,15 +280,25 @@ class ExecutionsReader:
         missing: int = self._ask("missing", first, last)
         return missing
 
+    def newest(self) -> int:
+        """The highest execution number read so far (0: none)."""
+        newest: int = self._ask("newest")
+        return newest
+
+    def framings(self) -> dict[str, int]:
+        """Records read so far by framing: ``single_object`` and ``confluent``."""
+        framings: dict[str, int] = self._ask("framings")
+        return framings
+
     def duplicates(self) -> int:
         """How many executions arrived more than once (extra copies)."""
         duplicates: int = self._ask("duplicates")
         return duplicates
 
-    def wait_for(self, total: int, timeout_s: float) -> bool:
-        """Wait until ``total`` records were read; False on timeout."""
+    def wait_for(self, first: int, last: int, timeout_s: float) -> bool:
+        """Wait until every execution numbered ``first..last`` was read; False on timeout."""
         deadline = time.monotonic() + timeout_s
-        while self.count < total:
+        while self.missing(first, last):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
