@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from connector._pb.polymarket.v1 import trading_pb2
 from connector.core.records import MessageKind
 from connector.engine.frontier import Frontier
 from connector.engine.recovery import RecoverySession, RecoveryState
@@ -47,10 +48,11 @@ def heartbeats_prove_their_send_time(monkeypatch: pytest.MonkeyPatch) -> Iterato
     """Observation 3: a heartbeat moves the watermark to its send time, backlog or not."""
     original = ConnectorService._on_response
 
-    def on_response(self: ConnectorService, response: Any, now: float) -> None:
+    def on_response(self: ConnectorService, response: bytes, now: float) -> None:
         original(self, response, now)
-        if response.HasField("heartbeat") and response.HasField("processed_sent_time"):
-            stamp = response.processed_sent_time
+        parsed = trading_pb2.CreateOrderSubscriptionResponse.FromString(response)  # the stream's bytes
+        if parsed.HasField("heartbeat") and parsed.HasField("processed_sent_time"):
+            stamp = parsed.processed_sent_time
             sequence = self._watermark.arrive(stamp.seconds * 10**9 + stamp.nanos)
             self._watermark.acknowledge(sequence)
 
