@@ -9,9 +9,12 @@ the engine's ports.
 
 from __future__ import annotations
 
+import gc
 import logging
+import math
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -49,6 +52,8 @@ from connector.venue.search import ExecutionSearchClient, ThreadedSearch
 from connector.venue.stream import OrderStreamClient, open_channel
 
 _LOG: Final = logging.getLogger(__name__)
+GC_YOUNG_THRESHOLD: Final = 50_000
+GATHER_S: Final = 0.001  # the engine wakes at most this often (Doorbell)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,7 @@ class BuiltService:
     metrics: Metrics
     status: ServiceStatus
     publisher: KafkaPublisher
-    doorbell: threading.Event
+    doorbell: Doorbell
 
     def run(self) -> int:
         """Start the HTTP endpoints and token renewal, run the engine until it stops, then stop them.
@@ -82,11 +87,64 @@ class BuiltService:
     def stop(self) -> None:
         """Ask the engine to stop (safe from a signal handler)."""
         self.service.request_stop()
-        self.doorbell.set()
+        self.doorbell.ring()
 
     def _wait(self, seconds: float) -> None:
         self.doorbell.wait(seconds)
-        self.doorbell.clear()
+
+
+class Doorbell:
+    """What the engine sleeps on between steps: the stream reader, the search thread and ``stop`` ring it.
+
+    It gathers: the engine wakes at most once per ``gather_s`` (1 ms), so under load a step takes the
+    responses of the last millisecond together instead of one per wake-up (each wake-up costs more CPU
+    than a response: the sleep itself, the step's fixed work, caches gone cold). A response that comes
+    to an engine that has slept for longer is taken at once: only load waits, at most ``gather_s``.
+    """
+
+    def __init__(
+        self,
+        gather_s: float = GATHER_S,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._event = threading.Event()
+        self._gather_s = gather_s
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._woke_at = -math.inf
+
+    def ring(self) -> None:
+        """Wake the engine (any thread; a signal handler too)."""
+        self._event.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until rung or ``seconds`` passed, but not before ``gather_s`` after the last wake-up."""
+        pause = min(seconds, self._gather_s - (self._monotonic() - self._woke_at))
+        if pause > 0:
+            self._sleep(pause)
+            seconds -= pause
+        self._event.wait(max(seconds, 0.0))
+        self._event.clear()
+        self._woke_at = self._monotonic()
+
+
+def tune_garbage_collection() -> None:
+    """Settle Python's cyclic garbage collector for streaming (the ``run`` process, once, after ``build``).
+
+    What is alive by then (modules, schemas, descriptors, the engine) lives as long as the process: it
+    is frozen, so that no full collection scans it again. And the hot path makes about ten short-lived
+    container objects per record (the record, its headers, its delivery callback) and holds each in
+    flight for milliseconds; with the default young-generation threshold (700 net allocations) a
+    collection runs every few dozen records and promotes the in-flight ones into the older
+    generations, whose collections then scan them again. At 50,000 most have been freed by their
+    reference counts before any collection looks at them (nothing on the hot path makes a cycle).
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def subscription_key(settings: Settings) -> str:
@@ -106,12 +164,12 @@ def build(settings: Settings) -> BuiltService:
     subscription = subscription_key(settings)
     status = ServiceStatus(connector=settings.connector.name, subscription=subscription)
     tokens = build_tokens(settings, metrics)
-    doorbell = threading.Event()
+    doorbell = Doorbell()
     stream_client = OrderStreamClient(open_channel(settings.venue), settings.venue, tokens.token)
-    search = ThreadedSearch(execution_search(settings, tokens), doorbell.set)
+    search = ThreadedSearch(execution_search(settings, tokens), doorbell.ring)
     service, publisher = build_engine(
         settings,
-        open_stream=stream_client.opener(doorbell.set),
+        open_stream=stream_client.opener(doorbell.ring),
         search=search,
         invalidate_token=tokens.invalidate,
         metrics=metrics,
@@ -138,8 +196,8 @@ def build_engine(
     kafka = settings.kafka
     watermark = Watermark()
 
-    def delivered(topic: str, venue_time_ns: int | None) -> None:
-        metrics.delivered(topic, venue_time_ns)
+    def delivered(topic: str, venue_times_ns: Sequence[int | None]) -> None:
+        metrics.delivered(topic, venue_times_ns)
         if topic == topics["checkpoints"]:
             metrics.last_checkpoint.set(datetime.now(UTC).timestamp())
             status.last_checkpoint = datetime.now(UTC).isoformat()

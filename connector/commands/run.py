@@ -11,7 +11,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from connector.commands.composition import BuiltService, build
+from connector.commands.composition import BuiltService, build, tune_garbage_collection
 from connector.config import load_settings
 
 
@@ -42,4 +42,5 @@ def run(args: argparse.Namespace) -> int:
     built.append(service)
     if stopping:
         service.stop()
+    tune_garbage_collection()
     return service.run()

@@ -8,7 +8,6 @@ work on these values, so the engine never touches protobuf or Avro itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, NamedTuple
 
@@ -61,9 +60,8 @@ class OutRecord(NamedTuple):
     extra_headers: tuple[tuple[str, bytes], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class VenueMessage:
-    """One venue response, decoded: what it was and the records it becomes.
+class VenueMessage(NamedTuple):
+    """One venue response, decoded: what it was and the records it becomes (a named tuple, as records).
 
     Attributes:
         kind: the member of the ``event`` oneof.
@@ -102,9 +100,11 @@ def record_headers(base: Headers, record: OutRecord, *, relaxed: bool) -> Header
     ``ordering: relaxed`` says the record was published while live updates and a backfill
     interleaved: per order, it may not be in venue order with its neighbours.
     """
-    headers = [*base, *record.extra_headers]
-    if record.execution_id:
-        headers.append(("execution_id", record.execution_id.encode()))
+    extra = record.extra_headers
+    headers = [*base, *extra] if extra else base[:]
+    execution_id = record.execution_id
+    if execution_id:
+        headers.append(("execution_id", execution_id.encode()))
     if relaxed:
         headers.append(RELAXED_ORDERING)
     return headers

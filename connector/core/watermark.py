@@ -31,9 +31,22 @@ class Position:
 
 
 class Watermark:
-    """Tracks arrivals and acknowledgements; exposes the acknowledged-prefix position."""
+    """Tracks arrivals and acknowledgements; exposes the acknowledged-prefix position.
 
-    __slots__ = ("_acknowledged", "_next_sequence", "_position", "_prefix_end", "_proofs")
+    Every record passes :meth:`arrive` and :meth:`acknowledge` once: the prefix's newest proof is kept
+    as plain fields and becomes a :class:`Position` only when :attr:`position` is read.
+    """
+
+    __slots__ = (
+        "_acknowledged",
+        "_newest_execution_id",
+        "_newest_ns",
+        "_newest_session_id",
+        "_next_sequence",
+        "_position",
+        "_prefix_end",
+        "_proofs",
+    )
 
     def __init__(self) -> None:
         """Start empty (where to resume is the frontier's business, not the watermark's)."""
@@ -41,12 +54,20 @@ class Watermark:
         self._acknowledged: set[int] = set()
         self._next_sequence = 0
         self._prefix_end = 0  # the lowest sequence not yet acknowledged (or not yet arrived)
-        self._position: Position | None = None
+        self._newest_ns: int | None = None  # the newest proof in the acknowledged prefix
+        self._newest_execution_id = ""  # the last non-empty execution ID among the proofs that advanced
+        self._newest_session_id = ""
+        self._position: Position | None = None  # built from the three above when read (None: stale)
 
     @property
     def position(self) -> Position | None:
         """The newest proof time (and execution) in the acknowledged prefix, or None if nothing yet."""
-        return self._position
+        position = self._position
+        if position is None and self._newest_ns is not None:
+            position = self._position = Position(
+                self._newest_ns, self._newest_execution_id, self._newest_session_id
+            )
+        return position
 
     @property
     def in_flight(self) -> int:
@@ -65,30 +86,29 @@ class Watermark:
     def arrive(self, proof_ns: int | None, execution_id: str = "", session_id: str = "") -> int:
         """Number an event that will be published; return its arrival sequence."""
         sequence = self._next_sequence
-        self._next_sequence += 1
+        self._next_sequence = sequence + 1
         self._proofs[sequence] = (proof_ns, execution_id, session_id)
         return sequence
 
     def acknowledge(self, sequence: int) -> None:
         """Record that Kafka acknowledged the event; advance the prefix as far as it now reaches."""
-        if sequence < self._prefix_end or sequence >= self._next_sequence:
-            return  # a duplicate callback, or unknown
-        if sequence != self._prefix_end:
-            self._acknowledged.add(sequence)
-            return
-        self._advance(self._proofs.pop(sequence))
-        self._prefix_end += 1
-        acknowledged = self._acknowledged
-        while self._prefix_end in acknowledged:
-            acknowledged.discard(self._prefix_end)
-            self._advance(self._proofs.pop(self._prefix_end))
-            self._prefix_end += 1
-
-    def _advance(self, proof: tuple[int | None, str, str]) -> None:
-        proof_ns, execution_id, session_id = proof
-        if proof_ns is None:
-            return
-        current = self._position
-        if current is None or proof_ns >= current.venue_time_ns:
-            last_execution_id = execution_id or (current.last_execution_id if current else "")
-            self._position = Position(proof_ns, last_execution_id, session_id)
+        prefix_end = self._prefix_end
+        if sequence != prefix_end or sequence >= self._next_sequence:
+            if prefix_end < sequence < self._next_sequence:
+                self._acknowledged.add(sequence)
+            return  # acknowledged out of order; or a duplicate callback, or unknown
+        proofs, acknowledged = self._proofs, self._acknowledged
+        newest_ns = self._newest_ns
+        while True:
+            proof_ns, execution_id, session_id = proofs.pop(prefix_end)
+            if proof_ns is not None and (newest_ns is None or proof_ns >= newest_ns):
+                newest_ns = self._newest_ns = proof_ns
+                if execution_id:
+                    self._newest_execution_id = execution_id
+                self._newest_session_id = session_id
+                self._position = None  # built again when read
+            prefix_end += 1
+            if prefix_end not in acknowledged:
+                break
+            acknowledged.discard(prefix_end)
+        self._prefix_end = prefix_end

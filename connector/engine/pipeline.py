@@ -50,6 +50,9 @@ DEAD_LETTER_TYPES: Final = {
 }
 
 Encoder = Callable[[Mapping[str, Any], str], bytes]  # (record, topic) -> value
+# A named tuple built from a tuple of all its fields, without the Python-level __new__ its call runs
+# (on the hot path: one per execution, one per response).
+_new: Final = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +104,27 @@ class VenueDecoder:
             TranscodeError: the bytes are not a response at all (``error_type`` ``DecodeError``).
         """
         decoded = self._transcoder.response(data, received_ns)
+        kind = decoded.kind
         session_id = decoded.session_id
         sent_ns = decoded.processed_sent_time_ns
-        if decoded.kind is ResponseKind.SNAPSHOT:
-            records = list(self._snapshot(decoded, session_id, sent_ns))
-        elif decoded.kind is ResponseKind.UPDATE:
-            records = list(self._update(decoded, session_id, sent_ns))
+        records: tuple[OutRecord, ...]
+        if kind is ResponseKind.UPDATE:
+            if decoded.dead_letters or decoded.cancel_reject is not None:
+                records = tuple(self._update(decoded, session_id, sent_ns))
+            else:  # the hot path: executions only, all mapped
+                topic = self._topics.executions
+                execution = EventType.EXECUTION
+                records = tuple(
+                    [
+                        _new(OutRecord, (topic, key, value, execution, "stream", session_id, ns, ns, eid, ()))
+                        for eid, key, ns, value in decoded.executions
+                    ]
+                )
+        elif kind is ResponseKind.SNAPSHOT:
+            records = tuple(self._snapshot(decoded, session_id, sent_ns))
         else:
-            records = []
-        return VenueMessage(KINDS[decoded.kind], session_id, sent_ns, received_ns, tuple(records), len(data))
+            records = ()
+        return _new(VenueMessage, (KINDS[kind], session_id, sent_ns, received_ns, records, len(data)))
 
     def _update(self, decoded: DecodedResponse, session_id: str, sent_ns: int | None) -> Iterator[OutRecord]:
         topic = self._topics.executions

@@ -20,10 +20,11 @@ Lifecycle:
 3. **stop** (SIGTERM/SIGINT): stop reading, wait for Kafka's acknowledgements up to
    ``flush_timeout_s``, write the checkpoint and a last ConnectorHeartbeat, exit 0.
 
-Publishing: every record is deduplicated (executions), numbered in the watermark and put in the
-*outbox*; the outbox goes to the producer as fast as it takes it. While the producer is full the
-engine stops taking input (the reader then stops pulling: HTTP/2 flow control pushes back on the
-venue) but keeps ticking: SIGTERM, ``/healthz`` and the timers stay alive.
+Publishing: every record is deduplicated (executions), numbered in the watermark and handed to the
+producer, through the *outbox* whenever records already wait there (the producer's queue was full,
+or a record was refused); the outbox goes to the producer as fast as it takes it, in order. While
+the producer is full the engine stops taking input (the reader then stops pulling: HTTP/2 flow
+control pushes back on the venue) but keeps ticking: SIGTERM, ``/healthz`` and the timers stay alive.
 
 A venue heartbeat proves nothing about the past: it is stamped when it is *sent*, and may jump
 ahead of fills the venue still queues (behind a stall or backpressure), so it keeps the stream alive
@@ -77,6 +78,7 @@ from connector.engine.ports import (
 from connector.engine.recovery import HoldBackLimits, RecoverySession
 from connector.engine.status import Phase, ServiceStatus
 from connector.errors import (
+    FatalProducerError,
     RecordRefused,
     RuntimeFailure,
     StreamRefused,
@@ -165,6 +167,8 @@ class ConnectorService:
         the start-up steps succeeded (the registry's schema IDs frame the records).
         """
         self._settings = settings
+        self._executions_topic = settings.executions_topic
+        self._dlq_topic = settings.dlq_topic
         self._clock = clock
         self._open_stream = open_stream
         self._search = search
@@ -268,6 +272,8 @@ class ConnectorService:
             return self._closing(now)
         try:
             wake = self._run_stream(now)
+        except FatalProducerError:
+            raise  # nothing more can be delivered (records are handed over in there too): as above
         except RuntimeFailure as exc:
             self._fatal = exc
             self._begin_stop(now)
@@ -361,7 +367,9 @@ class ConnectorService:
         """Take what the stream has, while the outbox is empty; return when to look again."""
         for _ in range(MAX_MESSAGES_PER_STEP):
             if self._outbox:
-                return math.inf  # the producer is full: stop reading (the stream pushes back)
+                self._drain_outbox(now)  # what the last response became
+                if self._outbox:
+                    return math.inf  # the producer is full: stop reading (the stream pushes back)
             item = stream.take()
             if item is None:
                 return math.inf  # the doorbell rings when something comes
@@ -434,16 +442,22 @@ class ConnectorService:
 
     def _count(self, message: VenueMessage) -> None:
         observer = self._observer
-        if message.kind is MessageKind.HEARTBEAT:
+        kind = message.kind
+        if kind is MessageKind.UPDATE:
+            # one call per event type of the message (its events share its receive and send times)
+            counts: dict[str, int] = {}
+            for record in message.records:
+                event_type = record.event_type
+                counts[event_type] = counts.get(event_type, 0) + 1
+            for event_type, count in counts.items():
+                observer.event_received(event_type, message.received_ns, message.sent_ns, count)
+        elif kind is MessageKind.HEARTBEAT:
             observer.event_received("heartbeat", message.received_ns, message.sent_ns)
             observer.venue_heartbeat(message.sent_ns)
-        elif message.kind is MessageKind.SNAPSHOT:
+        elif kind is MessageKind.SNAPSHOT:
             observer.event_received(
                 "snapshot_order", message.received_ns, message.sent_ns, len(message.records)
             )
-        elif message.kind is MessageKind.UPDATE:
-            for record in message.records:
-                observer.event_received(record.event_type, message.received_ns, message.sent_ns)
 
     def _set_connected(self, session_id: str) -> None:
         self._status.connected = True
@@ -486,16 +500,25 @@ class ConnectorService:
     # ----------------------------------------------------------------------------- publishing
 
     def emit(self, record: OutRecord, *, relaxed: bool = False) -> None:
-        """Deduplicate, number and queue one record (the outbox goes to Kafka in order)."""
-        if record.execution_id and record.topic == self._settings.executions_topic:
-            if record.execution_id in self._recent_ids:
+        """Deduplicate, number and publish one record (behind any the outbox holds: in order)."""
+        execution_id = record.execution_id
+        topic = record.topic
+        if execution_id and topic == self._executions_topic:
+            if not self._recent_ids.add(execution_id):
                 self._observer.duplicate_dropped()
                 return
-            self._recent_ids.add(record.execution_id)
-        elif record.topic == self._settings.dlq_topic:
+        elif topic == self._dlq_topic:
             self._observer.dead_lettered(record.event_type, _error_type(record))
-        sequence = self._watermark.arrive(record.proof_ns, record.execution_id, record.session_id)
-        self._outbox.append((record, self._headers_for(record, relaxed), sequence))
+        sequence = self._watermark.arrive(record.proof_ns, execution_id, record.session_id)
+        headers = self._headers_for(record, relaxed)
+        outbox = self._outbox
+        if not outbox:  # nothing waits: straight to the producer
+            try:
+                if self._sink.try_publish(record, headers, sequence):
+                    return
+            except RecordRefused:
+                pass  # the outbox's hand-over puts the record's dead letter in its place
+        outbox.append((record, headers, sequence))
 
     def _headers_for(self, record: OutRecord, relaxed: bool) -> Headers:
         key = (record.event_type, record.source, record.session_id)
