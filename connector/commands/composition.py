@@ -203,7 +203,10 @@ def build_engine(
             status.last_checkpoint = datetime.now(UTC).isoformat()
 
     publisher = KafkaPublisher(
-        build_producer(kafka.bootstrap_servers, kafka.properties), watermark.acknowledge, delivered
+        build_producer(kafka.bootstrap_servers, kafka.properties),
+        watermark.acknowledge,
+        delivered,
+        on_failed=lambda topic, error: metrics.produce_errors.labels(topic=topic, error=error).inc(),
     )
     startup = [
         StartupStep(Phase.WAITING_FOR_KAFKA.value, lambda: check_topics(settings, list(topics.values())))

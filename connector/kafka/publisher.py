@@ -119,16 +119,18 @@ class KafkaPublisher:
         producer: Producer,
         on_acknowledged: Callable[[int], None],
         on_delivered: Delivered = lambda _topic, _timestamps_ns: None,
+        on_failed: Callable[[str, str], None] = lambda _topic, _error: None,
     ) -> None:
         """Wrap a producer (built by the caller); ``on_acknowledged`` takes arrival sequences.
 
         ``on_delivered`` hears of acknowledged records once per :meth:`poll` (or :meth:`flush`),
-        per topic.
+        per topic; ``on_failed`` of each failed delivery (topic, error name) before it turns fatal.
         """
         self._producer = producer
         self._produce = producer.produce
         self._acknowledge = on_acknowledged
         self._on_delivered = on_delivered
+        self._on_failed = on_failed
         self.acknowledged: Counter[str] = Counter()
         self._fatal: str | None = None
         self._delivered_now: dict[str, list[int | None]] = {}  # acknowledged since the last report
@@ -221,6 +223,7 @@ class KafkaPublisher:
             delivered.append(timestamp_ns)
             return
         name = error.name()
+        self._on_failed(topic, name)
         hint = PERMISSION_HINTS.get(name)
         why = f" ({hint})" if hint else ""
         self._fail(f"delivery to {topic} failed: {name}: {error.str()}{why}")

@@ -160,7 +160,12 @@ def test_the_delivered_report_comes_once_per_poll_per_topic_with_each_records_ve
 def test_a_failed_delivery_is_fatal_and_the_ones_before_it_still_count() -> None:
     producer = StandInProducer()
     acknowledged: list[int] = []
-    publisher = KafkaPublisher(producer, acknowledged.append)  # type: ignore[arg-type]
+    failed: list[tuple[str, str]] = []
+    publisher = KafkaPublisher(
+        producer,  # type: ignore[arg-type]
+        acknowledged.append,
+        on_failed=lambda topic, error: failed.append((topic, error)),
+    )
     for number in range(3):
         publisher.try_publish(execution("t.exec", number, 1), [], number)
     first, second, third = producer.produced
@@ -171,6 +176,7 @@ def test_a_failed_delivery_is_fatal_and_the_ones_before_it_still_count() -> None
         publisher.poll()
     assert acknowledged == [1, 2], "a failure acknowledges nothing; the others are Kafka's"
     assert publisher.acknowledged["t.exec"] == 2
+    assert failed == [("t.exec", "TOPIC_AUTHORIZATION_FAILED")], "counted (produce_errors_total)"
     with pytest.raises(FatalProducerError):
         publisher.try_publish(execution("t.exec", 4, 1), [], 3)
 
