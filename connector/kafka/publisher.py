@@ -81,7 +81,18 @@ Delivered = Callable[[str, Sequence[int | None]], None]
 
 
 def producer_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
-    """Merge defaults, the operator's raw librdkafka properties, and the enforced guarantees."""
+    """Merge defaults, the operator's raw librdkafka properties, and the enforced guarantees.
+
+    An operator's property that would weaken a guarantee is ignored, with a warning naming it.
+    """
+    for key in sorted(ENFORCED.keys() & properties.keys()):
+        if str(properties[key]).lower() != str(ENFORCED[key]).lower():
+            _LOG.warning(
+                "kafka.properties.%s: ignored; the connector's delivery guarantee needs %s=%s",
+                key,
+                key,
+                str(ENFORCED[key]).lower(),
+            )
     return {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap_servers, **_revealed(properties), **ENFORCED}
 
 

@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException
 from connector.core.records import OutRecord
 from connector.core.watermark import Position, Watermark
 from connector.errors import FatalProducerError, RecordRefused
-from connector.kafka.publisher import KafkaPublisher
+from connector.kafka.publisher import KafkaPublisher, producer_config
 
 
 @dataclass
@@ -190,3 +190,13 @@ def test_a_record_larger_than_the_producer_takes_is_refused_and_other_produce_er
     producer.refuse = KafkaError(KafkaError._FATAL)
     with pytest.raises(FatalProducerError, match=r"cannot produce to t\.exec"):
         publisher.try_publish(execution("t.exec", 1, 1), [], 0)
+
+
+def test_a_property_that_would_weaken_the_guarantee_is_ignored_with_a_warning_naming_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = producer_config("b:9092", {"message.timeout.ms": 3000, "acks": "all", "linger.ms": 1})
+    assert config["message.timeout.ms"] == 0 and config["acks"] == "all" and config["linger.ms"] == 1
+    warnings = [record.getMessage() for record in caplog.records]
+    assert warnings == ["kafka.properties.message.timeout.ms: ignored; the connector's delivery "
+                        "guarantee needs message.timeout.ms=0"]  # fmt: skip
