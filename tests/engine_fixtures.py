@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from connector.commands.composition import build_engine, subscription_key
@@ -62,6 +63,29 @@ class NoSearch:
 
     def cancel(self) -> None:
         pass
+
+
+def undialled_settings(bootstrap_servers: str, key_path: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings for the engine on a given Kafka, with venue addresses nothing dials (``sections``
+    override or add top-level sections, e.g. ``connector={"name": ...}``)."""
+    return Settings.model_validate(
+        {
+            "venue": {
+                "grpc_target": "127.0.0.1:1",
+                "rest_url": "http://127.0.0.1:1",
+                "insecure": True,
+                "participant_id": "firms/F/users/u",
+            },
+            "auth": {
+                "token_url": "http://127.0.0.1:1/oauth/token",
+                "client_id": "c",
+                "private_key_file": str(key_path),
+                "audience": "http://127.0.0.1:1",
+            },
+            "kafka": {"bootstrap_servers": bootstrap_servers},
+            **sections,
+        }
+    )
 
 
 def engine_on_kafka(

@@ -19,30 +19,18 @@ from connector.core.transcoder import Transcoder
 from connector.embedded import EmbeddedKafka
 from connector.kafka.topics import topic_names
 from connector.simulator import SimulatedVenue, SimulatorConfig
-from tests.engine_fixtures import ScriptedStream, engine_on_kafka, step_until, stop
+from tests.engine_fixtures import ScriptedStream, engine_on_kafka, step_until, stop, undialled_settings
 from tests.records import decode, read_topic
 
 BEYOND_TIMESTAMP_NANOS_S = 10**11  # the year 5138: no timestamp-nanos can hold it
 
 
 def settings_for(embedded_kafka: EmbeddedKafka, tmp_path: Path, **kafka_properties: Any) -> Settings:
-    settings = Settings.model_validate(
-        {
-            "venue": {
-                "grpc_target": "127.0.0.1:1",
-                "rest_url": "http://127.0.0.1:1",
-                "insecure": True,
-                "participant_id": "firms/F/users/u",
-            },
-            "auth": {
-                "token_url": "http://127.0.0.1:1/oauth/token",
-                "client_id": "c",
-                "private_key_file": str(tmp_path / "unused.pem"),
-                "audience": "http://127.0.0.1:1",
-            },
-            "kafka": {"bootstrap_servers": embedded_kafka.bootstrap_servers, "properties": kafka_properties},
-            "connector": {"name": "dlq-test", "heartbeat_interval_s": 0.2},
-        }
+    settings = undialled_settings(
+        embedded_kafka.bootstrap_servers,
+        tmp_path / "unused.pem",
+        kafka={"bootstrap_servers": embedded_kafka.bootstrap_servers, "properties": kafka_properties},
+        connector={"name": "dlq-test", "heartbeat_interval_s": 0.2},
     )
     for topic in topic_names(settings).values():
         embedded_kafka.create_topic(topic, partitions=1, replication_factor=1)

@@ -52,19 +52,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from connector.commands import composition
 from connector.commands.composition import build_engine, subscription_key
 from connector.config import Settings
-from connector.engine.ports import SearchFailure, SearchPage, SearchRequest
 from connector.engine.service import ConnectorService
 from connector.engine.status import Phase, ServiceStatus
-from connector.kafka.publisher import KafkaPublisher, producer_config
+from connector.kafka.publisher import KafkaPublisher
 from connector.kafka.topics import topic_names
 from connector.observability.metrics import Metrics
 from connector.simulator.bench_stream import FrameBuilder
 from connector.venue.stream import GrpcVenueStream
+from tests.engine_fixtures import NoSearch, undialled_settings
+from tests.perf import raw_producer
 
 EXECUTIONS_PER_UPDATE = 5
 HEARTBEAT_EVERY = 1000
@@ -72,21 +71,6 @@ PARTITIONS = 3
 CONNECTOR = "engine-profile"
 EXECUTIONS_TOPIC = "pmx.orders.executions"
 RAW_TOPIC = "engine-profile.raw"
-RAW_KEYS = 1000
-
-
-class NoSearch:
-    """A first start from "now": the recovery has nothing to search."""
-
-    def submit(self, request: SearchRequest) -> None:
-        msg = f"no backfill expected, but asked for {request}"
-        raise AssertionError(msg)
-
-    def poll(self) -> SearchPage | SearchFailure | None:
-        return None
-
-    def cancel(self) -> None:
-        pass
 
 
 def _cluster(topics: list[str], conn: Connection) -> None:
@@ -102,24 +86,7 @@ def _cluster(topics: list[str], conn: Connection) -> None:
 
 def settings_for(bootstrap: str, folder: Path) -> Settings:
     """The connector's settings on the mock cluster (the venue's addresses are never dialled)."""
-    return Settings.model_validate(
-        {
-            "venue": {
-                "grpc_target": "127.0.0.1:1",
-                "rest_url": "http://127.0.0.1:1",
-                "insecure": True,
-                "participant_id": "firms/F/users/u",
-            },
-            "auth": {
-                "token_url": "http://127.0.0.1:1/oauth/token",
-                "client_id": "c",
-                "private_key_file": str(folder / "unused.pem"),
-                "audience": "http://127.0.0.1:1",
-            },
-            "kafka": {"bootstrap_servers": bootstrap},
-            "connector": {"name": CONNECTOR},
-        }
-    )
+    return undialled_settings(bootstrap, folder / "unused.pem", connector={"name": CONNECTOR})
 
 
 def frames_for(builder: FrameBuilder, first_execution: int, updates: int) -> list[bytes]:
@@ -232,32 +199,8 @@ class Driver:
 
 def raw_cpu_s(bootstrap: str, value: bytes, records: int) -> float:
     """CPU of a bare producer (the connector's configuration) producing ``records`` copies of ``value``."""
-    producer = Producer(producer_config(bootstrap, {}))
-    keys = [b"OR-%012d" % number for number in range(RAW_KEYS)]
-    acknowledged = 0
-
-    def on_delivery(error: Any, _message: Any) -> None:
-        nonlocal acknowledged
-        if error is None:
-            acknowledged += 1
-
-    producer.produce(RAW_TOPIC, b"warm-up", b"warm-up")
-    producer.flush(60)
-    started = time.process_time()
-    for number in range(records):
-        while True:
-            try:
-                producer.produce(RAW_TOPIC, value, keys[number % RAW_KEYS], on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    producer.flush(300)
-    cpu = time.process_time() - started
-    if acknowledged != records:
-        msg = f"only {acknowledged} of {records} raw records were acknowledged"
-        raise RuntimeError(msg)
-    return cpu
+    cpu_s: float = raw_producer.main(bootstrap, RAW_TOPIC, records, value)["cpu_s"]
+    return cpu_s
 
 
 def measure(args: argparse.Namespace, bootstrap: str, folder: Path) -> dict[str, Any]:
