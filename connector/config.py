@@ -161,6 +161,10 @@ class TopicSettings(_Section):
     heartbeats: str = "connector.heartbeats"
     checkpoints: str = "connector.checkpoints"
     dlq: str = "connector.dlq"
+    leader: str = Field(
+        "connector.leader",
+        description="one-partition coordination topic of the leader election (connector.leader_election)",
+    )
 
 
 KafkaPropertyValue = str | int | float | bool | SecretStr
@@ -364,6 +368,26 @@ class ConnectorSettings(_Section):
         600_000,
         ge=1,
         description="execution IDs remembered for dedup: 20 s at 30,000 executions/s (seeded at start)",
+    )
+    delivery: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description=(
+            "exactly_once: records count as delivered once their Kafka transaction committed "
+            "(read_committed consumers see each execution once); at_least_once: once acknowledged"
+        ),
+    )
+    transaction_interval_s: float = Field(
+        0.1, gt=0, le=10, description="a Kafka transaction is committed at most this long after it began"
+    )
+    transaction_max_records: int = Field(
+        10_000, ge=1, description="a Kafka transaction is committed once it holds this many records"
+    )
+    leader_election: bool = Field(
+        False,
+        description=(
+            "elect one leader among the instances with this name and subscription (a consumer group "
+            "over kafka.topics.leader); the others stand by, warm, and take over"
+        ),
     )
 
     @field_validator("start_from")
