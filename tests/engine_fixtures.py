@@ -95,7 +95,7 @@ def engine_on_kafka(
     opened = iter(streams)
     metrics = Metrics(tuple(topic_names(settings).values()))
     status = ServiceStatus(connector=settings.connector.name, subscription=subscription_key(settings))
-    service, publisher = build_engine(
+    engine = build_engine(
         settings,
         open_stream=lambda: next(opened),
         search=NoSearch(),
@@ -103,7 +103,7 @@ def engine_on_kafka(
         metrics=metrics,
         status=status,
     )
-    return service, publisher, metrics, status
+    return engine.service, engine.publisher, metrics, status
 
 
 def step_until(service: ConnectorService, condition: Callable[[], bool], timeout_s: float, what: str) -> None:

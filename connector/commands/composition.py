@@ -33,6 +33,7 @@ from connector.engine.ports import Clock, ExecutionSearch, StartupStep, StreamOp
 from connector.engine.recovery import HoldBackLimits
 from connector.engine.service import ConnectorService, EngineSettings
 from connector.engine.status import Phase, ServiceStatus
+from connector.engine.transactions import TransactionalSink
 from connector.errors import ConfigError
 from connector.kafka.checkpoints import KafkaCheckpointStore
 from connector.kafka.encoding import (
@@ -45,6 +46,7 @@ from connector.kafka.encoding import (
 from connector.kafka.publisher import KafkaPublisher, build_producer, max_record_bytes
 from connector.kafka.recent_ids import KafkaRecentIdSeeder
 from connector.kafka.topics import TOPIC_ROLE, check_topics, topic_names
+from connector.kafka.transactions import KafkaTransactions, transactional_id
 from connector.observability.http import HealthServer
 from connector.observability.metrics import Metrics
 from connector.venue.auth import TokenProvider, load_private_key
@@ -67,6 +69,7 @@ class BuiltService:
     metrics: Metrics
     status: ServiceStatus
     publisher: KafkaPublisher
+    transactions: KafkaTransactions
     doorbell: Doorbell
 
     def run(self) -> int:
@@ -80,6 +83,7 @@ class BuiltService:
         try:
             return self.service.run(self._wait)
         finally:
+            self.transactions.close()
             self.search.close()
             self.tokens.stop()
             self.health.stop()
@@ -167,16 +171,37 @@ def build(settings: Settings) -> BuiltService:
     doorbell = Doorbell()
     stream_client = OrderStreamClient(open_channel(settings.venue), settings.venue, tokens.token)
     search = ThreadedSearch(execution_search(settings, tokens), doorbell.ring)
-    service, publisher = build_engine(
+    engine = build_engine(
         settings,
         open_stream=stream_client.opener(doorbell.ring),
         search=search,
         invalidate_token=tokens.invalidate,
         metrics=metrics,
         status=status,
+        wake=doorbell.ring,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
-    return BuiltService(service, health, tokens, search, metrics, status, publisher, doorbell)
+    return BuiltService(
+        engine.service,
+        health,
+        tokens,
+        search,
+        metrics,
+        status,
+        engine.publisher,
+        engine.transactions,
+        doorbell,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """The engine and its Kafka producer's two faces (records; transactions)."""
+
+    service: ConnectorService
+    publisher: KafkaPublisher
+    transactions: KafkaTransactions
+    sink: TransactionalSink
 
 
 def build_engine(
@@ -188,13 +213,32 @@ def build_engine(
     metrics: Metrics,
     status: ServiceStatus,
     clock: Clock | None = None,
-) -> tuple[ConnectorService, KafkaPublisher]:
-    """The engine with every Kafka adapter, given the venue's side (the stream and the search)."""
+    wake: Callable[[], None] = lambda: None,
+) -> Engine:
+    """The engine with every Kafka adapter, given the venue's side (the stream and the search).
+
+    Every record goes through one transactional producer (``connector.delivery`` decides whether
+    a record counts as delivered when Kafka acknowledges it or when its transaction commits);
+    ``wake`` rings when a commit ends.
+    """
     topics = topic_names(settings)
     subscription = subscription_key(settings)
     encoders, schema_ids = encoders_for(settings, topics)
     kafka = settings.kafka
+    connector = settings.connector
+    clock = clock or SystemClock()
     watermark = Watermark()
+    transactional = transactional_id(connector.name, subscription)
+    producer = build_producer(kafka.bootstrap_servers, kafka.properties, transactional)
+    transactions = KafkaTransactions(producer, transactional, wake)
+    sink = TransactionalSink(
+        transactions,
+        clock,
+        acknowledge=watermark.acknowledge,
+        exactly_once=connector.delivery == "exactly_once",
+        interval_s=connector.transaction_interval_s,
+        max_records=connector.transaction_max_records,
+    )
 
     def delivered(topic: str, venue_times_ns: Sequence[int | None]) -> None:
         metrics.delivered(topic, venue_times_ns)
@@ -203,22 +247,27 @@ def build_engine(
             status.last_checkpoint = datetime.now(UTC).isoformat()
 
     publisher = KafkaPublisher(
-        build_producer(kafka.bootstrap_servers, kafka.properties),
-        watermark.acknowledge,
+        producer,
+        sink.acknowledged,
         delivered,
         on_failed=lambda topic, error: metrics.produce_errors.labels(topic=topic, error=error).inc(),
+        transactional_id=transactional,
     )
+    sink.wrap(publisher)
     startup = [
         StartupStep(Phase.WAITING_FOR_KAFKA.value, lambda: check_topics(settings, list(topics.values())))
     ]
     if schema_ids is not None:
         startup.append(StartupStep(Phase.WAITING_FOR_SCHEMA_REGISTRY.value, schema_ids.resolve))
+    # Before the checkpoint is read: this aborts a crashed predecessor's open transaction (so the
+    # reads below see everything that will ever be committed) and fences any earlier instance.
+    startup.append(StartupStep(Phase.WAITING_FOR_KAFKA.value, transactions.initialise))
     service = ConnectorService(
         settings=engine_settings(settings, subscription, topics),
-        clock=clock or SystemClock(),
+        clock=clock,
         open_stream=open_stream,
         search=search,
-        sink=publisher,
+        sink=sink,
         watermark=watermark,
         checkpoints=KafkaCheckpointStore(
             bootstrap_servers=kafka.bootstrap_servers,
@@ -237,7 +286,7 @@ def build_engine(
         status=status,
         invalidate_token=invalidate_token,
     )
-    return service, publisher
+    return Engine(service, publisher, transactions, sink)
 
 
 def engine_settings(settings: Settings, subscription: str, topics: dict[str, str]) -> EngineSettings:

@@ -10,6 +10,7 @@ has something).
 - :class:`VenueStream` / :class:`StreamOpener` — one open order stream: take the next response;
 - :class:`ExecutionSearch` — the REST execution search, one page request at a time;
 - :class:`RecordSink` — the Kafka producer: publish without blocking, serve acknowledgements;
+- :class:`Transactions` — that producer's Kafka transactions: begin, and commit without blocking;
 - :class:`CheckpointStore`, :class:`RecentIdSeeder` — what a start reads back from Kafka;
 - :class:`Observer` — metrics (no effect on delivery).
 """
@@ -172,6 +173,30 @@ class RecordSink(Protocol):
         Raises:
             FatalProducerError: a delivery failed (the connector never skips a record) or the
                 producer hit a fatal error.
+        """
+
+
+class Transactions(Protocol):
+    """The Kafka transactions of the producer behind a :class:`RecordSink` (its ``transactional.id``).
+
+    One transaction is open or committing at a time; nothing is produced while one commits.
+    """
+
+    def begin(self) -> None:
+        """Begin a transaction (local: it never waits for Kafka).
+
+        Raises:
+            FatalProducerError: the producer cannot go on (fenced by a newer instance, for one).
+        """
+
+    def start_commit(self) -> None:
+        """Start committing the open transaction; returns at once (the commit goes on elsewhere)."""
+
+    def commit_finished(self) -> bool:
+        """Whether the commit :meth:`start_commit` started has completed (True once, then it is over).
+
+        Raises:
+            FatalProducerError: the commit failed (fenced, a record failed, the transaction timed out).
         """
 
 

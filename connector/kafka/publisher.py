@@ -43,6 +43,7 @@ from pydantic import SecretStr
 from connector.core.records import Headers, OutRecord
 from connector.core.venue_time import NANOS_PER_MILLI
 from connector.errors import FatalProducerError, RecordRefused
+from connector.kafka.transactions import FENCED_CODES, fenced_message
 
 _LOG: Final = logging.getLogger(__name__)
 LIBRDKAFKA_LOG: Final = logging.getLogger("librdkafka")
@@ -53,6 +54,9 @@ PRODUCER_DEFAULTS: Final[Mapping[str, Any]] = {
     "message.max.bytes": 1_000_000,
     "queue.buffering.max.messages": 100_000,
     "queue.buffering.max.kbytes": 262_144,
+    # A transaction left open by a crashed instance is aborted by its successor's start at once; this
+    # only bounds how long one can stay open without a successor (read_committed readers wait).
+    "transaction.timeout.ms": 120_000,
 }
 PRODUCER_ONLY_PREFIXES: Final = (
     "queue.buffering.",
@@ -61,6 +65,7 @@ PRODUCER_ONLY_PREFIXES: Final = (
     "delivery.",
     "linger.",
     "enable.gapless.",
+    "transaction",
 )
 # These make the connector's delivery guarantee; raw properties may not weaken them.
 ENFORCED: Final[Mapping[str, Any]] = {
@@ -80,20 +85,27 @@ PERMISSION_HINTS: Final[Mapping[str, str]] = {
 Delivered = Callable[[str, Sequence[int | None]], None]
 
 
-def producer_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
+def producer_config(
+    bootstrap_servers: str, properties: Mapping[str, object], transactional_id: str | None = None
+) -> dict[str, Any]:
     """Merge defaults, the operator's raw librdkafka properties, and the enforced guarantees.
 
-    An operator's property that would weaken a guarantee is ignored, with a warning naming it.
+    An operator's property that would weaken a guarantee is ignored, with a warning naming it; so is
+    a ``transactional.id`` of the operator's (the connector derives its own: one per name and
+    subscription, which is what fences a second instance).
     """
-    for key in sorted(ENFORCED.keys() & properties.keys()):
-        if str(properties[key]).lower() != str(ENFORCED[key]).lower():
+    enforced: dict[str, Any] = dict(ENFORCED)
+    if transactional_id is not None:
+        enforced["transactional.id"] = transactional_id
+    for key in sorted(enforced.keys() & properties.keys()):
+        if str(properties[key]).lower() != str(enforced[key]).lower():
             _LOG.warning(
                 "kafka.properties.%s: ignored; the connector's delivery guarantee needs %s=%s",
                 key,
                 key,
-                str(ENFORCED[key]).lower(),
+                str(enforced[key]).lower(),
             )
-    return {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap_servers, **_revealed(properties), **ENFORCED}
+    return {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap_servers, **_revealed(properties), **enforced}
 
 
 def client_config(bootstrap_servers: str, properties: Mapping[str, object]) -> dict[str, Any]:
@@ -131,12 +143,15 @@ class KafkaPublisher:
         on_acknowledged: Callable[[int], None],
         on_delivered: Delivered = lambda _topic, _timestamps_ns: None,
         on_failed: Callable[[str, str], None] = lambda _topic, _error: None,
+        transactional_id: str | None = None,
     ) -> None:
         """Wrap a producer (built by the caller); ``on_acknowledged`` takes arrival sequences.
 
         ``on_delivered`` hears of acknowledged records once per :meth:`poll` (or :meth:`flush`),
         per topic; ``on_failed`` of each failed delivery (topic, error name) before it turns fatal.
+        ``transactional_id``: the producer's, if it has one (a fenced producer then says so).
         """
+        self._transactional_id = transactional_id
         self._producer = producer
         self._produce = producer.produce
         self._acknowledge = on_acknowledged
@@ -186,6 +201,8 @@ class KafkaPublisher:
             if isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 msg = f"a {len(record.value)}-byte record for {topic} is larger than the producer takes"
                 raise RecordRefused(msg) from None
+            if isinstance(error, KafkaError) and self._fenced(error):
+                raise FatalProducerError(fenced_message(str(self._transactional_id))) from None
             msg = f"cannot produce to {topic}: {name}"
             raise FatalProducerError(msg) from None
         return True
@@ -200,8 +217,11 @@ class KafkaPublisher:
             self._producer.poll(0)
         except KafkaException as exc:  # confluent-kafka raises a fatal error from poll()
             error = exc.args[0] if exc.args else None
-            detail = f"{error.name()}: {error.str()}" if isinstance(error, KafkaError) else str(exc)
-            self._fail(f"the producer stopped: {detail}")
+            if isinstance(error, KafkaError) and self._fenced(error):
+                self._fail(fenced_message(str(self._transactional_id)))
+            else:
+                detail = f"{error.name()}: {error.str()}" if isinstance(error, KafkaError) else str(exc)
+                self._fail(f"the producer stopped: {detail}")
         finally:
             if self._delivered_now:
                 self._report_delivered()
@@ -235,9 +255,15 @@ class KafkaPublisher:
             return
         name = error.name()
         self._on_failed(topic, name)
+        if self._fenced(error):
+            self._fail(fenced_message(str(self._transactional_id)))
+            return
         hint = PERMISSION_HINTS.get(name)
         why = f" ({hint})" if hint else ""
         self._fail(f"delivery to {topic} failed: {name}: {error.str()}{why}")
+
+    def _fenced(self, error: KafkaError) -> bool:
+        return self._transactional_id is not None and error.code() in FENCED_CODES
 
     def _report_delivered(self) -> None:
         delivered, self._delivered_now = self._delivered_now, {}
@@ -258,10 +284,13 @@ class KafkaPublisher:
             raise FatalProducerError(self._fatal)
 
 
-def build_producer(bootstrap_servers: str, properties: Mapping[str, object]) -> Producer:
-    """Create the confluent-kafka producer with the enforced delivery guarantees.
+def build_producer(
+    bootstrap_servers: str, properties: Mapping[str, object], transactional_id: str | None = None
+) -> Producer:
+    """Create the confluent-kafka producer with the enforced delivery guarantees (transactional, if given).
 
     librdkafka's own log lines go through Python logging (logger ``librdkafka``), so they take the
     connector's log format (one JSON object per line with ``--log-format json``) instead of raw stderr.
     """
-    return Producer({**producer_config(bootstrap_servers, properties), "logger": LIBRDKAFKA_LOG})
+    config = producer_config(bootstrap_servers, properties, transactional_id)
+    return Producer({**config, "logger": LIBRDKAFKA_LOG})

@@ -8,6 +8,12 @@ another is read further back, whatever the key skew. A broker that cannot answer
 embedded mock cluster answers -1) is detected, per partition, by its newest record being at or
 after the time: that partition is then read from the last ``fallback_last`` records.
 
+Every record the connector writes is in a Kafka transaction, so a reader reads ``read_committed``
+(records of aborted or still-open transactions are skipped) and a partition's last offsets may be
+transaction markers, which are never delivered: a partition is read to its end when the consumer
+says it reached it (``_PARTITION_EOF`` at or past the end offset), not when a record at end - 1
+arrives.
+
 Kafka's errors are translated here: no answer within the deadline is
 :class:`~connector.errors.KafkaUnavailable` (the caller retries), an authorization failure or a
 missing topic is a :class:`~connector.errors.RuntimeFailure`.
@@ -30,6 +36,7 @@ _LOG: Final = logging.getLogger(__name__)
 
 POLL_S: Final = 0.5
 RETRY_S: Final = 0.5
+NEWEST_PROBE_RECORDS: Final = 16  # how far back from the end the newest record is looked for
 
 # (consumer, partition, low, high) -> the offset to start reading that partition from
 StartChooser = Callable[[Consumer, TopicPartition, int, int, float], int]
@@ -82,7 +89,7 @@ def read_since(
         )
         if found >= 0:
             return max(low, found)
-        newest = _timestamp_at(consumer, partition, high - 1, deadline)
+        newest = _newest_timestamp(consumer, partition, max(low, high - NEWEST_PROBE_RECORDS), high, deadline)
         if newest is None or newest < since_ms:
             return high  # nothing at or after the time: nothing to read
         _LOG.warning(
@@ -103,7 +110,8 @@ def _consumer(bootstrap_servers: str, properties: Mapping[str, object]) -> Consu
             "logger": LIBRDKAFKA_LOG,
             "group.id": f"pmx-connector-reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
-            "enable.partition.eof": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
         }
     )
 
@@ -125,19 +133,32 @@ def _read(
                 raise KafkaUnavailable(msg)
             message = consumer.poll(POLL_S)
             if message is None:
+                _drop_read_to_end(consumer, topic, ends)
                 continue
             error = message.error()
-            if error is not None:
-                _raise_if_final(error, topic)
-                continue
             partition, offset = message.partition(), message.offset()
             if partition is None or offset is None or partition not in ends:
+                if error is not None:
+                    _raise_if_final(error, topic)
+                continue
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF and offset >= ends[partition]:
+                    del ends[partition]  # read to the end (past any transaction markers)
+                else:
+                    _raise_if_final(error, topic)
                 continue
             yield message
             if offset >= ends[partition] - 1:
                 del ends[partition]
     finally:
         consumer.close()
+
+
+def _drop_read_to_end(consumer: Consumer, topic: str, ends: dict[int, int]) -> None:
+    """Forget the partitions whose position reached their end (a quiet poll: no end-of-partition event)."""
+    for position in consumer.position([TopicPartition(topic, partition) for partition in ends]):
+        if position.offset >= ends.get(position.partition, 0):
+            ends.pop(position.partition, None)
 
 
 def _raise_if_final(error: KafkaError, topic: str) -> None:
@@ -221,9 +242,15 @@ def _offset_for_time(consumer: Consumer, partition: TopicPartition, deadline: fl
             time.sleep(RETRY_S)
 
 
-def _timestamp_at(consumer: Consumer, partition: TopicPartition, offset: int, deadline: float) -> int | None:
-    """The timestamp (ms) of the record at ``offset``, read on its own."""
-    consumer.assign([TopicPartition(partition.topic, partition.partition, offset)])
+def _newest_timestamp(
+    consumer: Consumer, partition: TopicPartition, first: int, high: int, deadline: float
+) -> int | None:
+    """The timestamp (ms) of the newest record in [``first``, ``high``), None if there is none.
+
+    The last offsets may be transaction markers (or aborted records), so it reads to the end.
+    """
+    consumer.assign([TopicPartition(partition.topic, partition.partition, first)])
+    newest: int | None = None
     try:
         while time.monotonic() < deadline:
             message = consumer.poll(POLL_S)
@@ -231,10 +258,14 @@ def _timestamp_at(consumer: Consumer, partition: TopicPartition, offset: int, de
                 continue
             error = message.error()
             if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF and (message.offset() or 0) >= high:
+                    return newest
                 _raise_if_final(error, partition.topic)
                 continue
             _kind, stamp = message.timestamp()
-            return int(stamp)
+            newest = int(stamp)
+            if (message.offset() or 0) >= high - 1:
+                return newest
     finally:
         consumer.unassign()
     msg = f"cannot read the newest record of {partition.topic}[{partition.partition}]"

@@ -210,7 +210,7 @@ def measure(args: argparse.Namespace, bootstrap: str, folder: Path) -> dict[str,
     status = ServiceStatus(connector=CONNECTOR, subscription=subscription_key(settings))
     call = FrameCall(args.rate)
     doorbell = getattr(composition, "Doorbell", _PlainDoorbell)()  # what ``build`` gives the engine
-    service, publisher = build_engine(
+    built = build_engine(
         settings,
         open_stream=lambda: GrpcVenueStream(call, doorbell.ring),
         search=NoSearch(),
@@ -218,6 +218,8 @@ def measure(args: argparse.Namespace, bootstrap: str, folder: Path) -> dict[str,
         metrics=metrics,
         status=status,
     )
+    # An ``Engine`` since transactions; a (service, publisher) pair on the commits before them.
+    service, publisher = (built.service, built.publisher) if hasattr(built, "service") else built
     tune = getattr(composition, "tune_garbage_collection", None)  # what ``run`` does after ``build``
     if tune is not None:
         tune()
