@@ -3,6 +3,8 @@
 - :class:`ScriptedStream`: a venue stream that hands out the responses a test queued (thread-safe),
   optionally ending with a :class:`~connector.engine.ports.StreamEnd`;
 - :class:`NoSearch`: an execution search that must not be used (a first start from "now");
+- :class:`EmptySearch`: an execution search that finds nothing;
+- :func:`venue_executions`, :func:`response_of`: venue executions, and a stream response of them;
 - :func:`engine_on_kafka`: the real engine with every real Kafka adapter (``build_engine``), on a
   scripted stream;
 - :func:`step_until`: step the engine (real clock) until a condition holds.
@@ -17,14 +19,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from connector._pb.polymarket.v1 import trading_pb2
 from connector.commands.composition import build_engine, subscription_key
 from connector.config import Settings
-from connector.engine.ports import SearchFailure, SearchPage, SearchRequest, StreamEnd
+from connector.engine.ports import ExecutionSearch, SearchFailure, SearchPage, SearchRequest, StreamEnd
 from connector.engine.service import ConnectorService
 from connector.engine.status import ServiceStatus
 from connector.kafka.publisher import KafkaPublisher
 from connector.kafka.topics import topic_names
 from connector.observability.metrics import Metrics
+from connector.simulator import SimulatedVenue, SimulatorConfig
 
 
 class ScriptedStream:
@@ -65,6 +69,42 @@ class NoSearch:
         pass
 
 
+class EmptySearch:
+    """An execution search that finds nothing (one empty last page per request)."""
+
+    def __init__(self) -> None:
+        self._answer: SearchPage | None = None
+        self.requests = 0
+
+    def submit(self, request: SearchRequest) -> None:
+        del request
+        self.requests += 1
+        self._answer = SearchPage((), "", eof=True)
+
+    def poll(self) -> SearchPage | SearchFailure | None:
+        answer, self._answer = self._answer, None
+        return answer
+
+    def cancel(self) -> None:
+        self._answer = None
+
+
+def venue_executions(count: int) -> list[trading_pb2.Execution]:
+    """The first ``count`` executions of a seeded simulated venue (no server is started)."""
+    with SimulatedVenue(SimulatorConfig(seed=5, rate=0.0, warmup_updates=30)) as venue:
+        executions = [entry.execution for entry in venue.journal.executions()][:count]
+    assert len(executions) == count
+    return executions
+
+
+def response_of(*executions: trading_pb2.Execution) -> trading_pb2.CreateOrderSubscriptionResponse:
+    """A stream response carrying ``executions`` as one update, sent now."""
+    response = trading_pb2.CreateOrderSubscriptionResponse(session_id="s-1")
+    response.processed_sent_time.GetCurrentTime()
+    response.update.executions.extend(executions)
+    return response
+
+
 def undialled_settings(bootstrap_servers: str, key_path: Path, **sections: dict[str, Any]) -> Settings:
     """Settings for the engine on a given Kafka, with venue addresses nothing dials (``sections``
     override or add top-level sections, e.g. ``connector={"name": ...}``)."""
@@ -89,7 +129,7 @@ def undialled_settings(bootstrap_servers: str, key_path: Path, **sections: dict[
 
 
 def engine_on_kafka(
-    settings: Settings, streams: Iterable[ScriptedStream]
+    settings: Settings, streams: Iterable[ScriptedStream], search: ExecutionSearch | None = None
 ) -> tuple[ConnectorService, KafkaPublisher, Metrics, ServiceStatus]:
     """The real engine and Kafka adapters; each stream the engine opens is the next scripted one."""
     opened = iter(streams)
@@ -98,7 +138,7 @@ def engine_on_kafka(
     engine = build_engine(
         settings,
         open_stream=lambda: next(opened),
-        search=NoSearch(),
+        search=search or NoSearch(),
         invalidate_token=lambda: None,
         metrics=metrics,
         status=status,

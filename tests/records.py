@@ -12,13 +12,22 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from connector.core.record_schemas import RecordType, schema_dict
 
 
-def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[Message]:
+def read_topic(
+    bootstrap: str, topic: str, timeout_s: float = 30.0, isolation: str = "read_committed"
+) -> list[Message]:
     """Every record of a topic, partition by partition in offset order (no consumer group).
 
     Reads until every partition's position reaches its end offset, so a compacted topic (whose
     offsets have holes) or one with transaction markers is read to its end without waiting.
+    ``isolation``: ``read_committed`` (librdkafka's default) skips aborted and open transactions.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
+            "isolation.level": isolation,
+        }
+    )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends: dict[int, int] = {}

@@ -229,6 +229,11 @@ class ConnectorService:
         """The completeness frontier F now."""
         return self._frontier.value()
 
+    @property
+    def in_flight(self) -> int:
+        """Records published and not yet delivered (the outbox, the producer, an open transaction)."""
+        return len(self._outbox) + self._sink.in_flight
+
     def request_stop(self) -> None:
         """Ask the service to stop (safe from a signal handler: it only sets a flag)."""
         self._stop_requested = True

@@ -18,8 +18,15 @@ from connector.core.record_schemas import RecordType
 from connector.core.transcoder import Transcoder
 from connector.embedded import EmbeddedKafka
 from connector.kafka.topics import topic_names
-from connector.simulator import SimulatedVenue, SimulatorConfig
-from tests.engine_fixtures import ScriptedStream, engine_on_kafka, step_until, stop, undialled_settings
+from tests.engine_fixtures import (
+    ScriptedStream,
+    engine_on_kafka,
+    response_of,
+    step_until,
+    stop,
+    undialled_settings,
+    venue_executions,
+)
 from tests.records import decode, read_topic
 
 BEYOND_TIMESTAMP_NANOS_S = 10**11  # the year 5138: no timestamp-nanos can hold it
@@ -35,20 +42,6 @@ def settings_for(embedded_kafka: EmbeddedKafka, tmp_path: Path, **kafka_properti
     for topic in topic_names(settings).values():
         embedded_kafka.create_topic(topic, partitions=1, replication_factor=1)
     return settings
-
-
-def venue_executions(count: int) -> list[trading_pb2.Execution]:
-    with SimulatedVenue(SimulatorConfig(seed=5, rate=0.0, warmup_updates=30)) as venue:
-        executions = [entry.execution for entry in venue.journal.executions()][:count]
-    assert len(executions) == count
-    return executions
-
-
-def response_of(*executions: trading_pb2.Execution) -> trading_pb2.CreateOrderSubscriptionResponse:
-    response = trading_pb2.CreateOrderSubscriptionResponse(session_id="s-1")
-    response.processed_sent_time.GetCurrentTime()
-    response.update.executions.extend(executions)
-    return response
 
 
 def drain(service: Any, metrics: Any, expected_records: int) -> None:

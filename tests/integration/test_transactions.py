@@ -1,0 +1,152 @@
+"""Transactions on the real broker: fencing of a second instance, and what read_committed readers see.
+
+The real engine and Kafka adapters (``build_engine``) in this process, on the session's three-node
+KRaft cluster, fed by scripted venue streams:
+
+- in both delivery modes, a second engine with the same connector name and subscription fences the
+  first one when it starts (``init_transactions``): the first stops with one line saying another
+  instance took over, and nothing it publishes after that reaches a ``read_committed`` reader;
+- in ``exactly_once`` mode, what the engine reports as delivered (its frontier) is committed, and
+  records of a transaction that never committed (the process "crashed" with it open) are invisible
+  to ``read_committed`` readers and are aborted by the next start, which re-publishes nothing
+  committed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from connector.config import Settings
+from connector.core.record_schemas import RecordType
+from connector.engine.service import ConnectorService
+from connector.errors import FatalProducerError
+from connector.kafka.topics import topic_names
+from tests.engine_fixtures import (
+    EmptySearch,
+    ScriptedStream,
+    engine_on_kafka,
+    response_of,
+    step_until,
+    stop,
+    undialled_settings,
+    venue_executions,
+)
+from tests.kafka_cluster import KafkaCluster
+from tests.records import decode, read_topic
+
+TIMEOUT_S = 60.0
+
+
+def settings_for(cluster: KafkaCluster, tmp_path: Path, delivery: str) -> Settings:
+    return undialled_settings(
+        cluster.bootstrap_servers,
+        tmp_path / "unused.pem",
+        kafka={
+            "bootstrap_servers": cluster.bootstrap_servers,
+            "topic_prefix": f"t{uuid.uuid4().hex[:10]}",
+            "partitions": 3,
+        },
+        connector={
+            "name": "fencing-test",
+            "delivery": delivery,
+            "heartbeat_interval_s": 0.2,
+            "checkpoint_interval_s": 0.3,
+        },
+    )
+
+
+def execution_ids(settings: Settings, isolation: str = "read_committed") -> list[str]:
+    topic = topic_names(settings)["executions"]
+    return [
+        decode(message.value(), RecordType.EXECUTION)["execution_id"]
+        for message in read_topic(settings.kafka.bootstrap_servers, topic, isolation=isolation)
+    ]
+
+
+def step_until_fenced(service: ConnectorService, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    with pytest.raises(FatalProducerError) as raised:
+        while time.monotonic() < deadline:
+            time.sleep(min(service.step(), 0.01))
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_a_second_instance_fences_the_first_which_stops_and_publishes_nothing_more(
+    real_kafka: KafkaCluster, tmp_path: Path, delivery: str
+) -> None:
+    settings = settings_for(real_kafka, tmp_path, delivery)
+    executions = venue_executions(12)
+    first_stream = ScriptedStream(response_of(execution) for execution in executions[:4])
+    first, _publisher, _metrics, _status = engine_on_kafka(settings, [first_stream])
+    step_until(first, lambda: first.frontier is not None and not first.in_flight, TIMEOUT_S, "delivery")
+    step_until(first, lambda: len(execution_ids(settings)) == 4, TIMEOUT_S, "the first four, committed")
+
+    second, _publisher, _metrics, second_status = engine_on_kafka(
+        settings, [ScriptedStream(response_of(execution) for execution in executions[8:])], EmptySearch()
+    )
+    step_until(second, lambda: second_status.phase == "streaming", TIMEOUT_S, "the second instance to stream")
+
+    first_stream.push(*(response_of(execution) for execution in executions[4:8]))
+    reason = step_until_fenced(first, TIMEOUT_S)
+    assert "another instance with the same connector.name and subscription took over" in reason
+
+    step_until(second, lambda: not second.in_flight, TIMEOUT_S, "the second instance's commit")
+    stop(second)
+    published = execution_ids(settings)
+    expected = [execution.id for execution in (*executions[:4], *executions[8:])]
+    assert sorted(published) == sorted(expected), "the fenced instance's records must not be readable"
+    assert not {execution.id for execution in executions[4:8]} & set(
+        execution_ids(settings, "read_uncommitted")
+    )
+
+
+def test_exactly_once_an_open_transaction_is_invisible_then_aborted_and_nothing_is_published_twice(
+    real_kafka: KafkaCluster, tmp_path: Path
+) -> None:
+    settings = settings_for(real_kafka, tmp_path, "exactly_once")
+    executions = venue_executions(10)
+    stream = ScriptedStream(response_of(execution) for execution in executions[:5])
+    first, publisher, _metrics, status = engine_on_kafka(settings, [stream])
+    step_until(first, lambda: status.phase == "streaming" and not first.in_flight, TIMEOUT_S, "a commit")
+    frontier = first.frontier
+    assert frontier is not None
+    assert sorted(execution_ids(settings)) == sorted(e.id for e in executions[:5])
+
+    # A transaction that never commits (a crash): its records reach the log, not read_committed readers.
+    first._sink._interval_s = 3600.0  # the engine "crashes" before this transaction's commit
+    stream.push(*(response_of(execution) for execution in executions[5:]))
+    step_until(
+        first,
+        lambda: len(execution_ids(settings, "read_uncommitted")) == 10 and publisher.in_flight == 0,
+        TIMEOUT_S,
+        "delivery, uncommitted",
+    )
+    assert first.frontier == frontier, "exactly_once: nothing uncommitted counts as delivered"
+    assert sorted(execution_ids(settings, "read_uncommitted")) == sorted(e.id for e in executions)
+    assert sorted(execution_ids(settings)) == sorted(e.id for e in executions[:5])
+
+    # The next start aborts it (init_transactions) before it reads; it publishes the rest once.
+    restarted, _publisher2, _metrics2, restarted_status = engine_on_kafka(
+        settings, [ScriptedStream(response_of(execution) for execution in executions)], EmptySearch()
+    )
+    step_until(
+        restarted,
+        lambda: restarted_status.phase == "streaming" and not restarted.in_flight,
+        TIMEOUT_S,
+        "the restart's commit",
+    )
+    stop(restarted)
+    assert sorted(execution_ids(settings)) == sorted(e.id for e in executions), "each exactly once"
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "unused"})
+    try:
+        topic = topic_names(settings)["executions"]
+        ends = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3)]
+    finally:
+        consumer.close()
+    assert sum(ends) > 15, "the aborted transaction's records and the markers are in the log"
