@@ -18,6 +18,7 @@
         ├── StreamRefused             the venue refused the subscription (permission, bad filter)
         ├── SearchRefused             the venue refused the execution search (403: missing scope)
         ├── FatalProducerError        the producer cannot continue (fenced, authorization, a gap)
+        ├── LeadershipLost            another instance leads now (connector.leader_election)
         ├── TopicsUnavailable         a topic is missing and cannot be created, or may not be written
         ├── SchemaNotRegistered       a schema ID cannot be found and may not be registered
         └── EmbeddedKafkaError        the embedded (mock) Kafka cluster refused an operation
@@ -84,6 +85,10 @@ class SearchRefused(RuntimeFailure):
 
 class FatalProducerError(RuntimeFailure):
     """The producer hit a fatal error (fenced, authorisation, a gap it may not leave); exit."""
+
+
+class LeadershipLost(RuntimeFailure):
+    """This instance no longer leads (the election moved on, or the process was paused too long)."""
 
 
 class TopicsUnavailable(RuntimeFailure):

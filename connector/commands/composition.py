@@ -12,12 +12,13 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Protocol
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -32,7 +33,7 @@ from connector.engine.pipeline import Topics, VenueDecoder
 from connector.engine.ports import Clock, ExecutionSearch, StartupStep, StreamOpener, SystemClock
 from connector.engine.recovery import HoldBackLimits
 from connector.engine.service import ConnectorService, EngineSettings
-from connector.engine.status import Phase, ServiceStatus
+from connector.engine.status import Phase, Role, ServiceStatus
 from connector.engine.transactions import TransactionalSink
 from connector.errors import ConfigError
 from connector.kafka.checkpoints import KafkaCheckpointStore
@@ -56,11 +57,34 @@ from connector.venue.stream import OrderStreamClient, open_channel
 _LOG: Final = logging.getLogger(__name__)
 GC_YOUNG_THRESHOLD: Final = 50_000
 GATHER_S: Final = 0.001  # the engine wakes at most this often (Doorbell)
+STANDBY_POLL_S: Final = 0.25
+
+
+class Election(Protocol):
+    """The leader election among the instances with one connector name and subscription."""
+
+    def start(self) -> None:
+        """Join the election (returns at once)."""
+
+    def stop(self) -> None:
+        """Leave it, so that a standby takes over at once (idempotent)."""
+
+    def is_leader(self) -> bool:
+        """Whether this instance leads now (any thread)."""
+
+    def wait_until_leader(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the leadership; whether this instance leads."""
 
 
 @dataclass(frozen=True, slots=True)
 class BuiltService:
-    """The engine and what runs beside it (HTTP endpoints, token renewal, the search worker)."""
+    """The engine and what runs beside it (HTTP endpoints, token renewal, the search worker).
+
+    With an ``election``, the instance first stands by (phase ``standby``, ready, publishing
+    nothing, its token kept fresh) until it is elected, then runs the engine; the engine stops
+    with :class:`~connector.errors.LeadershipLost` if the leadership goes, and the election is
+    left when the engine has stopped, so that a standby takes over at once after a SIGTERM.
+    """
 
     service: ConnectorService
     health: HealthServer
@@ -71,6 +95,8 @@ class BuiltService:
     publisher: KafkaPublisher
     transactions: KafkaTransactions
     doorbell: Doorbell
+    election: Election | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
         """Start the HTTP endpoints and token renewal, run the engine until it stops, then stop them.
@@ -81,8 +107,14 @@ class BuiltService:
         self.health.start()
         self.tokens.start()
         try:
+            if self.election is not None and not self._stand_by(self.election):
+                return 0  # stopped while standing by
+            self.metrics.leader.set(1)
             return self.service.run(self._wait)
         finally:
+            self.metrics.leader.set(0)
+            if self.election is not None:
+                self.election.stop()
             self.transactions.close()
             self.search.close()
             self.tokens.stop()
@@ -90,8 +122,26 @@ class BuiltService:
 
     def stop(self) -> None:
         """Ask the engine to stop (safe from a signal handler)."""
+        self.stopping.set()
         self.service.request_stop()
         self.doorbell.ring()
+
+    def _stand_by(self, election: Election) -> bool:
+        """Wait to be elected (True), or for a stop (False)."""
+        status = self.status
+        status.role = Role.STANDBY.value
+        status.phase = Phase.STANDBY.value
+        self.metrics.leader.set(0)
+        election.start()
+        _LOG.info("standing by: the connector runs once this instance is elected leader")
+        while not self.stopping.is_set():
+            status.tick(time.monotonic())
+            if election.wait_until_leader(STANDBY_POLL_S):
+                status.role = Role.LEADER.value
+                status.phase = Phase.STARTING.value
+                _LOG.info("elected leader: starting")
+                return True
+        return False
 
     def _wait(self, seconds: float) -> None:
         self.doorbell.wait(seconds)
@@ -166,7 +216,12 @@ def build(settings: Settings) -> BuiltService:
     """
     metrics = Metrics(tuple(topic_names(settings).values()))
     subscription = subscription_key(settings)
-    status = ServiceStatus(connector=settings.connector.name, subscription=subscription)
+    status = ServiceStatus(
+        connector=settings.connector.name,
+        subscription=subscription,
+        instance=socket.gethostname(),
+        delivery=settings.connector.delivery,
+    )
     tokens = build_tokens(settings, metrics)
     doorbell = Doorbell()
     stream_client = OrderStreamClient(open_channel(settings.venue), settings.venue, tokens.token)
@@ -238,6 +293,7 @@ def build_engine(
         exactly_once=connector.delivery == "exactly_once",
         interval_s=connector.transaction_interval_s,
         max_records=connector.transaction_max_records,
+        on_committed=metrics.transactions_committed.inc,
     )
 
     def delivered(topic: str, venue_times_ns: Sequence[int | None]) -> None:

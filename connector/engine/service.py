@@ -79,6 +79,7 @@ from connector.engine.recovery import HoldBackLimits, RecoverySession
 from connector.engine.status import Phase, ServiceStatus
 from connector.errors import (
     FatalProducerError,
+    LeadershipLost,
     RecordRefused,
     RuntimeFailure,
     StreamRefused,
@@ -160,12 +161,16 @@ class ConnectorService:
         status: ServiceStatus,
         invalidate_token: Callable[[], None],
         rng: random.Random | None = None,
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
         """Wire the service (the composition root builds every collaborator; no I/O here).
 
         ``watermark`` is the one the sink reports acknowledgements to; ``make_decoder`` is called once
-        the start-up steps succeeded (the registry's schema IDs frame the records).
+        the start-up steps succeeded (the registry's schema IDs frame the records). ``leads`` says
+        whether this instance still leads (``connector.leader_election``); once it says no, the
+        service stops reading at once and stops with :class:`~connector.errors.LeadershipLost`.
         """
+        self._leads = leads
         self._settings = settings
         self._executions_topic = settings.executions_topic
         self._dlq_topic = settings.dlq_topic
@@ -288,11 +293,27 @@ class ConnectorService:
             wake = min(wake, now + self._settings.ack_poll_s)
         return max(0.0, min(wake, now + MAX_IDLE_S) - now)
 
+    def _check_leadership(self) -> None:
+        """Raise :class:`LeadershipLost` once this instance no longer leads."""
+        if not self._leads():
+            msg = (
+                "this instance no longer leads (another instance with the same connector.name and "
+                "subscription was elected, or this process was paused past the election's session "
+                "timeout): it stops; the restart stands by"
+            )
+            raise LeadershipLost(msg)
+
     # ----------------------------------------------------------------------------- start-up
 
     def _start_up(self, now: float) -> float:
         if self._stop_requested:
             self._finish("stopped during start-up")
+            return math.inf
+        try:
+            self._check_leadership()
+        except LeadershipLost as exc:
+            self._fatal = exc
+            self._finish("lost the leadership during start-up")
             return math.inf
         if now < self._retry_at:
             return self._retry_at - now
@@ -341,6 +362,7 @@ class ConnectorService:
     # ----------------------------------------------------------------------------- the stream
 
     def _run_stream(self, now: float) -> float:
+        self._check_leadership()  # before anything more is read (a thawed process stops here)
         if self._stream is None:
             if now < self._reconnect_at:
                 self._status.phase = Phase.RECONNECTING.value
@@ -622,6 +644,7 @@ class ConnectorService:
     def _heartbeat_record(self) -> OutRecord:
         frontier = self._frontier.value()
         fields = {
+            "instance": self._status.instance,
             "phase": self._status.phase,
             "session_id": self._status.session_id,
             "last_venue_heartbeat_time": self._last_venue_heartbeat_ns,

@@ -31,6 +31,15 @@ class Phase(StrEnum):
     RECONNECTING = "reconnecting"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    STANDBY = "standby"
+
+
+class Role(StrEnum):
+    """Whether this instance publishes (``connector.leader_election``: leader or standby)."""
+
+    SINGLE = "single"  # no election: the only instance
+    LEADER = "leader"
+    STANDBY = "standby"
 
 
 @dataclass(slots=True)
@@ -39,6 +48,9 @@ class ServiceStatus:
 
     connector: str
     subscription: str
+    instance: str = ""
+    role: str = Role.SINGLE.value
+    delivery: str = "at_least_once"
     phase: str = Phase.STARTING.value
     session_id: str = ""
     connected: bool = False
@@ -65,7 +77,9 @@ class ServiceStatus:
 
     def not_ready_reasons(self) -> list[str]:
         """Why the service is not ready (empty when it is)."""
-        reasons = []
+        reasons: list[str] = []
+        if self.role == Role.STANDBY.value:  # warm and waiting: ready (a rollout waits for readiness)
+            return reasons if self.loop_alive() else ["standby loop not ticking"]
         if not self.connected:
             reasons.append("venue stream not connected")
         if not self.producer_healthy:

@@ -49,6 +49,7 @@ class TransactionalSink:
         exactly_once: bool,
         interval_s: float = DEFAULT_INTERVAL_S,
         max_records: int = DEFAULT_MAX_RECORDS,
+        on_committed: Callable[[], None] = lambda: None,
     ) -> None:
         """Batch into ``transactions``; ``acknowledge`` takes arrival sequences (the watermark's).
 
@@ -67,7 +68,7 @@ class TransactionalSink:
         self._records = 0  # handed over in the open transaction
         self._committing = False
         self._held: list[int] = []  # exactly_once: acknowledged, not yet committed
-        self.commits = 0
+        self._on_committed = on_committed
 
     def wrap(self, inner: RecordSink) -> None:
         """Publish through ``inner`` (built with :meth:`acknowledged` as its acknowledgement callback)."""
@@ -132,7 +133,7 @@ class TransactionalSink:
         self._committing = False
         self._open = False
         self._records = 0
-        self.commits += 1
+        self._on_committed()
         if self._held:
             # Nothing is produced while a commit runs, so every record held now was in this one.
             held, self._held = self._held, []

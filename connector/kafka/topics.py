@@ -77,10 +77,18 @@ def role_topics(kafka: KafkaSettings) -> dict[str, str]:
     return {role: kafka.topic(getattr(kafka.topics, role)) for role in TOPIC_ROLES}
 
 
+def leader_topic(kafka: KafkaSettings) -> str:
+    """The leader election's coordination topic (joined as a consumer group, never written)."""
+    return kafka.topic(kafka.topics.leader)
+
+
 def topic_layouts(kafka: KafkaSettings) -> dict[str, TopicLayout]:
-    """The layout of every topic, by name: the checkpoint topic compacted with one partition."""
+    """The layout of every topic, by name: the checkpoint topic compacted with one partition.
+
+    The leader election's coordination topic has one partition too (who is assigned it leads).
+    """
     checkpoints = kafka.topic(kafka.topics.checkpoints)
-    return {
+    layouts = {
         name: TopicLayout(
             name,
             partitions=1 if name == checkpoints else kafka.partitions,
@@ -89,6 +97,9 @@ def topic_layouts(kafka: KafkaSettings) -> dict[str, TopicLayout]:
         )
         for name in role_topics(kafka).values()
     }
+    leader = leader_topic(kafka)
+    layouts[leader] = TopicLayout(leader, partitions=1, replication_factor=kafka.replication_factor)
+    return layouts
 
 
 def check_topics(settings: Settings, topics: list[str], *, create: bool = True) -> None:
@@ -174,6 +185,7 @@ def _creation_failure(layout: TopicLayout, missing: list[str], error: KafkaError
 def _missing_permission(admin: AdminClient, kafka: KafkaSettings, topics: Iterable[str]) -> str | None:
     """Say which permission the cluster reports missing: WRITE on a topic, or READ on one read at start."""
     reads = {name for role, name in role_topics(kafka).items() if role in READ_AT_START}
+    leader = leader_topic(kafka)
     topics = list(topics)
     futures = admin.describe_topics(
         TopicCollection(topics), request_timeout=TOPIC_CHECK_TIMEOUT_S, include_authorized_operations=True
@@ -187,7 +199,7 @@ def _missing_permission(admin: AdminClient, kafka: KafkaSettings, topics: Iterab
         granted = {operation.name for operation in description.authorized_operations or ()}
         if not granted or "ALL" in granted:
             continue  # not reported by this broker, or everything allowed
-        needed = ["WRITE", *(["READ"] if topic in reads else [])]
+        needed = ["DESCRIBE"] if topic == leader else ["WRITE", *(["READ"] if topic in reads else [])]
         lacking = [operation for operation in needed if operation not in granted]
         if lacking:
             names = " and ".join(lacking)

@@ -74,7 +74,17 @@ class Metrics:
             registry=r,
         )
         self.inflight_records = Gauge(
-            f"{PREFIX}_inflight_records", "Records produced and not yet acknowledged.", registry=r
+            f"{PREFIX}_inflight_records",
+            "Records produced and not yet acknowledged, or in a Kafka transaction not yet committed.",
+            registry=r,
+        )
+        self.leader = Gauge(
+            f"{PREFIX}_leader",
+            "1 while this instance may publish (it leads, or runs without an election); 0 on standby.",
+            registry=r,
+        )
+        self.transactions_committed = Counter(
+            f"{PREFIX}_transactions_committed_total", "Kafka transactions committed.", registry=r
         )
         self.event_to_ack = BatchHistogram(
             f"{PREFIX}_event_to_ack_seconds",
