@@ -82,7 +82,7 @@ class ElectionState(StrEnum):
 
     STANDBY = "standby"  # in the group (or trying to reach it), not holding partition 0
     LEADER = "leader"  # holding partition 0, lease fresh
-    LOST = "lost"  # led, then lost it: the process should exit 1 and restart as a standby
+    LOST = "lost"  # led (or was assigned right after a pause), then lost it: exit 1, restart as a standby
     FAILED = "failed"  # Kafka refused the election (authorization, a fatal consumer error)
     STOPPED = "stopped"  # stop() was called; the group was left
 
@@ -315,7 +315,7 @@ class LeaderElection:
             consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
-            self._lease.tick(self._clock())
+            self._lease.tick(self._clock())  # the lease counts from here, not from construction
             self._thread = threading.Thread(
                 target=self._run, args=(consumer,), name="leader-election", daemon=True
             )
@@ -323,9 +323,15 @@ class LeaderElection:
         _LOG.info("leader election: joining group %s on %s", self.group_id, self.topic)
 
     def stop(self) -> None:
-        """Leave the group at once (the standby takes over within a heartbeat or two); idempotent."""
+        """Give up leadership now and leave the group (a standby leads about a second later); idempotent.
+
+        :meth:`is_leader` answers False from the moment ``stop`` is called; the election thread then
+        closes the consumer (waited for, up to ``STOP_TIMEOUT_S``, unless called on that thread).
+        """
         with self._changed:
             self._stopping = True
+            self._lease.stop()
+            self._changed.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(STOP_TIMEOUT_S)
@@ -384,8 +390,6 @@ class LeaderElection:
         try:
             while True:
                 with self._changed:
-                    if self._stopping:
-                        self._lease.stop()
                     self._lease.tick(self._clock())
                     state = self._lease.state
                 notified = self._notify(notified, state)
@@ -399,6 +403,7 @@ class LeaderElection:
                         self._on_error(error)
                     else:
                         self._fail(f"the leader election's consumer failed: {exc}")
+                    time.sleep(POLL_S)  # a non-fatal one would come back at once
                     continue
                 if polled is not None and (error := polled.error()) is not None:
                     self._on_error(error)
@@ -423,13 +428,15 @@ class LeaderElection:
         return state
 
     def _close(self, consumer: GroupConsumer) -> None:
+        with self._changed:
+            # Every way out of the loop but an exception (a bug) is a final state; after one, the
+            # caller's check() must fail rather than see a quiet standby.
+            self._lease.fail("the leader election's thread ended unexpectedly")
+            self._changed.notify_all()
         try:
             consumer.close()  # leaves the group: the partition moves to a standby at once
         except (KafkaException, RuntimeError) as exc:
             _LOG.warning("leader election: closing the consumer failed: %s", exc)
-        with self._changed:
-            self._lease.stop()
-            self._changed.notify_all()
 
     def _on_assign(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         if not _holds_partition(partitions, self.topic):

@@ -4,7 +4,9 @@ Each test makes its own one-partition coordination topic and group. In-process e
 show that exactly one leads and that a stop hands over at once; ``tests.leader_probe`` processes show
 the takeover after the leader's death (SIGKILL) and its freeze (SIGSTOP longer than the session
 timeout), and that the frozen one reports lost leadership and exits 1 as soon as it resumes. The
-measured takeover times are printed (``pytest -s``) and in the assertion messages.
+measured takeover times are printed (``pytest -s``) and in the assertion messages. On the locked-down
+``secure_kafka``, a principal without READ on the group, or without DESCRIBE on the topic, gets one
+line naming the ACL.
 """
 
 from __future__ import annotations
@@ -22,10 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
 
+from connector.errors import RuntimeFailure
 from connector.kafka.leadership import SESSION_TIMEOUT_S, ElectionState, LeaderElection
 from tests.kafka_cluster import KafkaCluster
+from tests.kafka_fixtures import SecureKafka
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TAKEOVER_LIMIT_S = 10.0  # issue #15: the standby leads within 10 s of the leader's death
@@ -78,9 +91,13 @@ def test_exactly_one_of_two_electors_leads_and_a_stop_hands_over(electors: list[
     assert status.since is not None and status.member_id
     assert standby.describe().state is ElectionState.STANDBY
 
+    stopping = time.monotonic()
     leader.stop()
-    took = eventually(standby.is_leader, STOP_TAKEOVER_LIMIT_S, "the standby leads after the leader's stop")
-    print(f"\n[leadership] takeover after stop(): {took:.2f} s")
+    assert not leader.is_leader()
+    left = time.monotonic() - stopping  # stop() returns once the consumer has left the group
+    eventually(standby.is_leader, STOP_TAKEOVER_LIMIT_S, "the standby leads after the leader's stop")
+    took = time.monotonic() - stopping
+    print(f"\n[leadership] takeover after stop(): {took:.2f} s (stop() returned after {left:.2f} s)")
     assert leader.describe().state is ElectionState.STOPPED and not leader.is_leader()
     assert standby.wait_until_leader(0)
 
@@ -197,3 +214,44 @@ def test_a_frozen_leader_is_replaced_and_exits_on_resume(probes: list[Probe]) ->
     assert exited < RESUME_EXIT_LIMIT_S, f"the resumed leader exited {exited:.2f} s after SIGCONT"
     eventually(lambda: "leader_probe: lost:" in "".join(leader.stderr), 5, "the one line saying why")
     assert standby.lines.empty() and standby.leading, "the new leader kept its leadership"
+
+
+def test_a_principal_without_the_acls_gets_one_line_naming_them(secure_kafka: SecureKafka) -> None:
+    user = "pmx-connector"  # ALL on "granted." topics, READ on every group (tests.kafka_fixtures)
+    suffix = uuid.uuid4().hex[:8]
+    granted, other = f"granted.leader-{suffix}", f"leader-{suffix}"
+    denied_group = f"denied-{suffix}"
+    admin = AdminClient({"bootstrap.servers": secure_kafka.cluster.bootstrap_servers, "log_level": 2})
+    for future in admin.create_topics([NewTopic(t, 1, 1) for t in (granted, other)]).values():
+        future.result(timeout=30)
+    deny = AclBinding(
+        ResourceType.GROUP, denied_group, ResourcePatternType.LITERAL,
+        f"User:{user}", "*", AclOperation.READ, AclPermissionType.DENY,
+    )  # fmt: skip
+    for future in admin.create_acls([deny]).values():
+        future.result(timeout=30)
+    properties = secure_kafka.client_properties(user)
+    cases = {
+        (other, f"group-{suffix}"): f"DESCRIBE and READ on the topic {other}",
+        (granted, denied_group): f"READ on the consumer group {denied_group}",
+    }
+    try:
+        for (topic, group), needed in cases.items():
+            election = LeaderElection(secure_kafka.bootstrap_servers, properties, topic, group)
+            election.start()
+            try:
+                with pytest.raises(RuntimeFailure) as raised:
+                    election.wait_until_leader(JOIN_TIMEOUT_S)
+            finally:
+                election.stop()
+            message = str(raised.value)
+            print(f"\n[leadership] {message}")
+            assert needed in message and "\n" not in message
+            assert election.describe().state is ElectionState.FAILED
+    finally:
+        deny_filter = AclBindingFilter(
+            ResourceType.GROUP, denied_group, ResourcePatternType.LITERAL,
+            None, None, AclOperation.ANY, AclPermissionType.ANY,
+        )  # fmt: skip
+        for future in admin.delete_acls([deny_filter]).values():
+            future.result(timeout=30)

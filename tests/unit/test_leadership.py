@@ -376,6 +376,42 @@ def test_stop_leaves_the_group_once_and_is_idempotent(
         other.start()
 
 
+def test_a_leader_that_is_told_to_stop_stops_leading_at_once(
+    election: LeaderElection, consumer: ScriptedConsumer
+) -> None:
+    election.start()
+    consumer.assign()
+    assert election.wait_until_leader(WAIT_S)
+    consumer.gate.clear()
+    assert consumer.stuck.wait(WAIT_S)  # the thread cannot close the consumer yet
+    stopper = threading.Thread(target=election.stop)
+    stopper.start()
+    eventually(lambda: election.describe().state is ElectionState.STOPPED)
+    assert not election.is_leader()
+    assert consumer.closed == 0
+    consumer.gate.set()
+    stopper.join(WAIT_S)
+    assert consumer.closed == 1
+
+
+def test_a_bug_in_the_election_thread_fails_the_election(
+    election: LeaderElection, consumer: ScriptedConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashes: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_type))
+
+    def bug() -> None:
+        raise ZeroDivisionError
+
+    election.start()
+    consumer.steps.put(bug)
+    with pytest.raises(RuntimeFailure, match="ended unexpectedly"):
+        election.wait_until_leader(WAIT_S)
+    eventually(lambda: crashes == [ZeroDivisionError] and consumer.closed == 1)
+    with pytest.raises(RuntimeFailure, match="ended unexpectedly"):
+        election.check()
+
+
 def test_a_waiter_is_released_by_stop(election: LeaderElection) -> None:
     election.start()
     answers: list[bool] = []
