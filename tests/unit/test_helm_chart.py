@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import helm_python as helm
@@ -77,7 +78,8 @@ FULL: dict[str, Any] = {
 WITH_PEM: dict[str, Any] = {
     "privateKey": {"pem": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"}
 }
-VALUE_SETS = {"defaults": {}, "full": FULL, "pem": WITH_PEM}
+HOT_STANDBY: dict[str, Any] = {**FULL, "replicas": 2}
+VALUE_SETS = {"defaults": {}, "full": FULL, "pem": WITH_PEM, "hot-standby": HOT_STANDBY}
 
 
 def deployment(values: dict[str, Any]) -> dict[str, Any]:
@@ -128,14 +130,17 @@ def test_the_objects_each_value_set_renders() -> None:
         "ServiceAccount", "ServiceMonitor",
     ]  # fmt: skip
     assert kinds(WITH_PEM).count("Secret") == 1
-    for values in VALUE_SETS.values():
+    for values in (value_set for value_set in VALUE_SETS.values() if value_set.get("replicas", 1) == 1):
         assert "PodDisruptionBudget" not in kinds(values)  # a singleton's PDB would block node drains
+    assert kinds(HOT_STANDBY) == sorted([*kinds(FULL), "PodDisruptionBudget"])
 
 
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
         ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
+        ({"replicas": 0}, "/replicas"),
+        ({"replicas": "2"}, "/replicas"),
         ({"config": {"venue": {"grpc_targett": "x:1"}}}, "additional properties 'grpc_targett' not allowed"),
         (
             {"config": {"kafka": {"properties": {"sasl.password": "x"}}}},
@@ -245,6 +250,72 @@ def test_a_singleton_replaced_with_recreate() -> None:
     spec = deployment(FULL)["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
+    assert "affinity" not in spec["template"]["spec"]
+    assert connector_settings(FULL).connector.leader_election is False
+
+
+def connector_settings(values: dict[str, Any]) -> Settings:
+    """The settings the connector reads from the rendered ConfigMap."""
+    with TemporaryDirectory() as directory:
+        path = Path(directory) / "config.yaml"
+        path.write_text(mounted_here(config_map(values)["data"]["config.yaml"], Path(directory)))
+        return load_settings(path, environ={})
+
+
+def test_two_replicas_elect_a_leader_and_roll_one_pod_at_a_time() -> None:
+    spec = deployment(HOT_STANDBY)["spec"]
+    assert spec["replicas"] == 2
+    # A new pod joins (as a standby) before an old one goes: a warm standby whenever the leader goes.
+    rolling = {"maxSurge": 1, "maxUnavailable": 0}
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": rolling}
+    assert connector_settings(HOT_STANDBY).connector.leader_election is True
+    assert connector_settings({"replicas": 3}).connector.leader_election is True
+    explicit = {"replicas": 2, "config": {"connector": {"leader_election": True}}}
+    assert connector_settings(explicit).connector.leader_election is True
+
+
+def test_two_replicas_without_the_leader_election_are_refused() -> None:
+    refused = {"replicas": 2, "config": {"connector": {"leader_election": False}}}
+    with pytest.raises(helm.HelmRenderError, match=r"replicas: 2 needs config\.connector\.leader_election"):
+        all_documents(refused)
+    singleton = {"config": {"connector": {"leader_election": False}}}
+    assert connector_settings(singleton).connector.leader_election is False
+
+
+def test_the_disruption_budget_lets_a_drain_evict_one_pod_at_a_time() -> None:
+    documents = all_documents(HOT_STANDBY)
+    budget = the_one(documents, "PodDisruptionBudget")["spec"]
+    pod_labels = the_one(documents, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["selector"]["matchLabels"].items() <= pod_labels.items()
+    # maxUnavailable 1 of 2: a drain evicts one pod (a takeover at most), never both; minAvailable 2
+    # would block every drain.
+    assert budget["maxUnavailable"] == 1
+    assert "minAvailable" not in budget
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_the_replicas_prefer_different_nodes_unless_the_user_sets_an_affinity() -> None:
+    pod = deployment(HOT_STANDBY)["spec"]["template"]
+    preferred = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert len(preferred) == 1
+    term = preferred[0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in pod["spec"]["affinity"]["podAntiAffinity"]
+    own = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+    assert deployment({**HOT_STANDBY, "affinity": own})["spec"]["template"]["spec"]["affinity"] == own
+
+
+def test_the_hot_standby_needs_no_kubernetes_api_access() -> None:
+    """The election runs through Kafka (no Kubernetes Lease): no RBAC objects, no service-account token."""
+    kinds = {document["kind"] for document in all_documents(HOT_STANDBY)}
+    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+    assert deployment(HOT_STANDBY)["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_notes_say_which_mode_runs() -> None:
+    assert "one replica, Recreate" in rendered_notes()
+    assert "2 replicas, leader election through Kafka" in rendered_notes({"replicas": 2})
 
 
 def test_the_pod_runs_non_root_read_only_without_capabilities() -> None:

@@ -54,6 +54,14 @@ app.kubernetes.io/component: connector
 {{- $_ := set $auth "private_key_file" (printf "%s/%s" (include "pmx-connector.keyDir" .) .Values.privateKey.secretKey) }}
 {{- $_ := set $config "auth" $auth }}
 {{- $_ := set $config "http" (dict "listen" (printf "0.0.0.0:%d" (int .Values.service.port))) }}
+{{- if gt (int .Values.replicas) 1 }}
+{{- $connector := get $config "connector" | default dict }}
+{{- if and (hasKey $connector "leader_election") (not $connector.leader_election) }}
+{{- fail (printf "replicas: %d needs config.connector.leader_election (every replica would open the venue stream); leave it unset or true, or set replicas: 1" (int .Values.replicas)) }}
+{{- end }}
+{{- $_ := set $connector "leader_election" true }}
+{{- $_ := set $config "connector" $connector }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
