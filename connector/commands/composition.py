@@ -35,7 +35,7 @@ from connector.engine.recovery import HoldBackLimits
 from connector.engine.service import ConnectorService, EngineSettings
 from connector.engine.status import Phase, Role, ServiceStatus
 from connector.engine.transactions import TransactionalSink
-from connector.errors import ConfigError
+from connector.errors import ConfigError, TransientFailure
 from connector.kafka.checkpoints import KafkaCheckpointStore
 from connector.kafka.encoding import (
     REGISTRY_CLIENT_DEFAULTS,
@@ -44,9 +44,10 @@ from connector.kafka.encoding import (
     SingleObjectEncoder,
     registry_subjects,
 )
+from connector.kafka.leadership import LeaderElection, Leadership
 from connector.kafka.publisher import KafkaPublisher, build_producer, max_record_bytes
 from connector.kafka.recent_ids import KafkaRecentIdSeeder
-from connector.kafka.topics import TOPIC_ROLE, check_topics, topic_names
+from connector.kafka.topics import TOPIC_ROLE, check_topics, leader_topic, topic_names
 from connector.kafka.transactions import KafkaTransactions, transactional_id
 from connector.observability.http import HealthServer
 from connector.observability.metrics import Metrics
@@ -58,6 +59,7 @@ _LOG: Final = logging.getLogger(__name__)
 GC_YOUNG_THRESHOLD: Final = 50_000
 GATHER_S: Final = 0.001  # the engine wakes at most this often (Doorbell)
 STANDBY_POLL_S: Final = 0.25
+STANDBY_RETRY_S: Final = 1.0
 
 
 class Election(Protocol):
@@ -74,6 +76,9 @@ class Election(Protocol):
 
     def wait_until_leader(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the leadership; whether this instance leads."""
+
+    def check(self) -> None:
+        """Raise :class:`~connector.errors.RuntimeFailure` once the election ended badly (lost, refused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ class BuiltService:
     transactions: KafkaTransactions
     doorbell: Doorbell
     election: Election | None = None
+    prepare_election: Callable[[], None] = lambda: None
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
@@ -132,6 +138,17 @@ class BuiltService:
         status.role = Role.STANDBY.value
         status.phase = Phase.STANDBY.value
         self.metrics.leader.set(0)
+        while not self.stopping.is_set():  # the coordination topic, made if missing
+            status.tick(time.monotonic())
+            try:
+                self.prepare_election()
+                break
+            except TransientFailure as exc:
+                status.last_error = f"{exc} (retrying)"
+                self.stopping.wait(STANDBY_RETRY_S)
+        else:
+            return False
+        status.last_error = None
         election.start()
         _LOG.info("standing by: the connector runs once this instance is elected leader")
         while not self.stopping.is_set():
@@ -141,6 +158,7 @@ class BuiltService:
                 status.phase = Phase.STARTING.value
                 _LOG.info("elected leader: starting")
                 return True
+            election.check()
         return False
 
     def _wait(self, seconds: float) -> None:
@@ -226,6 +244,7 @@ def build(settings: Settings) -> BuiltService:
     doorbell = Doorbell()
     stream_client = OrderStreamClient(open_channel(settings.venue), settings.venue, tokens.token)
     search = ThreadedSearch(execution_search(settings, tokens), doorbell.ring)
+    election = build_election(settings, status) if settings.connector.leader_election else None
     engine = build_engine(
         settings,
         open_stream=stream_client.opener(doorbell.ring),
@@ -234,6 +253,7 @@ def build(settings: Settings) -> BuiltService:
         metrics=metrics,
         status=status,
         wake=doorbell.ring,
+        leads=election.is_leader if election is not None else lambda: True,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
     return BuiltService(
@@ -246,7 +266,30 @@ def build(settings: Settings) -> BuiltService:
         engine.publisher,
         engine.transactions,
         doorbell,
+        election,
+        lambda: check_topics(settings, [leader_topic(settings.kafka)]),
     )
+
+
+def build_election(settings: Settings, status: ServiceStatus) -> LeaderElection:
+    """The leader election of this connector name and subscription (``connector.leader_election``)."""
+    kafka = settings.kafka
+
+    def changed(leadership: Leadership) -> None:
+        status.leadership = leadership.to_json()
+
+    return LeaderElection(
+        kafka.bootstrap_servers,
+        kafka.properties,
+        leader_topic(kafka),
+        election_group(settings.connector.name, subscription_key(settings)),
+        on_change=changed,
+    )
+
+
+def election_group(connector: str, subscription: str) -> str:
+    """The consumer group of the leader election (the ``transactional.id`` plus ``.leader``)."""
+    return f"{transactional_id(connector, subscription)}.leader"
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +312,7 @@ def build_engine(
     status: ServiceStatus,
     clock: Clock | None = None,
     wake: Callable[[], None] = lambda: None,
+    leads: Callable[[], bool] = lambda: True,
 ) -> Engine:
     """The engine with every Kafka adapter, given the venue's side (the stream and the search).
 
@@ -341,6 +385,7 @@ def build_engine(
         observer=metrics,
         status=status,
         invalidate_token=invalidate_token,
+        leads=leads,
     )
     return Engine(service, publisher, transactions, sink)
 

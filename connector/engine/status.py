@@ -64,6 +64,7 @@ class ServiceStatus:
     gaps_detected: int = 0
     last_gap: dict[str, Any] | None = None
     last_checkpoint: str | None = None
+    leadership: dict[str, Any] | None = None  # connector.leader_election: the election's state
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     loop_tick_monotonic: float = field(default_factory=time.monotonic)
 
