@@ -162,6 +162,29 @@ class RealKafkaBrokers:
         """Nothing: the session's cluster is restored by the fixture."""
 
 
+def status_at(http_port: int) -> dict[str, Any] | None:
+    """A connector's ``/status``, or None while it does not answer."""
+    try:
+        answer: dict[str, Any] = requests.get(f"http://127.0.0.1:{http_port}/status", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return None
+    return answer
+
+
+@dataclass
+class Instance:
+    """One more connector process of a :class:`Stack` (same settings, its own HTTP port and log)."""
+
+    label: str
+    http_port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def status(self) -> dict[str, Any] | None:
+        """Its ``/status``, or None while it does not answer."""
+        return status_at(self.http_port)
+
+
 class Stack:
     """The three processes and their control endpoints."""
 
@@ -212,8 +235,11 @@ class Stack:
         self.configured_start_from = (self.venue_started - timedelta(seconds=5)).isoformat()
         self.settings = settings or {}
         self.config = self._write_config(self.settings)
+        self.instances: list[Instance] = []  # more connector processes (start_instance)
 
-    def _write_config(self, overrides: dict[str, dict[str, Any]]) -> Path:
+    def _write_config(
+        self, overrides: dict[str, dict[str, Any]], name: str = "config.yaml", http_port: int | None = None
+    ) -> Path:
         sections: dict[str, dict[str, Any]] = {
             "venue": {"heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S},
             "kafka": {
@@ -230,10 +256,10 @@ class Stack:
         for section, values in overrides.items():
             sections[section] = {**sections.get(section, {}), **values}
         return write_connector_config(
-            self.tmp / "config.yaml",
+            self.tmp / name,
             self.venue,
             self.kafka["bootstrap_servers"],
-            self.http_port,
+            self.http_port if http_port is None else http_port,
             key_file=self.tmp / "key.pem",
             sections=sections,
         )
@@ -256,13 +282,16 @@ class Stack:
 
     def status(self) -> dict[str, Any] | None:
         """The connector's ``/status``, or None while it does not answer."""
-        try:
-            answer: dict[str, Any] = requests.get(
-                f"http://127.0.0.1:{self.http_port}/status", timeout=2
-            ).json()
-        except (requests.RequestException, ValueError):
-            return None
-        return answer
+        return status_at(self.http_port)
+
+    def start_instance(self, label: str) -> Instance:
+        """Start one more connector process with the same settings, on an HTTP port of its own."""
+        port = free_port()
+        config = self._write_config(self.settings, f"config-{label}.yaml", port)
+        process = start(["run", "--config", str(config)], self.tmp / f"run-{label}.log")
+        instance = Instance(label, port, process, self.tmp / f"run-{label}.log")
+        self.instances.append(instance)
+        return instance
 
     def venue_faults(self, **changes: Any) -> None:
         """Change the simulator's faults."""
@@ -282,6 +311,10 @@ class Stack:
 
     def close(self) -> None:
         """Stop every process."""
+        for instance in self.instances:
+            if instance.process.poll() is None:
+                instance.process.send_signal(signal.SIGCONT)  # a test may have left it frozen
+                stop(instance.process)
         for process in (self.connector, self.venue_process):
             if process is not None:
                 stop(process)

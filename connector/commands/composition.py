@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import socket
 import threading
 import time
@@ -237,7 +238,7 @@ def build(settings: Settings) -> BuiltService:
     status = ServiceStatus(
         connector=settings.connector.name,
         subscription=subscription,
-        instance=socket.gethostname(),
+        instance=f"{socket.gethostname()}:{os.getpid()}",
         delivery=settings.connector.delivery,
     )
     tokens = build_tokens(settings, metrics)
