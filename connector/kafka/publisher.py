@@ -81,6 +81,9 @@ PERMISSION_HINTS: Final[Mapping[str, str]] = {
     "TRANSACTIONAL_ID_AUTHORIZATION_FAILED": "the connector's principal needs WRITE on its transactional id",
 }
 
+# A fatal error purges the producer's queue: these deliveries failed because of it.
+PURGED_CODES: Final = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+
 # (topic, the venue timestamps in ns of the records of that topic Kafka just acknowledged)
 Delivered = Callable[[str, Sequence[int | None]], None]
 
@@ -159,6 +162,7 @@ class KafkaPublisher:
         self._on_failed = on_failed
         self.acknowledged: Counter[str] = Counter()
         self._fatal: str | None = None
+        self._fatal_is_consequence = False  # the reason so far is a purge: a cause may replace it
         self._delivered_now: dict[str, list[int | None]] = {}  # acknowledged since the last report
 
     @property
@@ -255,6 +259,9 @@ class KafkaPublisher:
             return
         name = error.name()
         self._on_failed(topic, name)
+        if error.code() in PURGED_CODES:  # the consequence of a failure, not its cause
+            self._fail(f"delivery to {topic} failed: {name}: {error.str()}", consequence=True)
+            return
         if self._fenced(error):
             self._fail(fenced_message(str(self._transactional_id)))
             return
@@ -271,10 +278,14 @@ class KafkaPublisher:
             self.acknowledged[topic] += len(timestamps_ns)
             self._on_delivered(topic, timestamps_ns)
 
-    def _fail(self, reason: str) -> None:
-        if self._fatal is not None:
+    def _fail(self, reason: str, *, consequence: bool = False) -> None:
+        """Remember why the producer stopped: the first cause (a purge only until a cause is known)."""
+        if self._fatal is not None and (consequence or not self._fatal_is_consequence):
             return  # the records purged behind the first failure: it already said why
         self._fatal = reason
+        self._fatal_is_consequence = consequence
+        if consequence:
+            return  # the cause (a fatal error from poll, a fenced producer) follows and says why
         _LOG.error(
             "%s; stopping so that nothing is skipped (the restart resumes from the checkpoint)", reason
         )

@@ -200,3 +200,29 @@ def test_a_property_that_would_weaken_the_guarantee_is_ignored_with_a_warning_na
     warnings = [record.getMessage() for record in caplog.records]
     assert warnings == ["kafka.properties.message.timeout.ms: ignored; the connector's delivery "
                         "guarantee needs message.timeout.ms=0"]  # fmt: skip
+
+
+class FencedAfterPolling(StandInProducer):
+    """Serves the released callbacks, then raises the fatal error behind them (as librdkafka does)."""
+
+    def __init__(self, fatal: KafkaError) -> None:
+        super().__init__()
+        self.fatal = fatal
+
+    def poll(self, _timeout: float) -> int:
+        served = super().poll(_timeout)
+        raise KafkaException(self.fatal)
+        return served  # pragma: no cover
+
+
+def test_a_purged_record_does_not_hide_why_the_producer_stopped() -> None:
+    producer = FencedAfterPolling(KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True))
+    publisher = KafkaPublisher(
+        producer, Watermark().acknowledge, transactional_id="pmx-connector.0123456789ab"
+    )  # type: ignore[arg-type]
+    assert publisher.try_publish(execution("pmx.orders.executions", 1, 10), [], None)
+    producer.release(producer.produced[0], KafkaError(KafkaError._PURGE_QUEUE, "Purged in queue"))
+    with pytest.raises(
+        FatalProducerError, match=r"another instance .* took over .*pmx-connector\.0123456789ab"
+    ):
+        publisher.poll()
