@@ -47,7 +47,7 @@ from connector.kafka.encoding import (
 )
 from connector.kafka.leadership import LeaderElection, Leadership
 from connector.kafka.publisher import KafkaPublisher, build_producer, max_record_bytes
-from connector.kafka.recent_ids import KafkaRecentIdSeeder
+from connector.kafka.recent_ids import KafkaRecentIdSeeder, WarmRecentIdSeeder
 from connector.kafka.topics import TOPIC_ROLE, check_topics, leader_topic, topic_names
 from connector.kafka.transactions import KafkaTransactions, transactional_id
 from connector.observability.http import HealthServer
@@ -61,6 +61,9 @@ GC_YOUNG_THRESHOLD: Final = 50_000
 GATHER_S: Final = 0.001  # the engine wakes at most this often (Doorbell)
 STANDBY_POLL_S: Final = 0.25
 STANDBY_RETRY_S: Final = 1.0
+# A standby tails the executions topic from this long before it stood by: a takeover's seed (from
+# the old leader's last checkpoint minus the backfill margin) is then warm unless F lagged longer.
+STANDBY_LOOKBACK_S: Final = 120.0
 
 
 class Election(Protocol):
@@ -103,6 +106,7 @@ class BuiltService:
     doorbell: Doorbell
     election: Election | None = None
     prepare_election: Callable[[], None] = lambda: None
+    warm_up: Callable[[], None] = lambda: None
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> int:
@@ -150,6 +154,7 @@ class BuiltService:
         else:
             return False
         status.last_error = None
+        self.warm_up()  # the recent-ID set, from the executions topic (the token renews already)
         election.start()
         _LOG.info("standing by: the connector runs once this instance is elected leader")
         while not self.stopping.is_set():
@@ -255,6 +260,7 @@ def build(settings: Settings) -> BuiltService:
         status=status,
         wake=doorbell.ring,
         leads=election.is_leader if election is not None else lambda: True,
+        warm_standby=election is not None,
     )
     health = HealthServer(settings.http.listen, status, metrics.registry)
     return BuiltService(
@@ -269,6 +275,7 @@ def build(settings: Settings) -> BuiltService:
         doorbell,
         election,
         lambda: check_topics(settings, [leader_topic(settings.kafka)]),
+        engine.warm_seeder.start_tailing if engine.warm_seeder is not None else lambda: None,
     )
 
 
@@ -301,6 +308,7 @@ class Engine:
     publisher: KafkaPublisher
     transactions: KafkaTransactions
     sink: TransactionalSink
+    warm_seeder: WarmRecentIdSeeder | None = None  # a standby's (connector.leader_election)
 
 
 def build_engine(
@@ -314,12 +322,14 @@ def build_engine(
     clock: Clock | None = None,
     wake: Callable[[], None] = lambda: None,
     leads: Callable[[], bool] = lambda: True,
+    warm_standby: bool = False,
 ) -> Engine:
     """The engine with every Kafka adapter, given the venue's side (the stream and the search).
 
     Every record goes through one transactional producer (``connector.delivery`` decides whether
     a record counts as delivered when Kafka acknowledges it or when its transaction commits);
-    ``wake`` rings when a commit ends.
+    ``wake`` rings when a commit ends. ``warm_standby``: the seeder can tail the executions topic
+    while the instance stands by (:class:`~connector.kafka.recent_ids.WarmRecentIdSeeder`).
     """
     topics = topic_names(settings)
     subscription = subscription_key(settings)
@@ -355,6 +365,11 @@ def build_engine(
         transactional_id=transactional,
     )
     sink.wrap(publisher)
+    recent_ids = RecentExecutionIds(connector.recent_execution_ids)
+    cold_seeder = KafkaRecentIdSeeder(
+        bootstrap_servers=kafka.bootstrap_servers, properties=kafka.properties, topic=topics["executions"]
+    )
+    warm_seeder = WarmRecentIdSeeder(cold_seeder, recent_ids, STANDBY_LOOKBACK_S) if warm_standby else None
     startup = [
         StartupStep(Phase.WAITING_FOR_KAFKA.value, lambda: check_topics(settings, list(topics.values())))
     ]
@@ -377,18 +392,16 @@ def build_engine(
             connector=settings.connector.name,
             subscription=subscription,
         ),
-        seeder=KafkaRecentIdSeeder(
-            bootstrap_servers=kafka.bootstrap_servers, properties=kafka.properties, topic=topics["executions"]
-        ),
+        seeder=warm_seeder or cold_seeder,
         startup=startup,
         make_decoder=lambda: build_decoder(settings, encoders, framing(settings, schema_ids), subscription),
-        recent_ids=RecentExecutionIds(settings.connector.recent_execution_ids),
+        recent_ids=recent_ids,
         observer=metrics,
         status=status,
         invalidate_token=invalidate_token,
         leads=leads,
     )
-    return Engine(service, publisher, transactions, sink)
+    return Engine(service, publisher, transactions, sink, warm_seeder)
 
 
 def engine_settings(settings: Settings, subscription: str, topics: dict[str, str]) -> EngineSettings:

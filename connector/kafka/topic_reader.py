@@ -103,7 +103,8 @@ def read_since(
     return _read(bootstrap_servers, properties, topic, start, timeout_s)
 
 
-def _consumer(bootstrap_servers: str, properties: Mapping[str, object]) -> Consumer:
+def reader_consumer(bootstrap_servers: str, properties: Mapping[str, object]) -> Consumer:
+    """A consumer outside any group (it is assigned partitions), reading committed records only."""
     return Consumer(
         {
             **client_config(bootstrap_servers, properties),
@@ -123,7 +124,7 @@ def _read(
     start: StartChooser,
     timeout_s: float,
 ) -> Iterator[Message]:
-    consumer = _consumer(bootstrap_servers, properties)
+    consumer = reader_consumer(bootstrap_servers, properties)
     deadline = time.monotonic() + timeout_s
     try:
         ends = _assign(consumer, topic, start, deadline)
@@ -173,7 +174,7 @@ def _raise_if_final(error: KafkaError, topic: str) -> None:
 def _partition_count(
     bootstrap_servers: str, properties: Mapping[str, object], topic: str, timeout_s: float
 ) -> int:
-    consumer = _consumer(bootstrap_servers, properties)
+    consumer = reader_consumer(bootstrap_servers, properties)
     try:
         return len(_described(consumer, topic, timeout_s).partitions)
     finally:

@@ -6,6 +6,8 @@ KRaft cluster, fed by scripted venue streams:
 - in both delivery modes, a second engine with the same connector name and subscription fences the
   first one when it starts (``init_transactions``): the first stops with one line saying another
   instance took over, and nothing it publishes after that reaches a ``read_committed`` reader;
+- a standby's warm dedup seed (it tails the executions topic) holds every committed ID and no
+  aborted one;
 - in ``exactly_once`` mode, what the engine reports as delivered (its frontier) is committed, and
   records of a transaction that never committed (the process "crashed" with it open) are invisible
   to ``read_committed`` readers and are aborted by the next start, which re-publishes nothing
@@ -19,12 +21,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from connector.config import Settings
+from connector.core.dedup import RecentExecutionIds
 from connector.core.record_schemas import RecordType
 from connector.engine.service import ConnectorService
 from connector.errors import FatalProducerError
+from connector.kafka.recent_ids import KafkaRecentIdSeeder, WarmRecentIdSeeder
 from connector.kafka.topics import topic_names
 from tests.engine_fixtures import (
     EmptySearch,
@@ -150,3 +155,46 @@ def test_exactly_once_an_open_transaction_is_invisible_then_aborted_and_nothing_
     finally:
         consumer.close()
     assert sum(ends) > 15, "the aborted transaction's records and the markers are in the log"
+
+
+def test_a_standbys_warm_seed_holds_every_committed_id_since_it_began_tailing_and_none_aborted(
+    real_kafka: KafkaCluster,
+) -> None:
+    bootstrap = real_kafka.bootstrap_servers
+    topic = f"t{uuid.uuid4().hex[:10]}.executions"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
+    producer.init_transactions(30)
+
+    def write(ids: range, *, commit: bool) -> None:
+        producer.begin_transaction()
+        for number in ids:
+            producer.produce(
+                topic, b"v", b"order-%d" % (number % 7), headers=[("execution_id", b"E%d" % number)]
+            )
+        if commit:
+            producer.commit_transaction(30)
+        else:
+            producer.abort_transaction(30)
+
+    write(range(100), commit=True)  # before the tail began, but within its lookback
+    cold = KafkaRecentIdSeeder(bootstrap_servers=bootstrap, properties={}, topic=topic)
+    recent_ids = RecentExecutionIds(10_000)
+    warm = WarmRecentIdSeeder(cold, recent_ids, lookback_s=60)
+    warm.start_tailing()
+    write(range(100, 200), commit=True)
+    write(range(200, 300), commit=False)  # aborted: a read_committed seed must not hold these
+    write(range(300, 400), commit=True)
+    seeded = warm.seed(recent_ids, time.time_ns() - 30 * 10**9)
+    assert seeded == 300
+    assert warm.seeded_warm, "the tail covered the resume point: no cold read"
+    assert all(f"E{n}" in recent_ids for n in (*range(100), *range(100, 200), *range(300, 400)))
+    assert not any(f"E{n}" in recent_ids for n in range(200, 300))
+
+    # A resume point older than the tail's lookback: the seed is the cold one (read by time).
+    again = WarmRecentIdSeeder(cold, RecentExecutionIds(10_000), lookback_s=0)
+    again.start_tailing()
+    fresh = RecentExecutionIds(10_000)
+    assert again.seed(fresh, time.time_ns() - 3600 * 10**9) == 300
+    assert not again.seeded_warm
