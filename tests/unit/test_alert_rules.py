@@ -110,3 +110,21 @@ def test_the_job_label_and_thresholds_come_from_values() -> None:
     for rule in alerts_of(rules):
         assert 'job="pmx-a"' in rule["expr"], rule["alert"]
         assert 'job="pmx-connector"' not in rule["expr"], rule["alert"]
+
+
+def test_the_leader_alerts_take_their_for_from_values() -> None:
+    rules = alert_rules({"alerts": {"noLeader": {"for": "7m"}, "twoLeaders": {"for": "3m"}}})
+    by_name = {rule["alert"]: rule for rule in alerts_of(rules)}
+    assert by_name["PmxConnectorNoLeader"]["for"] == "7m"
+    assert "more than 7m" in by_name["PmxConnectorNoLeader"]["annotations"]["description"]
+    assert by_name["PmxConnectorTwoLeaders"]["for"] == "3m"
+    assert "more than 3m" in by_name["PmxConnectorTwoLeaders"]["annotations"]["description"]
+
+
+def test_the_per_instance_stream_and_checkpoint_alerts_leave_standbys_out() -> None:
+    """A standby opens no stream and writes no checkpoint; an instance without the metric still counts."""
+    by_name = {rule["alert"]: rule for rule in alerts_of(alert_rules())}
+    for name in ("PmxConnectorStreamDown", "PmxConnectorCheckpointStale"):
+        assert by_name[name]["expr"].endswith(
+            ' unless on (instance) pmx_connector_leader{job="pmx-connector"} == 0'
+        ), name

@@ -94,3 +94,13 @@ def test_throughput_latency_percentiles_in_flight_backfill_and_reconnect_reasons
             in joined
         )
     assert re.search(r"sum by \(reason\) \(increase\(pmx_connector_reconnects_total", joined)
+
+
+def test_the_leader_of_each_instance_and_the_transaction_commit_rate_are_shown() -> None:
+    targets = dashboard_targets(dashboard())
+    leader = [target for _, target in targets if target["expr"] == 'pmx_connector_leader{job=~"$job"}']
+    assert leader and leader[0]["legendFormat"] == "{{instance}}", "no panel shows which instance leads"
+    assert any(
+        re.search(r"\brate\(pmx_connector_transactions_committed_total\{", target["expr"])
+        for _, target in targets
+    ), "no panel shows the transaction commit rate"

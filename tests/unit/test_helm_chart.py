@@ -154,6 +154,8 @@ def test_the_objects_each_value_set_renders() -> None:
         ({"logFormat": "xml"}, "/logFormat"),
         ({"terminationGracePeriodSeconds": 10}, "minimum: got 10, want 30"),
         ({"alerts": {"heartbeatGap": {"for": "one minute"}}}, "/alerts/heartbeatGap/for"),
+        ({"alerts": {"noLeader": {"for": "two minutes"}}}, "/alerts/noLeader/for"),
+        ({"alerts": {"twoLeaders": {"threshold": 2}}}, "additional properties 'threshold' not allowed"),
         ({"serviceMonitor": {"enabled": "yes"}}, "/serviceMonitor/enabled"),
         ({"kafkaSecretProperties": {"sasl.password": {"secretName": "s"}}}, "missing property 'key'"),
     ],

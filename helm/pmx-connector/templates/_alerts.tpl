@@ -12,7 +12,8 @@ groups:
   - name: pmx-connector
     rules:
       - alert: PmxConnectorStreamDown
-        expr: pmx_connector_stream_connected{ {{- $sel -}} } == 0
+        # A standby (pmx_connector_leader 0) opens no stream; without the metric (no election) it fires as before.
+        expr: pmx_connector_stream_connected{ {{- $sel -}} } == 0 unless on (instance) pmx_connector_leader{ {{- $sel -}} } == 0
         for: {{ $a.streamDown.for }}
         labels:
           severity: critical
@@ -76,7 +77,8 @@ groups:
           description: {{ printf "'{{ $labels.instance }}: deliveries to {{ $labels.topic }} failed with {{ $labels.error }} in the last %s; the connector stopped rather than skip a record and resumes from its checkpoint.'" $a.produceErrors.window }}
           runbook_url: {{ $runbook }}#pmxconnectorproduceerrors
       - alert: PmxConnectorCheckpointStale
-        expr: time() - pmx_connector_last_checkpoint_timestamp_seconds{ {{- $sel -}} } > {{ $a.checkpointStale.thresholdSeconds }}
+        # A standby writes no checkpoint (its gauge stays 0); without pmx_connector_leader it fires as before.
+        expr: time() - pmx_connector_last_checkpoint_timestamp_seconds{ {{- $sel -}} } > {{ $a.checkpointStale.thresholdSeconds }} unless on (instance) pmx_connector_leader{ {{- $sel -}} } == 0
         for: {{ $a.checkpointStale.for }}
         labels:
           severity: critical
@@ -130,6 +132,26 @@ groups:
           summary: The connector cannot get an access token
           description: {{ printf "'{{ $labels.instance }}: every token request in the last %s failed; the stream ends when the current token expires.'" $a.tokenRefreshFailing.window }}
           runbook_url: {{ $runbook }}#pmxconnectortokenrefreshfailing
+      - alert: PmxConnectorNoLeader
+        # Every instance of the job stands by (or its engine stopped): nobody publishes.
+        expr: max without (instance, pod) (pmx_connector_leader{ {{- $sel -}} }) == 0
+        for: {{ $a.noLeader.for }}
+        labels:
+          severity: critical
+        annotations:
+          summary: No pmx-connector instance leads
+          description: {{ printf "'Every instance of job {{ $labels.job }} has reported pmx_connector_leader 0 for more than %s: none opens the venue stream or publishes (the leader election is stuck, or every engine stopped).'" $a.noLeader.for }}
+          runbook_url: {{ $runbook }}#pmxconnectornoleader
+      - alert: PmxConnectorTwoLeaders
+        # Should be impossible: the broker fences the earlier transactional producer.
+        expr: sum without (instance, pod) (pmx_connector_leader{ {{- $sel -}} }) > 1
+        for: {{ $a.twoLeaders.for }}
+        labels:
+          severity: warning
+        annotations:
+          summary: More than one pmx-connector instance leads
+          description: {{ printf "'{{ $value | humanize }} instances of job {{ $labels.job }} have reported pmx_connector_leader 1 for more than %s: two deployments with the same connector name, or a bug; the broker fences all but the newest.'" $a.twoLeaders.for }}
+          runbook_url: {{ $runbook }}#pmxconnectortwoleaders
       - alert: PmxConnectorTargetAbsent
         expr: up{ {{- $sel -}} } == 0 or absent(up{ {{- $sel -}} })
         for: {{ $a.targetAbsent.for }}
