@@ -36,6 +36,7 @@ _LOG: Final = logging.getLogger(__name__)
 
 POLL_S: Final = 0.5
 RETRY_S: Final = 0.5
+READER_FETCH_WAIT_MS: Final = 20
 NEWEST_PROBE_RECORDS: Final = 16  # how far back from the end the newest record is looked for
 
 # (consumer, partition, low, high) -> the offset to start reading that partition from
@@ -113,6 +114,9 @@ def reader_consumer(bootstrap_servers: str, properties: Mapping[str, object]) ->
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            # A fetch at the end waits this long for more before it answers (librdkafka's default is
+            # 500 ms): a start reads two topics to their ends, and a standby's takeover waits on it.
+            "fetch.wait.max.ms": READER_FETCH_WAIT_MS,
         }
     )
 
