@@ -329,7 +329,7 @@ def test_drop_copy_response_tolerates_unknown_fields_and_enum_values() -> None:
     )
     wire = response.SerializeToString()
     # An unknown field 9999 (varint 42) on the envelope, and ExecutionType 99 inside the execution.
-    unknown = bytes([0xF8, 0xE7, 0x04, 42])
+    unknown = bytes([0xF8, 0xF0, 0x04, 42])
     odd = trading_pb2.Execution(id="E2")
     odd.type = 99  # type: ignore[assignment]
     wire += unknown + dropcopy_pb2.CreateDropCopySubscriptionResponse(executions=[odd]).SerializeToString()
