@@ -7,7 +7,8 @@ Fixtures:
     simulator_token: an access token from the venue's own token endpoint.
 
 Helpers (plain functions, import them): :func:`make_assertion`, :func:`request_token`,
-:func:`stream_metadata`, :func:`open_stream`, :func:`search`, :func:`wait_until`; and for the pure,
+:func:`stream_metadata`, :func:`open_stream`, :func:`open_dropcopy`, :func:`search`, :func:`wait_until`; and
+for the pure,
 single-threaded simulator components: :class:`VirtualClock` and :func:`virtual_exchange`.
 """
 
@@ -25,7 +26,7 @@ import jwt
 import pytest
 import requests
 
-from connector._pb.polymarket.v1 import trading_pb2, trading_pb2_grpc
+from connector._pb.polymarket.v1 import dropcopy_pb2, dropcopy_pb2_grpc, trading_pb2, trading_pb2_grpc
 from connector.simulator import SimulatedVenue, SimulatorConfig, VenueEndpoints
 from connector.simulator.exchange import Exchange
 from connector.simulator.journal import Journal
@@ -101,6 +102,23 @@ def open_stream(
     return stub.CreateOrderSubscription(
         request or trading_pb2.CreateOrderSubscriptionRequest(),
         metadata=stream_metadata(token, participant),
+    )
+
+
+def open_dropcopy(
+    channel: grpc.Channel,
+    token: str | None,
+    request: dropcopy_pb2.CreateDropCopySubscriptionRequest | None = None,
+    *,
+    participant_id: str | None = None,
+    timeout_s: float = 20.0,
+) -> Any:
+    """Open CreateDropCopySubscription (firm-level: no ``x-participant-id`` unless given)."""
+    stub = dropcopy_pb2_grpc.DropCopyAPIStub(channel)
+    return stub.CreateDropCopySubscription(
+        request or dropcopy_pb2.CreateDropCopySubscriptionRequest(),
+        metadata=stream_metadata(token, participant_id),
+        timeout=timeout_s,
     )
 
 

@@ -31,7 +31,9 @@ from connector.simulator.faults import (
     HEARTBEAT_QUEUEINGS,
     REST_RESULT_ORDERS,
     STATUS_NAMES,
+    STREAM_FAULT_TARGETS,
     STREAM_OPENINGS,
+    TOKEN_REFUSAL_STATUSES,
     FaultSettings,
 )
 from connector.simulator.tokens import generate_client_key
@@ -221,6 +223,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="register this client public key PEM (repeatable) (default: none)",
     )
+    firm = parser.add_argument_group("drop copy (the firm-wide execution stream)")
+    firm.add_argument(
+        "--firm-users",
+        type=_number(int, minimum=0),
+        default=d.firm_users,
+        metavar="N",
+        help=f"other users of the firm trading besides --participant-id, seen on Drop Copy only "
+        f"(default: {d.firm_users})",
+    )
+    firm.add_argument(
+        "--firm-flow-ratio",
+        type=_number(float, minimum=0.0),
+        default=d.firm_flow_ratio,
+        metavar="R",
+        help=f"each other user's updates per update of --participant-id (default: {d.firm_flow_ratio:g})",
+    )
+    firm.add_argument(
+        "--journal-dropcopy",
+        action="store_true",
+        help="also journal every firm execution (kind firm_execution) and every drop-copy response "
+        "sent (kind dropcopy_send) (default: off)",
+    )
     parser.add_argument(
         "--journal-stream-sends",
         action="store_true",
@@ -241,6 +265,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "venue behaviours the venue docs leave open (also settable at run time: POST /control/faults)"
         ),
         _BEHAVIOUR_FLAGS,
+    )
+    _add_setting_arguments(
+        parser.add_argument_group("drop-copy behaviours (also settable at run time: POST /control/faults)"),
+        _DROPCOPY_FLAGS,
     )
 
 
@@ -377,6 +405,13 @@ _FAULT_FLAGS: Final = (
         "probability, per executions page, of eof=false with an empty nextPageToken",
     ),
     _SettingFlag(
+        "--fault-streams",
+        "stream_faults_apply_to",
+        _choice(STREAM_FAULT_TARGETS),
+        "WHICH",
+        "which streams the stream faults hit: all, orders or dropcopy",
+    ),
+    _SettingFlag(
         "--fault-seed",
         "fault_seed",
         int,
@@ -488,7 +523,72 @@ _BEHAVIOUR_FLAGS: Final = (
         "searches per rolling minute per client and endpoint; 0: none (so does --no-rest-rate-limit)",
     ),
 )
-SETTING_FLAGS: Final = (*_FAULT_FLAGS, *_BEHAVIOUR_FLAGS)
+
+
+def _token_status(value: str) -> str:
+    if value.upper() not in (*TOKEN_REFUSAL_STATUSES, "RANDOM"):
+        msg = f"expected one of {', '.join(TOKEN_REFUSAL_STATUSES)} or random, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value.upper()
+
+
+def _optional_positive(value: str) -> float | None:
+    number = float(_number(float, minimum=0.0)(value))
+    return number or None
+
+
+_DROPCOPY_FLAGS: Final = (
+    _SettingFlag(
+        "--dropcopy-batch-size",
+        "dropcopy_batch_size",
+        _number(int, minimum=1),
+        "N",
+        "most executions in one drop-copy response",
+    ),
+    _SettingFlag(
+        "--dropcopy-replay-rate",
+        "dropcopy_replay_rate",
+        _optional_positive,
+        "R",
+        "executions per second while replaying; 0: unpaced",
+    ),
+    _SettingFlag(
+        "--dropcopy-replay-delay",
+        "dropcopy_replay_delay_s",
+        _number(float, minimum=0.0),
+        "S",
+        "wait before the first replayed batch",
+    ),
+    _SettingFlag(
+        "--dropcopy-resend-on-resume",
+        "dropcopy_resend_on_resume",
+        _number(int, minimum=0),
+        "N",
+        "on a resume by token, first re-send the N executions up to the token's position",
+    ),
+    _SettingFlag(
+        "--dropcopy-token-lifetime",
+        "dropcopy_token_lifetime_s",
+        _optional_positive,
+        "S",
+        "a resume token older than S seconds is expired; 0: never",
+    ),
+    _SettingFlag(
+        "--dropcopy-expired-token-status",
+        "dropcopy_expired_token_status",
+        _token_status,
+        "STATUS",
+        f"status refusing an expired resume token: {', '.join(TOKEN_REFUSAL_STATUSES)} or random",
+    ),
+    _SettingFlag(
+        "--dropcopy-unknown-token-status",
+        "dropcopy_unknown_token_status",
+        _token_status,
+        "STATUS",
+        f"status refusing an unknown resume token: {', '.join(TOKEN_REFUSAL_STATUSES)} or random",
+    ),
+)
+SETTING_FLAGS: Final = (*_FAULT_FLAGS, *_BEHAVIOUR_FLAGS, *_DROPCOPY_FLAGS)
 """Every flag that sets a :class:`FaultSettings` field, by the field's control-API name."""
 
 
@@ -563,6 +663,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         heartbeat_interval_s=args.heartbeat_interval,
         journal_path=args.journal,
         journal_stream_sends=args.journal_stream_sends,
+        journal_dropcopy=args.journal_dropcopy,
+        firm_users=args.firm_users,
+        firm_flow_ratio=args.firm_flow_ratio,
         accounts=tuple(args.accounts),
         symbols=tuple(args.symbols),
         price_scale=args.price_scale,

@@ -2,10 +2,18 @@
 
 The venue trades whether or not anyone watches: from :meth:`Exchange.start` a thread steps the
 :class:`~connector.simulator.order_flow.OrderFlow` at the configured rate, journals each update and
-hands it to every open subscription's :class:`FeedSink`. A subscription takes the snapshot of the open
-orders and joins the feed under the same lock the flow holds while it produces, so no update is lost
-or doubled between the snapshot and the first update; later snapshots are read under that lock too,
-so each one is the book at one point of the feed. The exchange runs single-threaded as well: without
+hands it to every open subscription's :class:`FeedSink`. That flow is the configured user's (the
+order stream is user-scoped: it is fed by this flow only). The other users of the firm trade too:
+each :class:`FirmFlow` steps ``ratio`` times per step of the user's flow on average (at the same
+time, right after it), never touching the user's flow or its dice, so adding them changes nothing
+the order stream, the journal's ``execution`` lines or the REST searches show. Every execution of
+the firm, the user's first, goes into the :class:`~connector.simulator.dropcopy.FirmLog` and to every
+drop-copy subscription's :class:`FirmSink`, joined atomically like the order stream's.
+
+An order-stream subscription takes the snapshot of the open orders and joins the feed under the
+same lock the flow holds while it produces, so no update is lost or doubled between the snapshot and
+the first update; later snapshots are read under that lock too, so each one is the book at one
+point of the feed. The exchange runs single-threaded as well: without
 :meth:`Exchange.start`, :meth:`Exchange.advance` produces on the caller's thread, stamped by the
 injected clock.
 """
@@ -22,11 +30,12 @@ from typing import Final, Protocol, TypeVar
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.simulator.clock import Clock, utc_now
+from connector.simulator.dropcopy import FirmExecution, FirmLog
 from connector.simulator.journal import Journal, JournaledExecution
 from connector.simulator.order_flow import OrderFlow, VenueUpdate, is_open
 from connector.simulator.stream_behaviour import BookReader
 
-__all__ = ["Exchange", "FeedSink", "OrderFilter", "Subscription"]
+__all__ = ["Exchange", "FeedSink", "FirmFlow", "FirmSink", "FirmSubscription", "OrderFilter", "Subscription"]
 
 _LOG: Final = logging.getLogger(__name__)
 _TICK_S: Final = 0.01
@@ -83,11 +92,48 @@ class Subscription:
         self.sink = sink
 
 
+class FirmSink(Protocol):
+    """What a drop-copy subscription feeds (e.g. a :class:`~connector.simulator.dropcopy.DropCopyStream`).
+
+    Called with the exchange's lock held; it must not call back into the exchange.
+    """
+
+    def deliver(self, entries: Sequence[FirmExecution], now: datetime) -> None:
+        """Take the firm's next executions, at their positions."""
+
+
+class FirmSubscription:
+    """One observer of the firm's executions."""
+
+    def __init__(self, sink: FirmSink) -> None:
+        self.sink = sink
+
+
+@dataclass(frozen=True, slots=True)
+class FirmFlow:
+    """Another user of the firm: its own order flow, stepped ``ratio`` times per user step on average."""
+
+    flow: OrderFlow
+    ratio: float
+
+
 class Exchange:
     """The order flow, the journal and the subscribers, kept consistent by one lock."""
 
-    def __init__(self, flow: OrderFlow, journal: Journal, *, rate: float, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        flow: OrderFlow,
+        journal: Journal,
+        *,
+        rate: float,
+        clock: Clock = utc_now,
+        firm_flows: Sequence[FirmFlow] = (),
+    ) -> None:
         self._flow = flow
+        self._firm_flows = tuple(firm_flows)
+        self._firm_due = [0.0] * len(self._firm_flows)
+        self._firm_log = FirmLog()
+        self._firm_subscriptions: set[FirmSubscription] = set()
         self._journal = journal
         self._rate = rate
         self._clock = clock
@@ -101,6 +147,16 @@ class Exchange:
     def journal(self) -> Journal:
         """The journal of everything produced."""
         return self._journal
+
+    @property
+    def firm_log(self) -> FirmLog:
+        """Every execution of the firm, at its position (read it under :meth:`read_firm` for consistency)."""
+        return self._firm_log
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The firm's trading users: the configured one first, then the others."""
+        return (self._flow.params.participant, *(f.flow.params.participant for f in self._firm_flows))
 
     @property
     def rate(self) -> float:
@@ -161,7 +217,22 @@ class Exchange:
                     if selected is not None:
                         subscription.sink.deliver(selected, now, self._book_reader(subscription.order_filter))
                 produced.append(update)
+                self._firm_step(update, now)
         return produced
+
+    def _firm_step(self, update: VenueUpdate, now: datetime) -> None:
+        """Log the user's executions and the other users' steps for the firm; feed drop copy (lock held)."""
+        entries = self._firm_log.append(update.executions, self._flow.params.participant)
+        for index, firm_flow in enumerate(self._firm_flows):
+            self._firm_due[index] += firm_flow.ratio
+            while self._firm_due[index] >= 1.0:
+                self._firm_due[index] -= 1.0
+                other = firm_flow.flow.step(now)
+                entries.extend(self._firm_log.append(other.executions, firm_flow.flow.params.participant))
+        if entries:
+            self._journal.record_firm(entries)
+            for subscription in self._firm_subscriptions:
+                subscription.sink.deliver(entries, now)
 
     def _book(self, order_filter: OrderFilter) -> list[trading_pb2.Order]:
         """Copies of the matching open orders, oldest first (call with the lock held)."""
@@ -204,6 +275,27 @@ class Exchange:
         with self._lock:
             self._subscriptions.discard(subscription)
 
+    def subscribe_firm(self, open_sink: Callable[[FirmLog, datetime], FirmSink]) -> FirmSubscription:
+        """Join the firm's executions: ``open_sink`` sees the log at the join point (lock held).
+
+        Every execution after ``firm_log.head`` at that moment is delivered to the sink; the ones up to
+        it are in the log, so a replay that ends there and the live feed neither overlap nor leave a gap.
+        """
+        with self._lock:
+            subscription = FirmSubscription(open_sink(self._firm_log, self._clock()))
+            self._firm_subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe_firm(self, subscription: FirmSubscription) -> None:
+        """Leave the firm's executions."""
+        with self._lock:
+            self._firm_subscriptions.discard(subscription)
+
+    def firm_head(self) -> int:
+        """The position of the firm's latest execution."""
+        with self._lock:
+            return self._firm_log.head
+
     def read(self, reader: Callable[[OrderFlow, Journal], _T]) -> _T:
         """Run ``reader`` on the flow and the journal under the lock (for consistent queries)."""
         with self._lock:
@@ -242,6 +334,8 @@ class Exchange:
                 "orders_total": sum(1 for _ in flow.orders()),
                 "orders_open": sum(1 for order in flow.orders() if is_open(order)),
                 "subscriptions": len(self._subscriptions),
+                "firm_executions_produced": self._firm_log.head,
+                "firm_subscriptions": len(self._firm_subscriptions),
             }
 
         return self.read(collect)

@@ -24,6 +24,8 @@ Faults (all off by default)::
     rest_5xx_status             int        the 5xx status (default 503)
     rest_no_token_rate          float      probability, per executions page, of eof=false with no token
     token_lifetime_s            int|null   lifetime of tokens issued from now on (default: the configured one)
+    stream_faults_apply_to      str        which streams the stream faults above (ends, stall, refusal, token
+                                           expiry, duplicates, unknown enums/fields) hit: all|orders|dropcopy
 
 Venue behaviours (defaults: the kindest variant, which is what the simulator did before, except that the
 send queue is bounded)::
@@ -44,10 +46,25 @@ send queue is bounded)::
     rest_rate_limit_per_minute  int        searches per rolling minute per client and endpoint (0: no limit)
     fault_seed                  int|null   seed of every die above (null: the venue's --seed)
 
+Drop Copy (venue-api.md §6; what the docs leave open)::
+
+    dropcopy_batch_size            int        most executions in one drop-copy response (default 100)
+    dropcopy_replay_rate           float|null executions per second while replaying (null: unpaced; 2000)
+    dropcopy_replay_delay_s        float      wait before the first replayed batch (default 0)
+    dropcopy_resend_on_resume      int        on a resume by token, re-send this many executions before
+                                              the token's position first (at-least-once; default 0)
+    dropcopy_token_lifetime_s      float|null a resume token older than this is expired (default 86400)
+    dropcopy_expired_token_status  str        status refusing an expired token (default INVALID_ARGUMENT)
+    dropcopy_unknown_token_status  str        status refusing an unknown token (default INVALID_ARGUMENT)
+
+The two token statuses take one of :data:`TOKEN_REFUSAL_STATUSES` (``random``: one of the four per
+refusal); the venue documents that tokens expire, not the status it answers with.
+
 The control endpoint also accepts one-shot actions that are not stored: ``"reset": true`` (back to
 the venue's baseline, applied first), ``"hostile": true`` (then :data:`HOSTILE`, before the other
 keys), ``"expire_issued_tokens": true``, ``"new_session": true`` and ``"send_snapshot": true`` (on
-every open stream, now).
+every open stream, now), and ``"expire_dropcopy_tokens": true`` (every resume token issued so far is
+expired from now on).
 """
 
 from __future__ import annotations
@@ -66,7 +83,9 @@ __all__ = [
     "HOSTILE",
     "REST_RESULT_ORDERS",
     "STATUS_NAMES",
+    "STREAM_KINDS",
     "STREAM_OPENINGS",
+    "TOKEN_REFUSAL_STATUSES",
     "FaultBoard",
     "FaultSettings",
     "status_code",
@@ -76,11 +95,30 @@ STATUS_NAMES: Final = tuple(code.name for code in grpc.StatusCode if code is not
 STREAM_OPENINGS: Final = ("snapshot", "heartbeat", "updates", "random")
 HEARTBEAT_QUEUEINGS: Final = ("jump", "queue", "random")
 REST_RESULT_ORDERS: Final = ("oldest_first", "newest_first", "shuffled_pages", "shuffled", "random")
+STREAM_KINDS: Final = ("orders", "dropcopy")
+STREAM_FAULT_TARGETS: Final = ("all", *STREAM_KINDS)
+TOKEN_REFUSAL_STATUSES: Final = ("INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "OUT_OF_RANGE")
+"""The plausible statuses for a refused resume token (the venue's is undocumented)."""
 _CHOICES: Final = {
     "stream_opening": STREAM_OPENINGS,
     "heartbeat_queueing": HEARTBEAT_QUEUEINGS,
     "rest_result_order": REST_RESULT_ORDERS,
+    "stream_faults_apply_to": STREAM_FAULT_TARGETS,
 }
+_TOKEN_STATUS_FIELDS: Final = ("dropcopy_expired_token_status", "dropcopy_unknown_token_status")
+# The faults that stream_faults_apply_to aims, with their "off" values.
+_STREAM_FAULTS_OFF: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "end_stream_after_messages": None,
+        "end_stream_every_s": None,
+        "stall_s": 0.0,
+        "refuse_streams_status": None,
+        "end_streams_on_token_expiry": False,
+        "duplicate_rate": 0.0,
+        "unknown_enum_rate": 0.0,
+        "unknown_field_rate": 0.0,
+    }
+)
 _RATE_FIELDS: Final = (
     "duplicate_rate",
     "unknown_enum_rate",
@@ -108,6 +146,12 @@ HOSTILE: Final[Mapping[str, Any]] = MappingProxyType(
         "rest_max_page_size": 500,
         "rest_429_rate": 0.05,
         "rest_5xx_rate": 0.02,
+        "dropcopy_batch_size": 20,
+        "dropcopy_replay_rate": 500.0,
+        "dropcopy_replay_delay_s": 0.5,
+        "dropcopy_resend_on_resume": 5,
+        "dropcopy_expired_token_status": "random",
+        "dropcopy_unknown_token_status": "random",
     }
 )
 """The hostile preset: every behaviour with variants drawn at random, and some of each REST fault.
@@ -151,6 +195,7 @@ class FaultSettings:
     rest_5xx_status: int = 503
     rest_no_token_rate: float = 0.0
     token_lifetime_s: int | None = None
+    stream_faults_apply_to: str = "all"
     stream_opening: str = "snapshot"
     opening_updates: int = 1
     opening_wait_s: float = 1.0
@@ -166,6 +211,13 @@ class FaultSettings:
     rest_default_page_size: int = 100
     rest_rate_limit_per_minute: int = 12
     fault_seed: int | None = None
+    dropcopy_batch_size: int = 100
+    dropcopy_replay_rate: float | None = 2000.0
+    dropcopy_replay_delay_s: float = 0.0
+    dropcopy_resend_on_resume: int = 0
+    dropcopy_token_lifetime_s: float | None = 86400.0
+    dropcopy_expired_token_status: str = "INVALID_ARGUMENT"  # noqa: S105 - a gRPC status name
+    dropcopy_unknown_token_status: str = "INVALID_ARGUMENT"  # noqa: S105 - a gRPC status name
 
     def __post_init__(self) -> None:
         """Validate every field.
@@ -186,6 +238,13 @@ class FaultSettings:
         status_code(self.queue_overflow_status)
         if self.refuse_streams_status is not None:
             status_code(self.refuse_streams_status)
+        for name in _TOKEN_STATUS_FIELDS:
+            if str(getattr(self, name)).upper() not in (*TOKEN_REFUSAL_STATUSES, "RANDOM"):
+                msg = (
+                    f"{name} must be one of {', '.join(TOKEN_REFUSAL_STATUSES)} or random, "
+                    f"got {getattr(self, name)!r}"
+                )
+                raise ValueError(msg)
         checks = {
             "end_stream_after_messages": _at_least(self.end_stream_after_messages, 1),
             "end_stream_every_s": self.end_stream_every_s is None or self.end_stream_every_s > 0,
@@ -204,6 +263,12 @@ class FaultSettings:
             "rest_max_page_size": self.rest_max_page_size >= 1,
             "rest_default_page_size": self.rest_default_page_size >= 1,
             "rest_rate_limit_per_minute": self.rest_rate_limit_per_minute >= 0,
+            "dropcopy_batch_size": self.dropcopy_batch_size >= 1,
+            "dropcopy_replay_rate": self.dropcopy_replay_rate is None or self.dropcopy_replay_rate > 0,
+            "dropcopy_replay_delay_s": self.dropcopy_replay_delay_s >= 0,
+            "dropcopy_resend_on_resume": self.dropcopy_resend_on_resume >= 0,
+            "dropcopy_token_lifetime_s": self.dropcopy_token_lifetime_s is None
+            or self.dropcopy_token_lifetime_s > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -238,6 +303,15 @@ class FaultSettings:
     def with_hostile(self) -> FaultSettings:
         """Return a copy with the :data:`HOSTILE` preset applied."""
         return self.with_changes(HOSTILE)
+
+    def for_stream(self, kind: str) -> FaultSettings:
+        """Return the settings one kind of stream (``orders`` or ``dropcopy``) is subject to.
+
+        The stream faults are switched off unless ``stream_faults_apply_to`` aims them at ``kind``.
+        """
+        if self.stream_faults_apply_to in ("all", kind):
+            return self
+        return dataclasses.replace(self, **_STREAM_FAULTS_OFF)
 
 
 def _at_least(value: int | None, minimum: int) -> bool:

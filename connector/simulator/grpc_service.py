@@ -9,7 +9,8 @@ A call is checked in this order, each failure ending it with the venue's status 
 3. ``x-participant-id`` missing or not the registered participant → PERMISSION_DENIED;
 4. the filter: an empty symbol, or an account not shaped ``firms/<firm>/accounts/<id>`` →
    INVALID_ARGUMENT;
-5. more open streams than the limit → RESOURCE_EXHAUSTED.
+5. more open streams than the limit → RESOURCE_EXHAUSTED. The limit is the firm's, shared with the
+   drop-copy streams (:class:`StreamSlots`; venue-api.md §3.6: 20 per firm, pooled across types).
 
 Then the stream joins the venue's feed and sends what its
 :class:`~connector.simulator.stream_behaviour.VenueStream` says, whenever gRPC can take a message: the
@@ -17,7 +18,10 @@ opening (snapshot, heartbeat or updates first), updates as the venue produces th
 session ids and mid-stream snapshots. While the client does not read, gRPC's flow control blocks the
 send, the venue keeps trading into the stream's bounded send queue, and a full queue ends the stream.
 ``snapshot_only`` ends it with OK after the first snapshot. The drop, stall and token-expiry faults
-are applied here. When the venue stops, open streams end with UNAVAILABLE.
+are applied here (the settings seen are ``for_stream("orders")``: ``stream_faults_apply_to`` may aim
+them at the drop-copy stream only). When the venue stops, open streams end with UNAVAILABLE.
+:mod:`connector.simulator.dropcopy_service` reuses :class:`StreamSlots`, :class:`FaultGate`,
+:func:`bearer_claims` and :func:`fault_ending`.
 """
 
 from __future__ import annotations
@@ -42,9 +46,18 @@ from connector.simulator.exchange import Exchange, OrderFilter, Subscription
 from connector.simulator.faults import FaultBoard, FaultSettings, status_code
 from connector.simulator.order_flow import VenueUpdate
 from connector.simulator.stream_behaviour import BookReader, SentMessage, StreamEnd, VenueStream
-from connector.simulator.tokens import TokenAuthority, TokenInvalidError
+from connector.simulator.tokens import AccessTokenClaims, TokenAuthority, TokenInvalidError
 
-__all__ = ["SERVICE_NAME", "OrderStreamService", "StreamCounters"]
+__all__ = [
+    "SERVICE_NAME",
+    "FaultGate",
+    "OrderStreamService",
+    "StreamCounters",
+    "StreamEnded",
+    "StreamSlots",
+    "bearer_claims",
+    "fault_ending",
+]
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -78,13 +91,87 @@ class StreamCounters:
     send_queue_max: int = 0
 
 
-class _StreamEnded(Exception):
+class StreamEnded(Exception):
     """Raised inside a stream to end it with a status (turned into ``context.abort``)."""
 
     def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
+
+
+class StreamSlots:
+    """The firm's concurrent-stream budget, pooled across stream kinds; thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, kind: str) -> None:
+        """Take a slot for a stream of ``kind``.
+
+        Raises:
+            StreamEnded: RESOURCE_EXHAUSTED, the firm already has ``limit`` open streams.
+        """
+        with self._lock:
+            if sum(self._open.values()) >= self.limit:
+                raise StreamEnded(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"too many concurrent streams: the limit is {self.limit}",
+                )
+            self._open[kind] = self._open.get(kind, 0) + 1
+
+    def release(self, kind: str) -> None:
+        """Give back a slot taken with :meth:`take`."""
+        with self._lock:
+            self._open[kind] -= 1
+
+    @property
+    def open_total(self) -> int:
+        """Open streams of every kind."""
+        with self._lock:
+            return sum(self._open.values())
+
+
+def bearer_claims(
+    metadata: dict[str, str], authority: TokenAuthority, scope: str
+) -> tuple[str, AccessTokenClaims]:
+    """Check the bearer token of a call and its scope; return the token and its claims.
+
+    Raises:
+        StreamEnded: UNAUTHENTICATED (missing, malformed, expired or revoked token) or
+            PERMISSION_DENIED (``permission denied: missing required scope <scope>``).
+    """
+    authorization = str(metadata.get("authorization", ""))
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise StreamEnded(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token in 'authorization'")
+    try:
+        claims = authority.verify(token.strip())
+    except TokenInvalidError as exc:
+        raise StreamEnded(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
+    if scope not in claims.scopes:
+        raise StreamEnded(
+            grpc.StatusCode.PERMISSION_DENIED, f"permission denied: missing required scope {scope}"
+        )
+    return token.strip(), claims
+
+
+def fault_ending(
+    sent: int, gate: FaultGate, faults: FaultSettings, token: str, authority: TokenAuthority
+) -> StreamEnded | None:
+    """The end the stream faults give a stream that sent ``sent`` messages, if one is due now."""
+    reason = None
+    if faults.end_stream_after_messages is not None and sent >= faults.end_stream_after_messages:
+        reason = f"simulated fault: stream ended after {sent} messages"
+    elif faults.end_stream_every_s is not None and gate.age_s() >= faults.end_stream_every_s:
+        reason = f"simulated fault: stream ended after {faults.end_stream_every_s:g} s"
+    if reason is not None:
+        return StreamEnded(status_code(faults.end_stream_status), reason)
+    if faults.end_streams_on_token_expiry and authority.is_revoked(token):
+        return StreamEnded(grpc.StatusCode.UNAUTHENTICATED, "access token expired")
+    return None
 
 
 class _LiveStream:
@@ -160,7 +247,7 @@ class OrderStreamService:
         faults: FaultBoard,
         participant_id: str,
         heartbeat_interval_s: float,
-        stream_limit: int,
+        slots: StreamSlots,
         seed: int,
         clock: Clock = utc_now,
     ) -> None:
@@ -169,7 +256,7 @@ class OrderStreamService:
         self._faults = faults
         self._participant_id = participant_id
         self._heartbeat_interval_s = heartbeat_interval_s
-        self._stream_limit = stream_limit
+        self._slots = slots
         self._seed = seed
         self._clock = clock
         self._lock = threading.Lock()
@@ -213,14 +300,15 @@ class OrderStreamService:
         """Serve one order stream (the RPC method)."""
         try:
             token = self._admit(request, context)
-        except _StreamEnded as ended:
+        except StreamEnded as ended:
             self._count_refused()
             context.abort(ended.code, ended.details)
         try:
             yield from self._serve(request, context, token)
-        except _StreamEnded as ended:
+        except StreamEnded as ended:
             context.abort(ended.code, ended.details)
         finally:
+            self._slots.release("orders")
             with self._lock:
                 self.counters.streams_open -= 1
 
@@ -232,56 +320,40 @@ class OrderStreamService:
         self, request: trading_pb2.CreateOrderSubscriptionRequest, context: grpc.ServicerContext
     ) -> str:
         """Run checks 1-5 of the module docstring; return the bearer token and take a stream slot."""
-        faults = self._faults.current
+        faults = self._faults.current.for_stream("orders")
         if self._stopping.is_set():
-            raise _StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
+            raise StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
         if faults.refuse_streams_status is not None:
-            raise _StreamEnded(
+            raise StreamEnded(
                 status_code(faults.refuse_streams_status), "simulated fault: new streams are refused"
             )
-        metadata = {key.lower(): value for key, value in context.invocation_metadata()}
-        authorization = str(metadata.get("authorization", ""))
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _StreamEnded(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token in 'authorization'")
-        try:
-            claims = self._authority.verify(token.strip())
-        except TokenInvalidError as exc:
-            raise _StreamEnded(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
-        if REQUIRED_SCOPE not in claims.scopes:
-            raise _StreamEnded(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"permission denied: missing required scope {REQUIRED_SCOPE}",
-            )
+        metadata = {key.lower(): str(value) for key, value in context.invocation_metadata()}
+        token, _claims = bearer_claims(metadata, self._authority, REQUIRED_SCOPE)
         participant = str(metadata.get("x-participant-id", ""))
         if participant != self._participant_id:
             detail = "missing" if not participant else f"{participant!r} is not this user's participant id"
-            raise _StreamEnded(
+            raise StreamEnded(
                 grpc.StatusCode.PERMISSION_DENIED, f"permission denied: x-participant-id {detail}"
             )
         for symbol in request.symbols:
             if not symbol.strip():
-                raise _StreamEnded(grpc.StatusCode.INVALID_ARGUMENT, "invalid symbol filter: empty symbol")
+                raise StreamEnded(grpc.StatusCode.INVALID_ARGUMENT, "invalid symbol filter: empty symbol")
         for account in request.accounts:
             if not _ACCOUNT_SHAPE.match(account):
-                raise _StreamEnded(
+                raise StreamEnded(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"invalid account filter {account!r}: expected firms/<firm>/accounts/<account>",
                 )
+        self._slots.take("orders")
         with self._lock:
-            if self.counters.streams_open >= self._stream_limit:
-                raise _StreamEnded(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"too many concurrent streams: the limit is {self._stream_limit}",
-                )
             self.counters.streams_open += 1
             self.counters.streams_opened_total += 1
-        return token.strip()
+        return token
 
     def _open(self, request: trading_pb2.CreateOrderSubscriptionRequest) -> tuple[_LiveStream, Subscription]:
         """Join the feed: build the stream around the snapshot taken atomically with joining."""
         number = next(self._stream_numbers)
-        faults = self._faults.current
+        faults = self._faults.current.for_stream("orders")
         dice_seed = self._seed if faults.fault_seed is None else faults.fault_seed
         made: list[_LiveStream] = []
 
@@ -317,11 +389,11 @@ class OrderStreamService:
     ) -> Iterator[trading_pb2.CreateOrderSubscriptionResponse]:
         live, subscription = self._open(request)
         stream = live.stream
-        gate = _FaultGate(self._faults.generation, stream.session_id)
+        gate = FaultGate(self._faults.generation, stream.session_id)
         _LOG.info("stream %s opened (%s first)", stream.session_id, stream.opening)
         try:
             while True:
-                faults = self._faults.current
+                faults = self._faults.current.for_stream("orders")
                 if gate.settings_changed(self._faults.generation):
                     live.apply(faults, self._clock())
                 self._check_end(stream, gate, faults, token, context)
@@ -336,7 +408,7 @@ class OrderStreamService:
                     if outcome.status == "OK":
                         return
                     self._count_overflow(stream.session_id, outcome)
-                    raise _StreamEnded(status_code(outcome.status), outcome.details)
+                    raise StreamEnded(status_code(outcome.status), outcome.details)
                 if outcome is not None:
                     self._record_sent(outcome, stream, gate)
                     yield outcome.response
@@ -350,28 +422,20 @@ class OrderStreamService:
     def _check_end(
         self,
         stream: VenueStream,
-        gate: _FaultGate,
+        gate: FaultGate,
         faults: FaultSettings,
         token: str,
         context: grpc.ServicerContext,
     ) -> None:
         if self._stopping.is_set():
-            raise _StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
+            raise StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
         if not context.is_active():
-            raise _StreamEnded(grpc.StatusCode.CANCELLED, "client went away")
-        reason = None
-        if faults.end_stream_after_messages is not None and stream.sent >= faults.end_stream_after_messages:
-            reason = f"simulated fault: stream ended after {stream.sent} messages"
-        elif faults.end_stream_every_s is not None and gate.age_s() >= faults.end_stream_every_s:
-            reason = f"simulated fault: stream ended after {faults.end_stream_every_s:g} s"
-        if reason is not None:
+            raise StreamEnded(grpc.StatusCode.CANCELLED, "client went away")
+        ending = fault_ending(stream.sent, gate, faults, token, self._authority)
+        if ending is not None:
             with self._lock:
                 self.counters.streams_ended_by_fault_total += 1
-            raise _StreamEnded(status_code(faults.end_stream_status), reason)
-        if faults.end_streams_on_token_expiry and self._authority.is_revoked(token):
-            with self._lock:
-                self.counters.streams_ended_by_fault_total += 1
-            raise _StreamEnded(grpc.StatusCode.UNAUTHENTICATED, "access token expired")
+            raise ending
 
     def _stall(self, seconds: float, context: grpc.ServicerContext, session_id: str) -> None:
         _LOG.info("stream %s stalls for %.3g s (fault)", session_id, seconds)
@@ -386,7 +450,7 @@ class OrderStreamService:
         with self._lock:
             self.counters.streams_overflowed_total += 1
 
-    def _record_sent(self, sent: SentMessage, stream: VenueStream, gate: _FaultGate) -> None:
+    def _record_sent(self, sent: SentMessage, stream: VenueStream, gate: FaultGate) -> None:
         """Count one message sent and note it in the journal."""
         counters = self.counters
         with self._lock:
@@ -419,7 +483,7 @@ class OrderStreamService:
         return self._clock
 
 
-class _FaultGate:
+class FaultGate:
     """Per-stream bookkeeping of the wrapper: settings generation, stall, age, last session id sent."""
 
     def __init__(self, generation: int, session_id: str) -> None:

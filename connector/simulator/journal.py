@@ -23,6 +23,24 @@ Built with ``stream_sends=True`` it writes one more line per stream message sent
 
 ``message`` is ``snapshot``, ``update``, ``duplicate`` or ``heartbeat``; ``queued_behind`` counts the
 messages still queued behind it; ``jumped`` marks a heartbeat sent ahead of them.
+
+The ``execution`` and ``cancel_reject`` lines are the configured user's (what the user-scoped order
+stream can show). Drop Copy is firm-wide: every delivery of a drop-copy stream is kept in memory
+(:meth:`Journal.dropcopy_deliveries`, each a :class:`DropCopyDelivery`), and built with
+``dropcopy=True`` the journal also writes one line per firm execution, at its firm position (the
+user's executions included, other users' too), and one per drop-copy response sent::
+
+    {"kind": "firm_execution", "position": 12, "participant": "firms/SIM/users/desk-2",
+     "execution_id": "SIM1U2-E000000004", "order_id": "SIM1U2-O000000002",
+     "account": "firms/SIM/accounts/D2-1", "symbol": "SIM-A-YES", "type": "EXECUTION_TYPE_FILL",
+     "transact_time": "2026-01-02T03:04:05.123456Z"}
+    {"kind": "dropcopy_send", "stream": "dc-...", "batch": "replay", "positions": [11, 12],
+     "token_position": 12, "resent": 0, "execution_ids": ["SIM1-E000000009", "SIM1U2-E000000004"],
+     "sent_time": "2026-01-02T03:04:05.223456Z"}
+
+``batch`` is ``replay``, ``live`` or ``duplicate`` (an execution sent again; its ``positions`` is
+empty); ``token_position`` is the position the batch's ``resume_token`` encodes; ``resent`` counts
+executions at or before the resumed token's position (``dropcopy_resend_on_resume``).
 """
 
 from __future__ import annotations
@@ -38,9 +56,10 @@ from typing import IO, Any
 from connector._pb.polymarket.v1 import enums_pb2, trading_pb2
 from connector.errors import RuntimeFailure
 from connector.simulator.clock import from_timestamp, rfc3339
+from connector.simulator.dropcopy import FirmExecution
 from connector.simulator.order_flow import VenueUpdate
 
-__all__ = ["Journal", "JournaledExecution", "journal_lines"]
+__all__ = ["DropCopyDelivery", "Journal", "JournaledExecution", "journal_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +68,19 @@ class JournaledExecution:
 
     seq: int
     execution: trading_pb2.Execution
+
+
+@dataclass(frozen=True, slots=True)
+class DropCopyDelivery:
+    """One drop-copy response a stream sent (see the module docstring's ``dropcopy_send`` line)."""
+
+    stream: str
+    batch: str
+    positions: tuple[int, ...]
+    token_position: int
+    resent: int
+    execution_ids: tuple[str, ...]
+    sent_at: datetime
 
 
 def _execution_line(seq: int, execution: trading_pb2.Execution) -> dict[str, Any]:
@@ -118,9 +150,13 @@ class Journal:
     because entries are only ever appended and never changed.
     """
 
-    def __init__(self, path: Path | None = None, *, stream_sends: bool = False) -> None:
+    def __init__(
+        self, path: Path | None = None, *, stream_sends: bool = False, dropcopy: bool = False
+    ) -> None:
         self._path = path
         self._stream_sends = stream_sends
+        self._dropcopy = dropcopy
+        self._dropcopy_deliveries: list[DropCopyDelivery] = []
         self._streamed: set[str] = set()
         self._file: IO[str] | None = None
         self._executions: list[JournaledExecution] = []
@@ -204,6 +240,52 @@ class Journal:
                 }
                 self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
                 self._file.flush()
+
+    def record_firm(self, entries: Sequence[FirmExecution]) -> None:
+        """Note firm executions at their positions (a ``firm_execution`` line each, when enabled)."""
+        if not self._dropcopy:
+            return
+        with self._write_lock:
+            if self._file is None:
+                return
+            for entry in entries:
+                execution = entry.execution
+                line = {
+                    "kind": "firm_execution",
+                    "position": entry.position,
+                    "participant": entry.participant,
+                    "execution_id": execution.id,
+                    "order_id": execution.order.id,
+                    "account": execution.order.account,
+                    "symbol": execution.order.symbol,
+                    "type": enums_pb2.ExecutionType.Name(execution.type),
+                    "transact_time": rfc3339(from_timestamp(execution.transact_time)),
+                }
+                self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self._file.flush()
+
+    def record_dropcopy_send(self, delivery: DropCopyDelivery) -> None:
+        """Note one drop-copy response sent (thread-safe); a ``dropcopy_send`` line when enabled."""
+        with self._write_lock:
+            self._dropcopy_deliveries.append(delivery)
+            if self._file is not None and self._dropcopy:
+                line = {
+                    "kind": "dropcopy_send",
+                    "stream": delivery.stream,
+                    "batch": delivery.batch,
+                    "positions": list(delivery.positions),
+                    "token_position": delivery.token_position,
+                    "resent": delivery.resent,
+                    "execution_ids": list(delivery.execution_ids),
+                    "sent_time": rfc3339(delivery.sent_at),
+                }
+                self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
+                self._file.flush()
+
+    def dropcopy_deliveries(self, stream: str | None = None) -> list[DropCopyDelivery]:
+        """The drop-copy responses sent so far, in send order (of one stream, if given)."""
+        with self._write_lock:
+            return [d for d in self._dropcopy_deliveries if stream is None or d.stream == stream]
 
     def was_streamed(self, execution_id: str) -> bool:
         """Tell whether an execution was ever sent on a stream."""

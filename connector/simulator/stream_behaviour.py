@@ -60,6 +60,7 @@ from connector.simulator.faults import FaultSettings
 from connector.simulator.order_flow import VenueUpdate
 
 __all__ = [
+    "UNKNOWN_FIELD_BYTES",
     "UNKNOWN_FIELD_NUMBER",
     "BookReader",
     "SentMessage",
@@ -95,7 +96,8 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-_UNKNOWN_FIELD_BYTES: Final = _varint(UNKNOWN_FIELD_NUMBER << 3) + _varint(42)
+UNKNOWN_FIELD_BYTES: Final = _varint(UNKNOWN_FIELD_NUMBER << 3) + _varint(42)
+"""The unknown field (number :data:`UNKNOWN_FIELD_NUMBER`, varint 42) ``unknown_field_rate`` appends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,11 +424,11 @@ class VenueStream:
             if item.kind == _DUPLICATE:
                 self.counts.duplicates += 1
         if self._roll(settings.unknown_field_rate):
-            response.MergeFromString(_UNKNOWN_FIELD_BYTES)
+            response.MergeFromString(UNKNOWN_FIELD_BYTES)
             if response.HasField("update") and response.update.executions:
-                response.update.executions[0].MergeFromString(_UNKNOWN_FIELD_BYTES)
+                response.update.executions[0].MergeFromString(UNKNOWN_FIELD_BYTES)
             elif response.HasField("snapshot") and response.snapshot.orders:
-                response.snapshot.orders[0].MergeFromString(_UNKNOWN_FIELD_BYTES)
+                response.snapshot.orders[0].MergeFromString(UNKNOWN_FIELD_BYTES)
         response.session_id = self._session_id
         response.processed_sent_time.CopyFrom(to_timestamp(now))
         self.counts.sent += 1

@@ -7,6 +7,11 @@ Use it in-process as a context manager::
         print(venue.endpoints.grpc_target, venue.endpoints.token_url)
         venue.set_faults(duplicate_rate=0.1)
         venue.set_faults(hostile=True, fault_seed=42)   # every open behaviour at random, seeded
+        venue.set_faults(dropcopy_resend_on_resume=3, expire_dropcopy_tokens=True)
+
+It serves ``OrderEntryAPI.CreateOrderSubscription`` (the configured user's orders) and
+``DropCopyAPI.CreateDropCopySubscription`` (the whole firm's executions: the configured user's and
+``firm_users`` other users', each on accounts of its own), on one gRPC server, under one stream limit.
 
 Nothing listens and no thread runs until :meth:`SimulatedVenue.start`; :meth:`SimulatedVenue.stop` ends
 open streams (UNAVAILABLE), stops both servers and the order flow, and closes the journal.
@@ -28,9 +33,11 @@ import grpc
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.errors import RuntimeFailure
 from connector.simulator.clock import Clock, utc_now
-from connector.simulator.exchange import Exchange
+from connector.simulator.dropcopy import FirmExecution
+from connector.simulator.dropcopy_service import DropCopyService, firm_of
+from connector.simulator.exchange import Exchange, FirmFlow
 from connector.simulator.faults import FaultBoard, FaultSettings
-from connector.simulator.grpc_service import OrderStreamService
+from connector.simulator.grpc_service import OrderStreamService, StreamSlots
 from connector.simulator.http_api import RestApi, RestServer
 from connector.simulator.journal import Journal
 from connector.simulator.order_flow import FlowParams, OrderFlow, VenueUpdate
@@ -45,8 +52,15 @@ DEFAULT_ACCOUNTS: Final = ("firms/SIM/accounts/A1", "firms/SIM/accounts/A2", "fi
 DEFAULT_SYMBOLS: Final = ("SIM-ELECTION-YES", "SIM-RATES-CUT-YES", "SIM-NBA-FINALS-YES", "SIM-BTC-100K-YES")
 DEFAULT_CLIENT_ID: Final = "pmx-sim-client"
 DEFAULT_PARTICIPANT_ID: Final = "firms/SIM/users/connector"
-DEFAULT_SCOPES: Final = ("read:orders", "read:reports")
-_ACTIONS: Final = ("reset", "hostile", "expire_issued_tokens", "new_session", "send_snapshot")
+DEFAULT_SCOPES: Final = ("read:orders", "read:reports", "read:dropcopy")
+_ACTIONS: Final = (
+    "reset",
+    "hostile",
+    "expire_issued_tokens",
+    "new_session",
+    "send_snapshot",
+    "expire_dropcopy_tokens",
+)
 _THREAD_MARGIN: Final = 8
 _SERVER_GRACE_S: Final = 1.0
 _HTTP_POLL_S: Final = 0.05
@@ -65,11 +79,18 @@ class SimulatorConfig:
         heartbeat_interval_s: Seconds between stream heartbeats.
         journal_path: Where to write the journal (JSON lines), if anywhere.
         journal_stream_sends: Also write a ``stream_send`` line per stream message sent.
+        journal_dropcopy: Also write a ``firm_execution`` line per firm execution and a
+            ``dropcopy_send`` line per drop-copy response sent.
+        firm_users: Other users of the firm trading besides the configured participant (seen on
+            Drop Copy only), ``firms/<firm>/users/desk-<n>`` on accounts ``firms/<firm>/accounts/D<n>-1``
+            and ``-2``, n = 2, 3, ...
+        firm_flow_ratio: Each other user's updates per update of the configured user, on average.
         accounts: Trading accounts of the flow.
         symbols: Symbols of the flow.
         price_scale: Price units per dollar.
         fractional_quantity_scale: Quantity units per contract.
-        stream_limit: Concurrent streams before RESOURCE_EXHAUSTED.
+        stream_limit: Concurrent streams of the firm, order and drop-copy streams together, before
+            RESOURCE_EXHAUSTED.
         token_lifetime_s: Lifetime of access tokens.
         scopes: Scopes granted to access tokens.
         rest_rate_limit: Enforce the search rate limit (``rest_rate_limit_per_minute`` of the
@@ -87,6 +108,9 @@ class SimulatorConfig:
     heartbeat_interval_s: float = 5.0
     journal_path: Path | None = None
     journal_stream_sends: bool = False
+    journal_dropcopy: bool = False
+    firm_users: int = 2
+    firm_flow_ratio: float = 0.2
     accounts: tuple[str, ...] = DEFAULT_ACCOUNTS
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     price_scale: int = 1000
@@ -151,17 +175,47 @@ class SimulatedVenue:
             fractional_quantity_scale=self._config.fractional_quantity_scale,
             id_prefix=f"SIM{self._config.seed}",
         )
-        self._journal = Journal(self._config.journal_path, stream_sends=self._config.journal_stream_sends)
-        self._exchange = Exchange(OrderFlow(params, self._config.seed), self._journal, rate=0.0, clock=clock)
+        self._journal = Journal(
+            self._config.journal_path,
+            stream_sends=self._config.journal_stream_sends,
+            dropcopy=self._config.journal_dropcopy,
+        )
+        self._exchange = Exchange(
+            OrderFlow(params, self._config.seed),
+            self._journal,
+            rate=0.0,
+            clock=clock,
+            firm_flows=self._firm_flows(),
+        )
         self._faults = FaultBoard(self._with_rate_limit(self._config.faults))
         self._authority: TokenAuthority | None = None
         self._service: OrderStreamService | None = None
+        self._dropcopy: DropCopyService | None = None
         self._rest: RestApi | None = None
         self._grpc_server: grpc.Server | None = None
         self._http_server: RestServer | None = None
         self._http_thread: threading.Thread | None = None
         self._endpoints: VenueEndpoints | None = None
         self._pending_keys: list[tuple[str, bytes]] = []
+
+    def _firm_flows(self) -> list[FirmFlow]:
+        config = self._config
+        if config.firm_users < 0 or config.firm_flow_ratio < 0:
+            msg = "firm_users and firm_flow_ratio must not be negative"
+            raise ValueError(msg)
+        firm = firm_of(config.participant_id)
+        flows = []
+        for number in range(2, config.firm_users + 2):
+            params = FlowParams(
+                accounts=(f"firms/{firm}/accounts/D{number}-1", f"firms/{firm}/accounts/D{number}-2"),
+                symbols=config.symbols,
+                participant=f"firms/{firm}/users/desk-{number}",
+                price_scale=config.price_scale,
+                fractional_quantity_scale=config.fractional_quantity_scale,
+                id_prefix=f"SIM{config.seed}U{number}",
+            )
+            flows.append(FirmFlow(OrderFlow(params, config.seed * 1009 + number), config.firm_flow_ratio))
+        return flows
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -201,23 +255,35 @@ class SimulatedVenue:
         for client_id, pem in self._pending_keys:
             authority.register_client_key(client_id, pem)
         self._authority = authority
+        slots = StreamSlots(config.stream_limit)
         service = OrderStreamService(
             exchange=self._exchange,
             authority=authority,
             faults=self._faults,
             participant_id=config.participant_id,
             heartbeat_interval_s=config.heartbeat_interval_s,
-            stream_limit=config.stream_limit,
+            slots=slots,
             seed=config.seed,
             clock=self._clock,
         )
         self._service = service
+        dropcopy = DropCopyService(
+            exchange=self._exchange,
+            authority=authority,
+            faults=self._faults,
+            participant_id=config.participant_id,
+            slots=slots,
+            seed=config.seed,
+            clock=self._clock,
+        )
+        self._dropcopy = dropcopy
         server = grpc.server(
             ThreadPoolExecutor(
                 max_workers=config.stream_limit + _THREAD_MARGIN, thread_name_prefix="sim-grpc"
             ),
             handlers=[
-                service.rpc_handler() if self._stream_handler is None else self._stream_handler(authority)
+                service.rpc_handler() if self._stream_handler is None else self._stream_handler(authority),
+                dropcopy.rpc_handler(),
             ],
         )
         try:
@@ -266,6 +332,8 @@ class SimulatedVenue:
         """Stop everything; safe to call twice."""
         if self._service is not None:
             self._service.shut_down()
+        if self._dropcopy is not None:
+            self._dropcopy.shut_down()
         self._exchange.stop()
         if self._grpc_server is not None:
             self._grpc_server.stop(_SERVER_GRACE_S).wait()
@@ -311,6 +379,15 @@ class SimulatedVenue:
         """The journal of every event produced."""
         return self._journal
 
+    def firm_executions(self) -> list[FirmExecution]:
+        """Every execution of the firm so far, at its position (what Drop Copy serves), in order."""
+        return self._exchange.read(lambda _flow, _journal: list(self._exchange.firm_log.entries()))
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        """The firm's trading users: the configured participant first, then the other users."""
+        return self._exchange.participants
+
     def open_orders(self) -> list[trading_pb2.Order]:
         """Copies of the venue's working orders, oldest first."""
 
@@ -330,6 +407,10 @@ class SimulatedVenue:
         if self._service is not None:
             counters = self._service.counters
             result.update({name: getattr(counters, name) for name in counters.__slots__})
+        if self._dropcopy is not None:
+            dropcopy = self._dropcopy.counters
+            result.update({name: getattr(dropcopy, name) for name in dropcopy.__slots__})
+            result["streams_open_firm"] = result.get("streams_open", 0) + dropcopy.dropcopy_streams_open
         if self._rest is not None:
             result.update(self._rest.counters)
         if self._authority is not None:
@@ -374,7 +455,7 @@ class SimulatedVenue:
         """Change some settings and run actions, as the control API does; return the settings.
 
         See :mod:`connector.simulator.faults` for the fields and the actions (``reset``, ``hostile``,
-        ``expire_issued_tokens``, ``new_session``, ``send_snapshot``).
+        ``expire_issued_tokens``, ``new_session``, ``send_snapshot``, ``expire_dropcopy_tokens``).
         """
         return self._apply_faults(changes)
 
@@ -416,6 +497,8 @@ class SimulatedVenue:
                 self._service.new_sessions()
             if actions["send_snapshot"]:
                 self._service.request_snapshots()
+        if self._dropcopy is not None and actions["expire_dropcopy_tokens"]:
+            self._dropcopy.expire_tokens()
         return settings
 
     def set_rate(self, rate: float) -> None:

@@ -27,10 +27,10 @@ def test_valid_assertion_gets_a_bearer_token(simulator: SimulatedVenue, simulato
     body = response.json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 180
-    assert body["scope"].split() == ["read:orders", "read:reports"]
+    assert body["scope"].split() == ["read:dropcopy", "read:orders", "read:reports"]
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["sub"] == endpoints.client_id
-    assert claims["scope"] == "read:orders read:reports"
+    assert claims["scope"] == "read:orders read:reports read:dropcopy"
     assert claims["exp"] - claims["iat"] == 180
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from connector._pb.polymarket.v1 import enums_pb2, report_pb2, trading_pb2
+from connector._pb.polymarket.v1 import dropcopy_pb2, enums_pb2, report_pb2, trading_pb2
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,6 +142,9 @@ EXECUTION_FIELDS = {
     "trace_id", "commission_spread_px", "transact_trade_date", "block_trade_indicator",
 }  # fmt: skip
 CANCEL_REJECT_FIELDS = {"order_id", "clord_id", "reject_reason", "text", "is_replace", "transact_time"}
+# venue-api.md §6: the documented Drop Copy fields (names and types; numbers provisional).
+DROP_COPY_REQUEST_FIELDS = {"resume_token", "resume_time", "symbols", "firms"}
+DROP_COPY_RESPONSE_FIELDS = {"resume_token", "executions"}
 
 
 def test_generated_code_matches_protos(tmp_path: Path) -> None:
@@ -275,3 +278,72 @@ def test_generated_code_does_not_need_a_top_level_polymarket_package() -> None:
         "assert not leaked, leaked"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, cwd=REPO)
+
+
+def test_drop_copy_contract_shape() -> None:
+    request = dropcopy_pb2.CreateDropCopySubscriptionRequest.DESCRIPTOR
+    response = dropcopy_pb2.CreateDropCopySubscriptionResponse.DESCRIPTOR
+    assert request.full_name == "polymarket.v1.CreateDropCopySubscriptionRequest"
+    assert response.full_name == "polymarket.v1.CreateDropCopySubscriptionResponse"
+    assert set(request.fields_by_name) == DROP_COPY_REQUEST_FIELDS
+    assert set(response.fields_by_name) == DROP_COPY_RESPONSE_FIELDS
+    assert request.fields_by_name["resume_token"].type == FieldDescriptor.TYPE_BYTES
+    assert request.fields_by_name["resume_time"].message_type.full_name == "google.protobuf.Timestamp"
+    for name in ("symbols", "firms"):
+        field = request.fields_by_name[name]
+        assert field.type == FieldDescriptor.TYPE_STRING
+        assert field.is_repeated
+    assert response.fields_by_name["resume_token"].type == FieldDescriptor.TYPE_BYTES
+    executions = response.fields_by_name["executions"]
+    assert executions.is_repeated
+    # The same Execution as the order stream's, not a copy of it.
+    assert executions.message_type is trading_pb2.Execution.DESCRIPTOR
+    assert not response.oneofs, "Drop Copy has no heartbeat/snapshot oneof"
+    service = dropcopy_pb2.DESCRIPTOR.services_by_name["DropCopyAPI"]
+    assert service.full_name == "polymarket.v1.DropCopyAPI"
+    method = service.methods_by_name["CreateDropCopySubscription"]
+    assert method.server_streaming and not method.client_streaming
+    assert method.input_type is request and method.output_type is response
+    assert dropcopy_pb2.DESCRIPTOR.name == "polymarket/v1/dropcopy.proto"
+
+
+def test_drop_copy_numbers_are_the_provisional_ones_in_the_readme() -> None:
+    # protos/README.md lists these as provisional; a change must change the README too.
+    request = dropcopy_pb2.CreateDropCopySubscriptionRequest.DESCRIPTOR
+    response = dropcopy_pb2.CreateDropCopySubscriptionResponse.DESCRIPTOR
+    assert {f.name: f.number for f in request.fields} == {
+        "resume_token": 1,
+        "resume_time": 2,
+        "symbols": 3,
+        "firms": 4,
+    }
+    assert {f.name: f.number for f in response.fields} == {"resume_token": 1, "executions": 2}
+    readme = (REPO / "protos" / "README.md").read_text()
+    assert "`CreateDropCopySubscriptionRequest` | `resume_token` (bytes) | 1 |" in readme
+
+
+def test_drop_copy_response_tolerates_unknown_fields_and_enum_values() -> None:
+    execution = trading_pb2.Execution(id="E1", type=enums_pb2.EXECUTION_TYPE_FILL)
+    response = dropcopy_pb2.CreateDropCopySubscriptionResponse(
+        resume_token=b"\x00\xffpos", executions=[execution]
+    )
+    wire = response.SerializeToString()
+    # An unknown field 9999 (varint 42) on the envelope, and ExecutionType 99 inside the execution.
+    unknown = bytes([0xF8, 0xF0, 0x04, 42])
+    odd = trading_pb2.Execution(id="E2")
+    odd.type = 99  # type: ignore[assignment]
+    wire += unknown + dropcopy_pb2.CreateDropCopySubscriptionResponse(executions=[odd]).SerializeToString()
+    parsed = dropcopy_pb2.CreateDropCopySubscriptionResponse.FromString(wire)
+    assert parsed.resume_token == b"\x00\xffpos"
+    assert [e.id for e in parsed.executions] == ["E1", "E2"]
+    assert parsed.executions[1].type == 99
+
+
+def test_drop_copy_request_parses_by_json_name() -> None:
+    from google.protobuf import json_format
+
+    body = {"resumeToken": "AP9wb3M=", "resumeTime": "2026-11-22T10:00:00Z", "symbols": ["S"], "firms": []}
+    parsed = json_format.ParseDict(body, dropcopy_pb2.CreateDropCopySubscriptionRequest())
+    assert parsed.resume_token == b"\x00\xffpos"
+    assert parsed.resume_time.seconds > 0
+    assert list(parsed.symbols) == ["S"]
