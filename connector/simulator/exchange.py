@@ -164,8 +164,9 @@ class Exchange:
         return self._rate
 
     def set_rate(self, rate: float) -> None:
-        """Change the flow rate (0 pauses the flow)."""
-        self._rate = rate
+        """Change the flow rate (0 pauses the flow: once this returns, no update is made any more)."""
+        with self._lock:  # a batch under way finishes first; the flow thread checks the rate under it
+            self._rate = rate
 
     def start(self) -> None:
         """Start the flow thread."""
@@ -192,7 +193,7 @@ class Exchange:
             due = min(int(produced), _MAX_BATCH)
             if due > 0:
                 produced -= due
-                self.advance(due)
+                self._advance(due, flowing_only=True)
             elif self._rate <= 0:
                 produced = 0.0
 
@@ -205,8 +206,14 @@ class Exchange:
         Returns:
             The updates, in order.
         """
+        return self._advance(count, flowing_only=False)
+
+    def _advance(self, count: int, *, flowing_only: bool) -> list[VenueUpdate]:
+        """:meth:`advance`; with ``flowing_only``, nothing if the flow was paused meanwhile (the thread)."""
         produced: list[VenueUpdate] = []
         with self._lock:
+            if flowing_only and self._rate <= 0:
+                return produced
             for _ in range(count):
                 now = self._clock()
                 update = self._flow.step(now)

@@ -44,6 +44,7 @@ HEARTBEAT = {
     "last_venue_heartbeat_time": None,
     "watermark": None,
     "version": "0.1.0",
+    "instance": "",
 }
 
 
