@@ -29,7 +29,6 @@ import itertools
 import logging
 import random
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -51,7 +50,15 @@ from connector.simulator.dropcopy import (
 )
 from connector.simulator.exchange import Exchange
 from connector.simulator.faults import TOKEN_REFUSAL_STATUSES, FaultBoard, FaultSettings, status_code
-from connector.simulator.grpc_service import FaultGate, StreamEnded, StreamSlots, bearer_claims, fault_ending
+from connector.simulator.grpc_service import (
+    FaultGate,
+    StreamEnded,
+    StreamSlots,
+    bearer_claims,
+    ensure_open,
+    fault_ending,
+    stall,
+)
 from connector.simulator.journal import DropCopyDelivery
 from connector.simulator.stream_behaviour import StreamEnd
 from connector.simulator.tokens import TokenAuthority
@@ -338,10 +345,7 @@ class DropCopyService:
         token: str,
         context: grpc.ServicerContext,
     ) -> None:
-        if self._stopping.is_set():
-            raise StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
-        if not context.is_active():
-            raise StreamEnded(grpc.StatusCode.CANCELLED, "client went away")
+        ensure_open(self._stopping, context)
         ending = fault_ending(stream.sent, gate, faults, token, self._authority)
         if ending is not None:
             with self._lock:
@@ -352,9 +356,7 @@ class DropCopyService:
         _LOG.info("drop-copy stream %s stalls for %.3g s (fault)", stream_id, seconds)
         with self._lock:
             self.counters.dropcopy_stalls_total += 1
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and context.is_active() and not self._stopping.is_set():
-            self._stopping.wait(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+        stall(seconds, context, self._stopping)
 
     def _record_sent(self, sent: DropCopySent, stream_id: str) -> None:
         with self._lock:

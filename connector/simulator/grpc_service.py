@@ -56,7 +56,9 @@ __all__ = [
     "StreamEnded",
     "StreamSlots",
     "bearer_claims",
+    "ensure_open",
     "fault_ending",
+    "stall",
 ]
 
 _LOG: Final = logging.getLogger(__name__)
@@ -156,6 +158,25 @@ def bearer_claims(
             grpc.StatusCode.PERMISSION_DENIED, f"permission denied: missing required scope {scope}"
         )
     return token.strip(), claims
+
+
+def ensure_open(stopping: threading.Event, context: grpc.ServicerContext) -> None:
+    """End a stream (any kind) whose venue is shutting down or whose client went away.
+
+    Raises:
+        StreamEnded: UNAVAILABLE (shutting down) or CANCELLED (the client went away).
+    """
+    if stopping.is_set():
+        raise StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
+    if not context.is_active():
+        raise StreamEnded(grpc.StatusCode.CANCELLED, "client went away")
+
+
+def stall(seconds: float, context: grpc.ServicerContext, stopping: threading.Event) -> None:
+    """Send nothing for ``seconds`` (a stall fault), unless the client or the venue goes first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and context.is_active() and not stopping.is_set():
+        stopping.wait(min(_POLL_S, max(0.0, deadline - time.monotonic())))
 
 
 def fault_ending(
@@ -427,10 +448,7 @@ class OrderStreamService:
         token: str,
         context: grpc.ServicerContext,
     ) -> None:
-        if self._stopping.is_set():
-            raise StreamEnded(grpc.StatusCode.UNAVAILABLE, "venue simulator is shutting down")
-        if not context.is_active():
-            raise StreamEnded(grpc.StatusCode.CANCELLED, "client went away")
+        ensure_open(self._stopping, context)
         ending = fault_ending(stream.sent, gate, faults, token, self._authority)
         if ending is not None:
             with self._lock:
@@ -441,9 +459,7 @@ class OrderStreamService:
         _LOG.info("stream %s stalls for %.3g s (fault)", session_id, seconds)
         with self._lock:
             self.counters.stalls_total += 1
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and context.is_active() and not self._stopping.is_set():
-            self._stopping.wait(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+        stall(seconds, context, self._stopping)
 
     def _count_overflow(self, session_id: str, end: StreamEnd) -> None:
         _LOG.info("stream %s ended by the venue: %s (%s)", session_id, end.status, end.details)
