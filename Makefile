@@ -3,7 +3,9 @@
 #   make demo    run the embedded Kafka, the venue simulator and the connector, with a live view
 #   make test    the whole test suite (what CI runs through .ci/run)
 #   make check   ruff, ruff format --check, mypy --strict, import-linter
-#   make bench   the performance benchmarks (not part of make test)
+#   make bench   the performance benchmarks (not part of make test): the transcoder, the whole path on
+#                dev-kafka (bench-results.json), then 10 failover trials of a hot standby on a real
+#                three-node Kafka (failover-results.json; needs make tools)
 #   make soak    SOAK_SCHEDULES (default 100,000) simulated fault schedules, the chaos scenario on the
 #                hostile venue for SOAK_SECONDS (default 900) of order flow, then FUZZ_SECONDS
 #                (default 600) of libFuzzer on the native transcoder (not part of make test; hours)
@@ -58,9 +60,10 @@ check: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: venv
+bench: venv tools
 	$(BIN)/python -m tests.perf.transcoder_bench
 	$(BIN)/python -m tests.perf.bench
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m tests.perf.failover --trials 10
 
 soak: venv
 	$(BIN)/python -m tests.simulation --schedules $(SOAK_SCHEDULES)

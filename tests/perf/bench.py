@@ -1,6 +1,7 @@
 """``make bench``: the connector end to end against DESIGN.md §10's budgets (never run by ``make test``).
 
-One run, in this order, on one embedded Kafka (``dev-kafka``, its own process, 3 brokers):
+One run, in this order, on one embedded Kafka (``dev-kafka``, its own process, 3 brokers; or see
+``BENCH_KAFKA`` below):
 
 1. **the limit**: :mod:`tests.perf.raw_producer` (its own process) produces a pre-encoded
    ExecutionEvent with the connector's producer configuration; CPU µs per record.
@@ -8,13 +9,30 @@ One run, in this order, on one embedded Kafka (``dev-kafka``, its own process, 3
    opens the stream with a 100,000-order snapshot; time from its send to the connector's last
    acknowledged snapshot record (the connector's own counter, polled every 0.1 s).
 3. **throughput**: the venue sends as fast as the stream takes (several executions per update);
-   executions acknowledged per second and the connector process's CPU (user + sys, ``/proc``) per
-   execution over a window after a warm-up; the CPU ratio against (1).
+   executions acknowledged per second (the connector's counter) and the connector process's CPU
+   (user + sys, ``/proc``) per execution over a window after a warm-up; the CPU ratio against (1).
 4. **latency** at 2,000 executions/s: p50/p99/p99.9 of venue ``processed_sent_time`` -> the record read
-   back from Kafka (see :class:`tests.perf.stack.ExecutionsReader`), and, as a cross-check, the share
-   of executions the connector's own histogram saw acknowledged within 10 ms of the venue's send.
-   The steady RSS is the connector's peak in this phase (at full speed, in phase 3, the producer's
-   queue is full by design; that figure is reported beside it).
+   back from Kafka (see :class:`tests.perf.stack.ExecutionsReader`) by two readers: the run's reader,
+   ``read_committed`` (send -> visible to a read_committed consumer: the connector writes every record
+   in a transaction, in both delivery modes), and one started for the window, ``read_uncommitted``
+   (send -> Kafka ack, what DESIGN.md §10's ``p99_ms_at_2k`` budget bounds). As a cross-check, the
+   share of executions the connector's own histogram saw delivered within 10 ms of the venue's send
+   (at its ack in at_least_once, at its commit in exactly_once). The steady RSS is the connector's
+   peak in this phase (at full speed, in phase 3, the producer's queue is full by design; that
+   figure is reported beside it).
+
+   Phases 3 and 4 run in **both delivery modes** (``connector.delivery``), alternating:
+   ``BENCH_MODE_ROUNDS`` rounds (3; quick 1) of an at_least_once visit then an exactly_once one. A
+   visit is one connector process (the first is phase 2's; each later one fresh, under a name of its
+   own so it has no checkpoint and searches nothing, ready and its snapshot acknowledged before its
+   windows) running a phase 3 window, then a phase 4 window. Each mode's figure is the median over
+   its windows, and the exactly_once figures are also given as ratios to the at_least_once ones of the
+   same run (``*_eos``, ``*_ratio_eos_to_alo``; DESIGN.md states no budget for them). The budgeted
+   figures (throughput, CPU ratio, p99 at 2,000/s, steady RSS) stay at_least_once's. A fresh
+   at_least_once connector then runs the phases after these. The first visit's process started on
+   an empty topic (a nearly empty dedup set), every later one is seeded from a fuller topic (up to
+   ``recent_execution_ids``): with one round (``BENCH_QUICK``) that difference, not the mode, can
+   dominate the latency ratio; the medians of three rounds dilute it.
 5. **outage** at 5,000 executions/s: every broker down for 60 s, then up; the connector's peak RSS;
    two catch-up times after the brokers return: until everything the venue had sent is in Kafka
    (the backlog the connector held), and until Kafka holds everything the venue's schedule called
@@ -47,6 +65,20 @@ One run, in this order, on one embedded Kafka (``dev-kafka``, its own process, 3
 
 Figures go to ``bench-results.json`` (repository root) and to a table on stdout; progress to stderr.
 Durations come from the environment (``BENCH_QUICK=1`` shortens everything): see :class:`Plan`.
+
+``BENCH_PHASES`` runs only some phases: comma-separated names of ``limit`` (1), ``modes`` (3 and 4,
+both delivery modes), ``outage`` (5), ``recovery`` (6), ``registry`` (7); phase 2 always runs (it
+starts the connector). Budgets are judged for the figures of the phases that ran, and a run of
+only some phases writes ``bench-results-partial.json`` instead, so ``bench-results.json`` is
+always one whole run.
+
+``BENCH_KAFKA=real`` runs on a three-node Apache Kafka (:mod:`tests.kafka_cluster`; needs
+``make tools`` and ``.tools/bin`` on ``PATH``) instead of dev-kafka, by default the phases
+``limit,modes`` (the outage phase needs dev-kafka's broker control), into
+``bench-results-real-kafka.json``. That run is where the read_committed figures mean what they
+say: dev-kafka is librdkafka's mock cluster, whose consumers see a transaction's records before it
+commits (``isolation.level`` is ignored there), so on it both readers measure send -> ack; and a
+real broker's commits (the coordinator, the markers on every partition) cost what the mock's do not.
 """
 
 from __future__ import annotations
@@ -59,6 +91,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -70,13 +104,14 @@ from connector.kafka.encoding import SingleObjectEncoder
 from connector.simulator.bench_stream import BenchFlow, FrameBuilder
 from tests.perf.stack import (
     PARTITIONS,
+    BenchKafka,
     ConnectorProcess,
     ExecutionsReader,
-    Kafka,
     bench_venue,
     connector_settings,
     dev_kafka,
     log,
+    real_kafka,
 )
 from tests.registry_fixtures import FakeSchemaRegistry
 
@@ -102,9 +137,11 @@ class Plan:
     snapshot_orders: int = int(_env("BENCH_SNAPSHOT_ORDERS", 100_000, 100_000))
     executions_per_update: int = int(_env("BENCH_EXECUTIONS_PER_UPDATE", 5, 5))
     warmup_s: float = _env("BENCH_WARMUP_S", 5, 3)
-    throughput_s: float = _env("BENCH_THROUGHPUT_S", 30, 10)
+    throughput_s: float = _env("BENCH_THROUGHPUT_S", 12, 8)
     latency_rate: float = _env("BENCH_LATENCY_RATE", 2000, 2000)
-    latency_s: float = _env("BENCH_LATENCY_S", 30, 10)
+    latency_s: float = _env("BENCH_LATENCY_S", 12, 8)
+    mode_rounds: int = int(_env("BENCH_MODE_ROUNDS", 3, 1))
+    mode_warmup_s: float = _env("BENCH_MODE_WARMUP_S", 3, 2)
     outage_rate: float = _env("BENCH_OUTAGE_RATE", 5000, 5000)
     outage_s: float = _env("BENCH_OUTAGE_S", 60, 15)
     recovery_rate: float = _env("BENCH_RECOVERY_RATE", 1000, 1000)
@@ -117,10 +154,12 @@ class Run:
     """The running stack and what the phases measured."""
 
     plan: Plan
-    kafka: Kafka
+    kafka: BenchKafka
     flow: BenchFlow
     connector: ConnectorProcess
     reader: ExecutionsReader
+    config: dict[str, Any]  # the running connector's settings (the recovery phase restarts it)
+    folder: Path
     figures: dict[str, Any] = field(default_factory=dict)
     rss_samples_mb: list[float] = field(default_factory=list)
     drained: int = 0  # executions 1..drained were waited for by an earlier drain (lost ones stay lost)
@@ -158,7 +197,7 @@ def typical_execution_value(executions_per_update: int) -> bytes:
     return value
 
 
-def raw_producer_phase(kafka: Kafka, plan: Plan, folder: Path) -> dict[str, Any]:
+def raw_producer_phase(kafka: BenchKafka, plan: Plan, folder: Path) -> dict[str, Any]:
     value = typical_execution_value(plan.executions_per_update)
     value_file = folder / "value.bin"
     value_file.write_bytes(value)
@@ -202,46 +241,63 @@ def snapshot_phase(run: Run) -> None:
     log(f"    {int(acked)} snapshot records acknowledged {seconds:.2f} s after the send")
 
 
-def measured_window(run: Run, seconds: float, label: str) -> dict[str, float]:
-    """Acknowledged executions, connector CPU and read-back latency over ``seconds`` (progress each 10 s)."""
+def measured_window(
+    run: Run, seconds: float, label: str, ack_reader: ExecutionsReader | None = None
+) -> dict[str, float]:
+    """Acknowledged executions, connector CPU and read-back latency over ``seconds`` (progress each 10 s).
+
+    ``p50_ms`` ... come from the run's reader (read_committed: send -> visible); with ``ack_reader``
+    (read_uncommitted) also ``ack_p50_ms`` ... (send -> Kafka ack).
+    """
     connector = run.connector
     start_acked, start_cpu, start_mark = run.executions_acked(), connector.cpu_seconds(), run.reader.mark()
+    start_commits = connector.metric_sum("pmx_connector_transactions_committed_total")
+    ack_mark = ack_reader.mark() if ack_reader is not None else 0
     start, next_report = time.monotonic(), time.monotonic() + 10
+    rss_peak = 0.0
     while (now := time.monotonic()) < start + seconds:
         time.sleep(SAMPLE_S)
         rss = run.sample_rss()
+        rss_peak = max(rss_peak, rss)
         if now >= next_report:
             next_report = now + 10
             rate = (run.executions_acked() - start_acked) / (now - start)
             log(f"    {label}: {now - start:.0f}/{seconds:.0f} s, {rate:,.0f} executions/s, RSS {rss:.0f} MB")
     acked = run.executions_acked() - start_acked
     cpu = connector.cpu_seconds() - start_cpu
+    commits = connector.metric_sum("pmx_connector_transactions_committed_total") - start_commits
     elapsed = time.monotonic() - start
     p50, p99, p999, samples = run.reader.latencies_ms(start_mark)
-    return {
+    window = {
         "executions": acked,
         "executions_per_s": acked / elapsed,
         "cpu_us_per_execution": cpu / acked * 1e6 if acked else math.nan,
         "cpu_cores": cpu / elapsed,
+        "transactions_per_s": commits / elapsed,
         "p50_ms": p50,
         "p99_ms": p99,
         "p999_ms": p999,
         "latency_samples": samples,
+        "rss_mb_peak_window": rss_peak,
     }
+    if ack_reader is not None:
+        ack_p50, ack_p99, ack_p999, ack_samples = ack_reader.latencies_ms(ack_mark)
+        window |= {"ack_p50_ms": ack_p50, "ack_p99_ms": ack_p99, "ack_p999_ms": ack_p999}
+        window["ack_latency_samples"] = ack_samples
+    return window
 
 
-def throughput_phase(run: Run) -> None:
-    plan = run.plan
-    log(f"3/7 throughput: as fast as the stream goes, {plan.executions_per_update} executions per update")
+MODES: Final = ("at_least_once", "exactly_once")
+
+
+def throughput_window(run: Run, warmup_s: float) -> dict[str, float]:
+    """Phase 3's window: as fast as the stream goes, after ``warmup_s``; then a drain."""
     run.flow.rate = math.inf
-    time.sleep(plan.warmup_s)
-    window = measured_window(run, plan.throughput_s, "throughput")
+    time.sleep(warmup_s)
+    window = measured_window(run, run.plan.throughput_s, "throughput")
     window["load_average_1min"] = load_average()
-    window["rss_mb_peak_sampled"] = max(run.rss_samples_mb)
     run.drain()
-    run.figures["throughput"] = window
-    per_execution = window["cpu_us_per_execution"]
-    log(f"    {window['executions_per_s']:,.0f} executions/s, {per_execution:.1f} CPU µs per execution")
+    return window
 
 
 def event_to_ack_within_10ms(run: Run) -> tuple[float, float]:
@@ -250,16 +306,24 @@ def event_to_ack_within_10ms(run: Run) -> tuple[float, float]:
     return within, metrics.get("pmx_connector_event_to_ack_seconds_count", 0.0)
 
 
-def latency_phase(run: Run) -> None:
+def latency_window(run: Run, warmup_s: float) -> dict[str, float]:
+    """Phase 4's window at ``latency_rate``, read back read_committed (the run's reader) and, by a
+    second reader from the topic's end, read_uncommitted; then a drain."""
     plan = run.plan
-    log(f"4/7 latency: {plan.latency_rate:,.0f} executions/s for {plan.latency_s:.0f} s")
     run.flow.rate = plan.latency_rate
-    time.sleep(plan.warmup_s)
-    within_before, count_before = event_to_ack_within_10ms(run)
-    first_sample = len(run.rss_samples_mb)
-    window = measured_window(run, plan.latency_s, "latency")
-    window["rss_mb_peak_sampled"] = max(run.rss_samples_mb[first_sample:])
-    within_after, count_after = event_to_ack_within_10ms(run)
+    ack_reader = ExecutionsReader(
+        run.kafka.bootstrap_servers,
+        run.connector.topics["executions"],
+        isolation="read_uncommitted",
+        from_end=True,
+    )
+    try:
+        time.sleep(warmup_s)
+        within_before, count_before = event_to_ack_within_10ms(run)
+        window = measured_window(run, plan.latency_s, "latency", ack_reader)
+        within_after, count_after = event_to_ack_within_10ms(run)
+    finally:
+        ack_reader.close()
     observed = count_after - count_before
     window["connector_histogram_share_within_10ms"] = (
         (within_after - within_before) / observed if observed else math.nan
@@ -267,8 +331,87 @@ def latency_phase(run: Run) -> None:
     window["rss_mb_end"] = run.sample_rss()
     window["load_average_1min"] = load_average()
     run.drain()
-    run.figures["latency"] = window
-    log(f"    p50 {window['p50_ms']:.2f} ms, p99 {window['p99_ms']:.2f} ms, p99.9 {window['p999_ms']:.2f} ms")
+    return window
+
+
+def mode_settings(config: dict[str, Any], mode: str, visit: int) -> dict[str, Any]:
+    """The bench connector's settings in ``mode``, under a name of its own (no checkpoint: no backfill)."""
+    return {
+        **config,
+        "connector": {**config["connector"], "name": f"bench-{visit}-{mode}", "delivery": mode},
+        "http": {"listen": f"127.0.0.1:{_free_port()}"},
+    }
+
+
+def start_connector(run: Run, settings: dict[str, Any], name: str) -> None:
+    """Start a connector process, wait until it is ready and its stream's snapshot is acknowledged."""
+    run.config = settings
+    run.connector = ConnectorProcess(settings, run.folder, name)
+    run.connector.wait_ready()
+    if wait_for_snapshot(run.connector, run.plan.snapshot_orders) < run.plan.snapshot_orders:
+        log("    the snapshot was not acknowledged in time: its records may be in the window")
+
+
+def modes_phase(run: Run, base: dict[str, Any], *, then_more: bool) -> None:
+    """Phases 3 and 4 in both delivery modes, alternating: at_least_once, exactly_once, ... per round.
+
+    Each visit is one connector process in one mode (the first is phase 2's, at_least_once; each
+    later one a fresh process under a name of its own, ready and its snapshot acknowledged before its
+    windows): a throughput window, then a latency window. Afterwards (``then_more``) a fresh
+    at_least_once connector runs on for the phases after this one.
+    """
+    plan = run.plan
+    order = [mode for _ in range(plan.mode_rounds) for mode in MODES]
+    log(
+        f"3-4/7 delivery modes: {plan.mode_rounds} round(s) of {', '.join(MODES)}; each a throughput "
+        f"window ({plan.throughput_s:.0f} s, as fast as the stream goes) and a latency window "
+        f"({plan.latency_s:.0f} s at {plan.latency_rate:,.0f} executions/s)"
+    )
+    modes: dict[str, dict[str, list[dict[str, float]]]] = {
+        mode: {"throughput": [], "latency": []} for mode in MODES
+    }
+    exits: list[int | None] = []
+    for visit, mode in enumerate(order, 1):
+        if visit > 1:
+            start_connector(run, mode_settings(base, mode, visit), f"connector-{visit}-{mode}")
+        throughput = throughput_window(run, plan.mode_warmup_s)
+        latency = latency_window(run, plan.mode_warmup_s)
+        modes[mode]["throughput"].append(throughput)
+        modes[mode]["latency"].append(latency)
+        log(
+            f"    visit {visit}/{len(order)} {mode}: {throughput['executions_per_s']:,.0f} executions/s, "
+            f"{throughput['cpu_us_per_execution']:.1f} CPU µs per execution; at "
+            f"{plan.latency_rate:,.0f}/s visible p50 {latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} "
+            f"ms, acknowledged p99 {latency['ack_p99_ms']:.1f} ms (load {latency['load_average_1min']:.1f})"
+        )
+        exits.append(run.connector.stop())
+    run.figures["modes"] = modes
+    run.figures["modes_connector_exit_codes"] = exits
+    alo = modes["at_least_once"]
+    run.figures["throughput"] = {
+        **median_window(alo["throughput"]),
+        "rss_mb_peak_sampled": max(w["rss_mb_peak_window"] for w in alo["throughput"]),
+    }
+    run.figures["latency"] = {
+        **median_window(alo["latency"]),
+        "rss_mb_peak_sampled": max(w["rss_mb_peak_window"] for w in alo["latency"]),
+    }
+    if then_more:
+        main_settings = {**base, "connector": {**base["connector"], "name": "bench-main"}}
+        start_connector(run, main_settings, "connector-main")
+
+
+def median_window(windows: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the windows (NaN where a window has none)."""
+    return {key: _median([w.get(key, math.nan) for w in windows]) for key in windows[0]}
+
+
+def _median(values: list[float]) -> float:
+    finite = sorted(v for v in values if isinstance(v, int | float) and math.isfinite(v))
+    if not finite:
+        return math.nan
+    middle = len(finite) // 2
+    return finite[middle] if len(finite) % 2 else (finite[middle - 1] + finite[middle]) / 2
 
 
 def outage_phase(run: Run) -> None:
@@ -319,8 +462,8 @@ def outage_phase(run: Run) -> None:
     )
 
 
-def recovery_phase(run: Run, config: dict[str, Any], folder: Path) -> None:
-    plan, flow, reader = run.plan, run.flow, run.reader
+def recovery_phase(run: Run) -> None:
+    plan, flow, reader, config, folder = run.plan, run.flow, run.reader, run.config, run.folder
     log(
         f"6/7 recovery: {plan.recovery_rate:,.0f} executions/s, the connector SIGKILLed after "
         f"{plan.recovery_run_s:.0f} s, restarted {plan.recovery_outage_s:.0f} s later"
@@ -440,6 +583,7 @@ def registry_phase(run: Run, config: dict[str, Any], folder: Path) -> None:
             "schema_registry": {"url": registry.url, "auto_register": True},
         }
         before = run.reader.framings()
+        run.connector.stop()  # one stream at a time (after the recovery phase it has stopped already)
         run.connector = ConnectorProcess(settings, folder, "connector-registry")
         run.connector.wait_ready()
         if wait_for_snapshot(run.connector, plan.snapshot_orders) < plan.snapshot_orders:
@@ -468,41 +612,93 @@ def registry_phase(run: Run, config: dict[str, Any], folder: Path) -> None:
     log(f"    {window['executions_per_s']:,.0f} executions/s, {per_execution:.1f} CPU µs per execution")
 
 
+PHASES: Final = ("limit", "modes", "outage", "recovery", "registry")
+
+
+REAL_KAFKA_PHASES: Final = ("limit", "modes")
+
+
+def on_real_kafka() -> bool:
+    """``BENCH_KAFKA=real``: a three-node Apache Kafka instead of dev-kafka."""
+    kind = os.environ.get("BENCH_KAFKA", "dev")
+    if kind not in {"dev", "real"}:
+        msg = f"BENCH_KAFKA: {kind!r}, not dev or real"
+        raise SystemExit(msg)
+    return kind == "real"
+
+
+def selected_phases(real: bool) -> tuple[str, ...]:
+    """``BENCH_PHASES`` (comma-separated names of :data:`PHASES`; the snapshot always runs), or all
+    (on the real Kafka: :data:`REAL_KAFKA_PHASES`, and the outage phase is refused)."""
+    chosen = tuple(name.strip() for name in os.environ.get("BENCH_PHASES", "").split(",") if name.strip())
+    unknown = set(chosen) - set(PHASES)
+    if unknown:
+        msg = f"BENCH_PHASES: unknown phase(s) {sorted(unknown)}; known: {', '.join(PHASES)}"
+        raise SystemExit(msg)
+    if real and "outage" in chosen:
+        msg = "BENCH_PHASES: the outage phase needs dev-kafka (it takes every broker down and up)"
+        raise SystemExit(msg)
+    return chosen or (REAL_KAFKA_PHASES if real else PHASES)
+
+
+def results_file(real: bool, phases: tuple[str, ...]) -> Path:
+    """``bench-results.json`` for a whole dev-kafka run; else a file of its own (never mixed)."""
+    if real:
+        return REPO / "bench-results-real-kafka.json"
+    return REPO / ("bench-results.json" if phases == PHASES else "bench-results-partial.json")
+
+
 def main() -> int:
     plan = Plan()
-    log(f"plan: {json.dumps(asdict(plan))}")
+    real = on_real_kafka()
+    phases = selected_phases(real)
+    broker = "a three-node Apache Kafka" if real else "dev-kafka"
+    log(f"plan: {json.dumps(asdict(plan))}; phases: snapshot, {', '.join(phases)}; on {broker}")
     flow = BenchFlow(
         rate=0.0, executions_per_update=plan.executions_per_update, snapshot_orders=plan.snapshot_orders
     )
-    with tempfile.TemporaryDirectory(prefix="pmx-bench-") as temporary, dev_kafka(Path(temporary)) as kafka:
+    with tempfile.TemporaryDirectory(prefix="pmx-bench-") as temporary, ExitStack() as scope:
         folder = Path(temporary)
-        figures: dict[str, Any] = raw_producer_phase(kafka, plan, folder)
+        kafka: BenchKafka = (
+            scope.enter_context(real_kafka(folder)) if real else scope.enter_context(dev_kafka(folder))
+        )
+        figures: dict[str, Any] = raw_producer_phase(kafka, plan, folder) if "limit" in phases else {}
         with bench_venue(folder, flow) as (venue, key_path):
             config = connector_settings(venue, key_path, kafka.bootstrap_servers, _free_port())
             topics = _create_connector_topics(kafka, config, folder)
             reader = ExecutionsReader(kafka.bootstrap_servers, topics["executions"])
-            run = Run(plan, kafka, flow, ConnectorProcess(config, folder), reader, figures)
+            connector = ConnectorProcess(config, folder)
+            run = Run(plan, kafka, flow, connector, reader, config, folder, figures)
             try:
                 run.connector.wait_ready()
                 snapshot_phase(run)
-                throughput_phase(run)
-                latency_phase(run)
-                outage_phase(run)
-                figures["outage_missing"] = reader.missing(1, flow.produced_executions)
+                if "modes" in phases:
+                    modes_phase(run, config, then_more=bool({"outage", "recovery"} & set(phases)))
+                if "outage" in phases:
+                    outage_phase(run)
+                    figures["outage_missing"] = reader.missing(1, flow.produced_executions)
                 figures["duplicates"] = reader.duplicates()
                 figures["executions_sent"] = flow.produced_executions
-                recovery_phase(run, config, folder)
-                registry_phase(run, config, folder)
+                if "recovery" in phases:
+                    recovery_phase(run)
+                if "registry" in phases:
+                    registry_phase(run, config, folder)
             finally:
                 reader.close()
                 figures["connector_exit_code"] = run.connector.stop()
     results = summarise(plan, figures)
-    (REPO / "bench-results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["phases"] = ["snapshot", *phases]
+    results["kafka"] = (
+        "real (tests.kafka_cluster, 3 nodes)" if real else "dev-kafka (librdkafka's mock, 3 brokers)"
+    )
+    out = results_file(real, phases)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    log(f"figures written to {out.name}")
     print_table(results)
     return 0
 
 
-def _create_connector_topics(kafka: Kafka, config: dict[str, Any], folder: Path) -> dict[str, str]:
+def _create_connector_topics(kafka: BenchKafka, config: dict[str, Any], folder: Path) -> dict[str, str]:
     from connector.config import load_settings
     from tests.perf.stack import topics_of
 
@@ -510,7 +706,7 @@ def _create_connector_topics(kafka: Kafka, config: dict[str, Any], folder: Path)
     path.write_text(json.dumps(config))
     topics = topics_of(load_settings(path))
     for role, topic in topics.items():
-        kafka.create_topic(topic, 1 if role == "checkpoints" else PARTITIONS)
+        kafka.create_topic(topic, 1 if role == "checkpoints" else PARTITIONS, compact=role == "checkpoints")
     return topics
 
 
@@ -555,70 +751,158 @@ BUDGETS = {
 }
 
 
+Getters = dict[str, Callable[[dict[str, Any]], Any]]
+
+HEADLINE: Final[Getters] = {
+    "cpu_ratio_vs_raw_producer": lambda f: f["throughput"]["cpu_us_per_execution"] / _raw_cpu_us(f),
+    "cpu_ratio_vs_raw_producer_registry": lambda f: f["registry"]["cpu_us_per_execution"] / _raw_cpu_us(f),
+    "throughput_eps": lambda f: f["throughput"]["executions_per_s"],
+    "p99_ms_at_2k": lambda f: f["latency"]["ack_p99_ms"],
+    "rss_mb_steady": lambda f: f["latency"]["rss_mb_peak_sampled"],
+    "rss_mb_outage": lambda f: f["outage"]["rss_mb_peak_sampled"],
+    "outage_missing": lambda f: f["outage_missing"],
+    "snapshot_100k_s": lambda f: f["snapshot_100k_s"],
+    "recovery_live_again_s_at_1k": lambda f: f["recovery"]["live_again_s"],
+    "recovery_rest_requests": lambda f: f["recovery"]["rest_requests"],
+    "recovery_missing": lambda f: f["recovery"]["missing"],
+}
+
+
+def _raw_cpu_us(figures: dict[str, Any]) -> float:
+    raw: float = figures["raw_producer_cpu_us_per_record"]
+    return raw
+
+
+def _mode(figures: dict[str, Any], mode: str, kind: str) -> dict[str, float]:
+    return median_window(figures["modes"][mode][kind])
+
+
+def _eos(kind: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda f: _mode(f, "exactly_once", kind)[key]
+
+
+def _alo(kind: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda f: _mode(f, "at_least_once", kind)[key]
+
+
+def _ratio(kind: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda f: _eos(kind, key)(f) / _alo(kind, key)(f)
+
+
+# exactly_once against at_least_once, same run (medians over each mode's windows; no budget in DESIGN.md)
+DELIVERY_MODES: Final[Getters] = {
+    "throughput_eps_eos": _eos("throughput", "executions_per_s"),
+    "throughput_ratio_eos_to_alo": _ratio("throughput", "executions_per_s"),
+    "connector_cpu_us_per_execution_eos": _eos("throughput", "cpu_us_per_execution"),
+    "cpu_ratio_eos_to_alo": _ratio("throughput", "cpu_us_per_execution"),
+    "cpu_ratio_vs_raw_producer_eos": lambda f: _eos("throughput", "cpu_us_per_execution")(f) / _raw_cpu_us(f),
+    "transactions_per_s_at_max_alo": _alo("throughput", "transactions_per_s"),
+    "transactions_per_s_at_max_eos": _eos("throughput", "transactions_per_s"),
+    "p50_visible_ms_at_2k_alo": _alo("latency", "p50_ms"),
+    "p99_visible_ms_at_2k_alo": _alo("latency", "p99_ms"),
+    "p999_visible_ms_at_2k_alo": _alo("latency", "p999_ms"),
+    "p50_visible_ms_at_2k_eos": _eos("latency", "p50_ms"),
+    "p99_visible_ms_at_2k_eos": _eos("latency", "p99_ms"),
+    "p999_visible_ms_at_2k_eos": _eos("latency", "p999_ms"),
+    "p99_visible_ratio_eos_to_alo": _ratio("latency", "p99_ms"),
+    "p50_ack_ms_at_2k_eos": _eos("latency", "ack_p50_ms"),
+    "p99_ack_ms_at_2k_eos": _eos("latency", "ack_p99_ms"),
+    "connector_histogram_share_within_10ms_at_2k_eos": _eos(
+        "latency", "connector_histogram_share_within_10ms"
+    ),
+    "connector_cpu_us_per_execution_at_2k_eos": _eos("latency", "cpu_us_per_execution"),
+    "mode_windows_per_mode": lambda f: len(f["modes"]["exactly_once"]["throughput"]),
+    "mode_windows": lambda f: {
+        mode: {
+            kind: [{key: _rounded(value) for key, value in window.items()} for window in windows]
+            for kind, windows in kinds.items()
+        }
+        for mode, kinds in f["modes"].items()
+    },
+    "modes_connector_exit_codes": lambda f: f["modes_connector_exit_codes"],
+}
+
+DETAILS: Final[Getters] = {
+    "connector_cpu_us_per_execution": lambda f: f["throughput"]["cpu_us_per_execution"],
+    "connector_cpu_us_per_execution_registry": lambda f: f["registry"]["cpu_us_per_execution"],
+    "throughput_eps_registry": lambda f: f["registry"]["executions_per_s"],
+    "raw_producer_cpu_us_per_record": _raw_cpu_us,
+    "raw_producer_records_per_s": lambda f: f["raw_producer_records_per_s"],
+    "execution_event_bytes": lambda f: f["execution_event_bytes"],
+    "connector_cpu_cores_at_max": lambda f: f["throughput"]["cpu_cores"],
+    "p50_ms_at_max": lambda f: f["throughput"]["p50_ms"],
+    "p99_ms_at_max": lambda f: f["throughput"]["p99_ms"],
+    "p999_ms_at_max": lambda f: f["throughput"]["p999_ms"],
+    "p50_ms_at_2k": lambda f: f["latency"]["ack_p50_ms"],
+    "p999_ms_at_2k": lambda f: f["latency"]["ack_p999_ms"],
+    "connector_histogram_share_within_10ms_at_2k": lambda f: f["latency"][
+        "connector_histogram_share_within_10ms"
+    ],
+    "connector_cpu_us_per_execution_at_2k": lambda f: f["latency"]["cpu_us_per_execution"],
+    "rss_mb_at_max_throughput": lambda f: f["throughput"]["rss_mb_peak_sampled"],
+    "rss_mb_peak_lifetime": lambda f: f["outage"]["rss_mb_peak_process_lifetime"],
+    "outage_s": lambda f: f["outage"]["outage_s"],
+    "outage_rate_eps": lambda f: f["outage"]["rate"],
+    "outage_backlog_acknowledged_s": lambda f: f["outage"]["backlog_drained_s"],
+    "outage_catch_up_s": lambda f: f["outage"]["catch_up_s"],
+    "recovery_rest_requests_minimum": lambda f: f["recovery"]["rest_requests_minimum"],
+    "recovery_stream_open_s": lambda f: f["recovery"]["stream_open_s"],
+    "recovery_checkpoint_age_s": lambda f: f["recovery"]["checkpoint_age_s"],
+    "recovery_missed_executions": lambda f: f["recovery"]["missed"],
+    "recovery_backfill_executions": lambda f: f["recovery"]["backfill_executions"],
+    "recovery_holdback_overflows": lambda f: f["recovery"]["holdback_overflows"],
+    "recovery_duplicates": lambda f: f["recovery"]["duplicates"],
+    "recovery_outage_s": lambda f: f["recovery_outage_s"],
+    "load_average_1min_throughput": lambda f: f["throughput"]["load_average_1min"],
+    "load_average_1min_latency": lambda f: f["latency"]["load_average_1min"],
+    "load_average_1min_throughput_eos": _eos("throughput", "load_average_1min"),
+    "load_average_1min_latency_eos": _eos("latency", "load_average_1min"),
+    "load_average_1min_registry": lambda f: f["registry"]["load_average_1min"],
+    "duplicates": lambda f: f["duplicates"],
+    "executions_sent": lambda f: f["executions_sent"],
+    "recovery_connector_exit_code": lambda f: f["recovery"]["connector_exit_code"],
+    "connector_exit_code": lambda f: f["connector_exit_code"],
+}
+
+
+def _collect(getters: Getters, figures: dict[str, Any]) -> dict[str, Any]:
+    """Every figure whose phase ran (a getter that finds no figure of its phase is left out)."""
+    collected = {}
+    for key, get in getters.items():
+        try:
+            collected[key] = get(figures)
+        except KeyError:
+            continue
+    return collected
+
+
 def summarise(plan: Plan, figures: dict[str, Any]) -> dict[str, Any]:
-    throughput, latency, outage = figures["throughput"], figures["latency"], figures["outage"]
-    recovery, registry = figures["recovery"], figures["registry"]
-    raw_cpu_us = figures["raw_producer_cpu_us_per_record"]
-    headline = {
-        "cpu_ratio_vs_raw_producer": throughput["cpu_us_per_execution"] / raw_cpu_us,
-        "cpu_ratio_vs_raw_producer_registry": registry["cpu_us_per_execution"] / raw_cpu_us,
-        "throughput_eps": throughput["executions_per_s"],
-        "p99_ms_at_2k": latency["p99_ms"],
-        "rss_mb_steady": latency["rss_mb_peak_sampled"],
-        "rss_mb_outage": outage["rss_mb_peak_sampled"],
-        "outage_missing": figures["outage_missing"],
-        "snapshot_100k_s": figures["snapshot_100k_s"],
-        "recovery_live_again_s_at_1k": recovery["live_again_s"],
-        "recovery_rest_requests": recovery["rest_requests"],
-        "recovery_missing": recovery["missing"],
-    }
-    details = {
-        "connector_cpu_us_per_execution": throughput["cpu_us_per_execution"],
-        "connector_cpu_us_per_execution_registry": registry["cpu_us_per_execution"],
-        "throughput_eps_registry": registry["executions_per_s"],
-        "raw_producer_cpu_us_per_record": raw_cpu_us,
-        "raw_producer_records_per_s": figures["raw_producer_records_per_s"],
-        "execution_event_bytes": figures["execution_event_bytes"],
-        "connector_cpu_cores_at_max": throughput["cpu_cores"],
-        "p50_ms_at_max": throughput["p50_ms"],
-        "p99_ms_at_max": throughput["p99_ms"],
-        "p999_ms_at_max": throughput["p999_ms"],
-        "p50_ms_at_2k": latency["p50_ms"],
-        "p999_ms_at_2k": latency["p999_ms"],
-        "connector_histogram_share_within_10ms_at_2k": latency["connector_histogram_share_within_10ms"],
-        "connector_cpu_us_per_execution_at_2k": latency["cpu_us_per_execution"],
-        "rss_mb_at_max_throughput": throughput["rss_mb_peak_sampled"],
-        "rss_mb_peak_lifetime": outage["rss_mb_peak_process_lifetime"],
-        "outage_s": outage["outage_s"],
-        "outage_rate_eps": outage["rate"],
-        "outage_backlog_acknowledged_s": outage["backlog_drained_s"],
-        "outage_catch_up_s": outage["catch_up_s"],
-        "recovery_rest_requests_minimum": recovery["rest_requests_minimum"],
-        "recovery_stream_open_s": recovery["stream_open_s"],
-        "recovery_checkpoint_age_s": recovery["checkpoint_age_s"],
-        "recovery_missed_executions": recovery["missed"],
-        "recovery_backfill_executions": recovery["backfill_executions"],
-        "recovery_holdback_overflows": recovery["holdback_overflows"],
-        "recovery_duplicates": recovery["duplicates"],
-        "recovery_outage_s": plan.recovery_outage_s,
-        "load_average_1min_throughput": throughput["load_average_1min"],
-        "load_average_1min_latency": latency["load_average_1min"],
-        "load_average_1min_registry": registry["load_average_1min"],
-        "duplicates": figures["duplicates"],
-        "executions_sent": figures["executions_sent"],
-        "recovery_connector_exit_code": recovery["connector_exit_code"],
-        "connector_exit_code": figures["connector_exit_code"],
-    }
+    figures = {**figures, "recovery_outage_s": plan.recovery_outage_s} if "recovery" in figures else figures
+    headline = _collect(HEADLINE, figures)
+    details = {**_collect(DELIVERY_MODES, figures), **_collect(DETAILS, figures)}
     every_figure = {**headline, **details}
-    budgets = {key: budget.describe(every_figure[key], every_figure) for key, budget in BUDGETS.items()}
+    budgets = {
+        key: budget.describe(every_figure[key], every_figure)
+        for key, budget in BUDGETS.items()
+        if key in every_figure and (budget.plus is None or budget.plus in every_figure)
+    }
     return {
         **{key: _rounded(value) for key, value in headline.items()},
         "budgets": budgets,
         **{key: _rounded(value) for key, value in details.items()},
         "plan": asdict(plan),
         "machine": f"{os.cpu_count()} cores, {sys.platform}, Python {sys.version.split()[0]}",
-        "command": "BENCH_QUICK=1 make bench" if os.environ.get("BENCH_QUICK") else "make bench",
+        "command": _command(),
     }
+
+
+def _command() -> str:
+    """How this run was started: ``make bench``, or the module with the variables that select a part."""
+    chosen = [f"{name}={os.environ[name]}" for name in ("BENCH_KAFKA", "BENCH_PHASES") if name in os.environ]
+    quick = ["BENCH_QUICK=1"] if os.environ.get("BENCH_QUICK") else []
+    if not chosen:
+        return " ".join([*quick, "make bench"])
+    return " ".join([*quick, *chosen, "python -m tests.perf.bench"])
 
 
 def _rounded(value: Any) -> Any:
@@ -642,11 +926,28 @@ def print_table(results: dict[str, Any]) -> None:
     rows.extend(
         (key, str(value), "", "")
         for key, value in results.items()
-        if key not in results["budgets"] and key not in {"budgets", "plan"}
+        if key not in results["budgets"] and key not in {"budgets", "plan", "mode_windows"}
     )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for mode, kinds in results.get("mode_windows", {}).items():
+        for kind, windows in kinds.items():
+            for number, window in enumerate(windows, 1):
+                figures = ", ".join(f"{key} {window.get(key)}" for key in WINDOW_COLUMNS if key in window)
+                print(f"{mode} {kind} window {number}: {figures}")
+
+
+WINDOW_COLUMNS: Final = (
+    "executions_per_s",
+    "cpu_us_per_execution",
+    "transactions_per_s",
+    "p50_ms",
+    "p99_ms",
+    "ack_p50_ms",
+    "ack_p99_ms",
+    "load_average_1min",
+)
 
 
 if __name__ == "__main__":

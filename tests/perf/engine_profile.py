@@ -26,6 +26,7 @@ on the same machine mean anything.
 Options: ``--updates N`` measured updates (default 20,000: 100,000 executions) after ``--warmup``
 updates; ``--rate R`` feeds them at R executions per second, below saturation (default: as fast as
 the engine takes them, the reader's queue full);
+``--delivery exactly_once`` measures that mode (default ``at_least_once``);
 ``--full-dedup`` fills the recent-execution-ID set to its capacity first (the steady
 state of a connector that has run for ``recent_execution_ids`` executions, or was seeded from a
 full topic); ``--cprofile FILE`` writes a cProfile of the measured part (it slows the run: for
@@ -84,9 +85,10 @@ def _cluster(topics: list[str], conn: Connection) -> None:
         conn.recv()
 
 
-def settings_for(bootstrap: str, folder: Path) -> Settings:
+def settings_for(bootstrap: str, folder: Path, delivery: str = "at_least_once") -> Settings:
     """The connector's settings on the mock cluster (the venue's addresses are never dialled)."""
-    return undialled_settings(bootstrap, folder / "unused.pem", connector={"name": CONNECTOR})
+    connector = {"name": CONNECTOR, "delivery": delivery}
+    return undialled_settings(bootstrap, folder / "unused.pem", connector=connector)
 
 
 def frames_for(builder: FrameBuilder, first_execution: int, updates: int) -> list[bytes]:
@@ -205,7 +207,7 @@ def raw_cpu_s(bootstrap: str, value: bytes, records: int) -> float:
 
 def measure(args: argparse.Namespace, bootstrap: str, folder: Path) -> dict[str, Any]:
     """Build the engine, warm it up, then measure the CPU of ``args.updates`` updates."""
-    settings = settings_for(bootstrap, folder)
+    settings = settings_for(bootstrap, folder, args.delivery)
     metrics = Metrics(tuple(topic_names(settings).values()))
     status = ServiceStatus(connector=CONNECTOR, subscription=subscription_key(settings))
     call = FrameCall(args.rate)
@@ -269,6 +271,7 @@ def measure(args: argparse.Namespace, bootstrap: str, folder: Path) -> dict[str,
     raw = raw_cpu_s(bootstrap, value, executions) if args.raw else None
     return {
         "label": args.label,
+        "delivery": args.delivery,
         "full_dedup": args.full_dedup,
         "rate": args.rate,
         "executions": executions,
@@ -289,6 +292,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="executions per second (0: all at once)")
     parser.add_argument("--cprofile", default="")
     parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--delivery",
+        choices=("at_least_once", "exactly_once"),
+        default="at_least_once",
+        help="connector.delivery",
+    )
     parser.add_argument("--no-raw", dest="raw", action="store_false", help="skip the bare producer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

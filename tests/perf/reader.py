@@ -1,13 +1,17 @@
 """The benchmark's reader of the executions topic, in its own process, answering on stdin/stdout.
 
-``python -m tests.perf.reader BOOTSTRAP TOPIC PARTITIONS`` reads every partition from the beginning
-in a thread. For each ExecutionEvent (Avro single-object encoded, or Confluent-framed when the
-connector uses a Schema Registry: told apart by the first byte) it notes the execution number
-(``EX-<12 digits>``), the latency ``time.time_ns()`` now minus the record's ``processed_sent_time``,
-and the framing. It answers one JSON line per command line: ``count``, ``mark`` (the number of
-latency samples so far), ``latencies START END`` ([p50, p99, p99.9, samples] in ms between two
-marks; END -1: up to now), ``missing FIRST LAST``, ``newest`` (the highest execution number read),
-``duplicates``, ``framings`` (records read per framing).
+``python -m tests.perf.reader BOOTSTRAP TOPIC PARTITIONS [ISOLATION [START]]`` reads every partition
+in a thread, from the beginning (START ``beginning``, the default) or from the end (``end``: only
+what is written after it started). ISOLATION is the consumer's ``isolation.level``: ``read_committed``
+(the default, set explicitly: librdkafka's default too) sees a transaction's records once it
+committed, ``read_uncommitted`` as soon as the brokers acknowledged them. For each ExecutionEvent
+(Avro single-object encoded, or Confluent-framed when the connector uses a Schema Registry: told
+apart by the first byte) it notes the execution number (``EX-<12 digits>``), the latency
+``time.time_ns()`` now minus the record's ``processed_sent_time``, and the framing. It answers one
+JSON line per command line: ``count``, ``mark`` (the number of latency samples so far),
+``latencies START END`` ([p50, p99, p99.9, samples] in ms between two marks; END -1: up to now),
+``missing FIRST LAST``, ``newest`` (the highest execution number read), ``duplicates``,
+``framings`` (records read per framing).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import uuid
 from array import array
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
 SINGLE_OBJECT_HEADER_BYTES: Final = 10  # C3 01 + 8-byte fingerprint
 CONFLUENT_MAGIC: Final = 0
@@ -64,6 +68,24 @@ def execution_and_sent_time(value: bytes) -> tuple[int, int]:
     return number, sent
 
 
+def transact_time_and_source(value: bytes) -> tuple[int | None, int]:
+    """The ``transact_time`` (ns, None when absent) and the ``source`` symbol's index of an ExecutionEvent.
+
+    ``source``: 0 stream, 1 snapshot, 2 backfill, 3 unknown (ExecutionEvent.avsc's enum).
+    """
+    header = CONFLUENT_HEADER_BYTES if value[0] == CONFLUENT_MAGIC else SINGLE_OBJECT_HEADER_BYTES
+    position = header
+    for _ in range(2):  # execution_id, order_id
+        length, position = _varint(value, position)
+        position += length
+    branch, position = _varint(value, position)
+    transact_time = None
+    if branch:
+        transact_time, position = _varint(value, position)
+    source, _ = _varint(value, position)
+    return transact_time, source
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     """The nearest-rank percentile of sorted values (NaN when empty)."""
     if not sorted_values:
@@ -75,18 +97,27 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 class Reader:
     """The consuming thread and what it recorded."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        """Assign every partition from the beginning and start consuming."""
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        isolation: str = "read_committed",
+        start: str = "beginning",
+    ) -> None:
+        """Assign every partition from ``start`` (``beginning`` or ``end``) and start consuming."""
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
                 "group.id": f"bench-{uuid.uuid4()}",
                 "enable.auto.commit": False,
+                "isolation.level": isolation,
                 "fetch.wait.max.ms": 5,
                 "log_level": 0,  # quiet while the brokers are down on purpose
             }
         )
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+        offset = OFFSET_END if start == "end" else OFFSET_BEGINNING
+        self._consumer.assign([TopicPartition(topic, p, offset) for p in range(partitions)])
         self.seen = bytearray(1 << 20)  # seen[n]: how many times execution n arrived (at most 255)
         self.count = 0
         self.confluent = 0
@@ -147,7 +178,9 @@ class Reader:
 def main() -> None:
     """Serve commands until stdin closes."""
     bootstrap, topic, partitions = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    reader = Reader(bootstrap, topic, partitions)
+    isolation = sys.argv[4] if len(sys.argv) > 4 else "read_committed"
+    start = sys.argv[5] if len(sys.argv) > 5 else "beginning"
+    reader = Reader(bootstrap, topic, partitions, isolation, start)
     for line in sys.stdin:
         command, *arguments = line.split()
         print(json.dumps(reader.answer(command, *map(int, arguments))), flush=True)

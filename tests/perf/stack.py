@@ -1,7 +1,12 @@
 """The benchmark's moving parts: the broker and connector processes, the venue, and a reader of Kafka.
 
 - :func:`dev_kafka`: ``pmx-connector dev-kafka`` in its own process (3 brokers), every connector
-  topic created through its control endpoint (the embedded cluster refuses CreateTopics).
+  topic created through its control endpoint (the embedded cluster refuses CreateTopics). It is
+  librdkafka's mock cluster: transactions work, but a ``read_committed`` consumer also sees records
+  of transactions not committed (it ignores ``isolation.level``), and commits cost what the mock's
+  do, not a broker's.
+- :func:`real_kafka`: a three-node Apache Kafka (:mod:`tests.kafka_cluster`, KRaft processes), topics
+  created through the admin API; no broker control (the outage phase needs dev-kafka).
 - :func:`bench_venue`: the simulated venue in this process, its order stream replaced by the
   pre-serialized frames of :mod:`connector.simulator.bench_stream`, trading while no stream is open,
   and its REST execution search over what the stream made (OAuth stays the venue's).
@@ -23,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import requests
 
@@ -88,10 +93,55 @@ class Kafka:
         """Take every broker ``down`` or bring them ``up``."""
         requests.post(f"{self.control_url}/brokers/{action}", json={}, timeout=10).raise_for_status()
 
-    def create_topic(self, name: str, partitions: int) -> None:
-        """Create a topic with a replica on every broker."""
+    def create_topic(self, name: str, partitions: int, *, compact: bool = False) -> None:
+        """Create a topic with a replica on every broker (``compact``: ignored by the mock)."""
+        del compact
         body = {"name": name, "partitions": partitions, "replication_factor": BROKERS}
         requests.post(f"{self.control_url}/topics", json=body, timeout=10).raise_for_status()
+
+
+class BenchKafka(Protocol):
+    """What the benchmark needs of a Kafka: where it listens, topics, and (dev-kafka only) an outage."""
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The bootstrap servers."""
+
+    def brokers(self, action: str) -> None:
+        """Take every broker ``down`` or bring them ``up``."""
+
+    def create_topic(self, name: str, partitions: int, *, compact: bool = False) -> None:
+        """Create a topic with a replica on every broker."""
+
+
+@dataclass(frozen=True, slots=True)
+class RealKafka:
+    """A running three-node Apache Kafka (:mod:`tests.kafka_cluster`)."""
+
+    bootstrap_servers: str
+
+    def brokers(self, action: str) -> None:
+        """Not here: the outage phase runs on dev-kafka only."""
+        msg = f"brokers {action}: the benchmark controls brokers on dev-kafka only"
+        raise NotImplementedError(msg)
+
+    def create_topic(self, name: str, partitions: int, *, compact: bool = False) -> None:
+        """Create a topic with a replica on every node (``compact``: cleanup.policy compact)."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 2})
+        config = {"cleanup.policy": "compact"} if compact else {}
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=BROKERS, config=config)
+        admin.create_topics([topic])[name].result(timeout=60)
+
+
+@contextmanager
+def real_kafka(folder: Path) -> Iterator[RealKafka]:
+    """Run a three-node Apache Kafka under ``folder`` (needs ``make tools``: Java and the broker's jars)."""
+    from tests.kafka_cluster import running_cluster
+
+    with running_cluster(folder / "kafka", nodes=BROKERS) as cluster:
+        yield RealKafka(cluster.bootstrap_servers)
 
 
 @contextmanager
@@ -241,15 +291,27 @@ class ExecutionsReader:
     and its hold on a GIL disturb neither the venue nor the connector.
 
     Latency is the reader's ``time.time_ns()`` when it holds a record minus the record's
-    ``processed_sent_time`` (the venue's send time): an upper bound of venue send -> Kafka ack, since a
-    record is readable only once the brokers acknowledged it (acks=all, high watermark), and the
-    reader adds its own fetch delay (``fetch.wait.max.ms`` 5).
+    ``processed_sent_time`` (the venue's send time). The connector writes every record inside a Kafka
+    transaction (in both delivery modes), so what that bounds depends on ``isolation``:
+
+    - ``read_committed`` (the default, explicit): venue send -> visible to a read_committed consumer,
+      i.e. after the record's transaction committed (``connector.transaction_interval_s`` plus the
+      commit), whatever ``connector.delivery`` says;
+    - ``read_uncommitted``: an upper bound of venue send -> Kafka ack, since a record is readable only
+      once the brokers acknowledged it (acks=all, high watermark).
+
+    Either way the reader adds its own fetch delay (``fetch.wait.max.ms`` 5). ``from_end``: read only
+    what is written after the reader's start (for a latency window), not the whole topic.
     """
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        """Start the reader process (it reads every partition from the beginning)."""
+    def __init__(
+        self, bootstrap: str, topic: str, *, isolation: str = "read_committed", from_end: bool = False
+    ) -> None:
+        """Start the reader process (it reads every partition from the beginning, or the end)."""
+        start = "end" if from_end else "beginning"
+        self.isolation = isolation
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "tests.perf.reader", bootstrap, topic, str(PARTITIONS)],
+            [sys.executable, "-m", "tests.perf.reader", bootstrap, topic, str(PARTITIONS), isolation, start],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
 
