@@ -261,6 +261,7 @@ class SimProducer:
         self._fatal: str | None = None  # librdkafka's fatal error: the producer stops, nothing more is sent
         self._failed_delivery: str | None = None  # a delivery report with an error: the engine stops
         self._permanent_error_due = False
+        self.permanent_error_injected = False
         self.in_flight_execution_ids: set[str] = set()
 
     # --------------------------------------------------------------------- the RecordSink port
@@ -302,6 +303,11 @@ class SimProducer:
     # --------------------------------------------------------------------- the simulated broker
 
     @property
+    def delivery_failed(self) -> bool:
+        """Whether a delivery failed (a permanent error, a timeout): the engine stops on it."""
+        return self._failed_delivery is not None or self.permanent_error_injected
+
+    @property
     def failed(self) -> bool:
         """Whether the producer hit a fatal error (fenced, a permanent error): nothing more happens."""
         return self._fatal is not None
@@ -332,6 +338,7 @@ class SimProducer:
     def inject_permanent_error(self) -> None:
         """The next batch sent fails with a permanent error (INVALID_RECORD)."""
         self._permanent_error_due = True
+        self.permanent_error_injected = True
 
     def next_event(self) -> float | None:
         """When this producer has something to do next (a send or an acknowledgement)."""

@@ -27,6 +27,9 @@ def test_every_invariant_holds_over_thousands_of_hostile_schedules() -> None:
     print(report)
     assert summary.schedules == SCHEDULES
     assert summary.crashes > SCHEDULES // 2 and summary.gaps > 0, "the schedules are hostile: " + report
+    # both delivery modes well represented, and second processes started beside live ones
+    assert SCHEDULES // 3 < summary.exactly_once < 2 * SCHEDULES // 3, report
+    assert summary.zombies > SCHEDULES // 20 and summary.aborted > 0, report
     assert not summary.failures, report
 
 

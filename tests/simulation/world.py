@@ -271,7 +271,8 @@ class Outcome:
     steps: int = 0
     exactly_once: bool = False
     zombies: int = 0  # processes left alive when a second one started
-    zombie_exits: list[tuple[int, str]] = field(default_factory=list)  # (process, why it stopped)
+    # (process, why it stopped, whether it had another reason to: SIGTERM, a failed delivery)
+    zombie_exits: list[tuple[int, str, bool]] = field(default_factory=list)
     zombies_running: list[int] = field(default_factory=list)  # still running (not fenced) at the end
     frontier_claims: list[tuple[int, int]] = field(default_factory=list)  # (cluster serial, F) as F moved
     commits: int = 0
@@ -557,13 +558,14 @@ class World:
         try:
             wait = zombie.service.step()
         except FatalProducerError as exc:
-            self.outcome.zombie_exits.append((zombie.number, str(exc)))
+            self.outcome.zombie_exits.append((zombie.number, str(exc), _had_reason_to_stop(zombie)))
             self.zombies.remove(zombie)
             self._end(zombie, killed=True)  # exit 1
             return None
         self._claims(zombie)
         if zombie.service.finished:
-            self.outcome.zombie_exits.append((zombie.number, f"finished: {zombie.service.failure}"))
+            why = f"finished: {zombie.service.failure}"
+            self.outcome.zombie_exits.append((zombie.number, why, _had_reason_to_stop(zombie)))
             self.zombies.remove(zombie)
             self._end(zombie, killed=False)
             return None
@@ -581,6 +583,11 @@ class World:
         if current is None or current.service.frontier is None:
             return False
         return current.service.frontier.venue_time_ns >= self._last_ns and current.sink.in_flight == 0
+
+
+def _had_reason_to_stop(process: Incarnation) -> bool:
+    """Whether a process had been told to stop (SIGTERM), or a delivery of its own failed."""
+    return process.service._stop_requested or process.producer.delivery_failed  # the harness looks inside
 
 
 def _commit_due(sink: TransactionalSink, now: float) -> float | None:
