@@ -4,14 +4,16 @@ Every record is written in a Kafka transaction, so Kafka holds two views: what a
 consumer sees (committed transactions) and what a ``read_uncommitted`` one sees (aborted and open
 ones too). The connector's own readers (checkpoint store, dedup seeder) read committed, and so do the
 consumers issue 15 is about: (a)-(f), (h) and (i) are about the committed view. The uncommitted
-view is a superset of it, so (b) holds there too: nothing is missing from either.
+view is a superset of it, so (b) holds there too: nothing is missing from either; and (c) is
+checked on both (a record that failed must not be overtaken by a later one of its order even in an
+aborted transaction, which a ``read_uncommitted`` consumer reads).
 
 (a) every execution of the subscription with ``transact_time`` <= any checkpoint ever written is in
     the executions topic (or the DLQ, or a declared gap's window);
 (b) once the faults stop, everything arrives: the connector catches up within bounded virtual time,
     and every execution the venue produced is in Kafka or in a declared gap;
 (c) per order, first occurrences keep venue order, unless one of the two records says the hold-back
-    bound was passed (``ordering: relaxed``);
+    bound was passed (``ordering: relaxed``), in both views;
 (d) duplicates only where a crash left records in flight, or where the venue itself re-sent one;
 (e) F never moves backwards: the checkpoints, in the order written, never decrease;
 (f) a ``rest_exhausted`` gap only when the searches failed, without a break, for the retry budget
@@ -154,13 +156,13 @@ def _everything_arrives(view: _View, outcome: Outcome) -> list[str]:  # (b)
     return violations
 
 
-def _orders_keep_venue_order(view: _View) -> list[str]:  # (c)
+def _orders_keep_venue_order(view: _View, seen_by: str = "") -> list[str]:  # (c)
     for order_id, occurrences in view.first.items():
         for position, earlier in enumerate(occurrences):
             for later in occurrences[position + 1 :]:
                 if later[0] < earlier[0] and not (later[1] or earlier[1]):
                     first_id, second_id = view.journal[later[0]][0], view.journal[earlier[0]][0]
-                    return [f"(c) order {order_id}: {first_id} landed after {second_id}"]
+                    return [f"(c) order {order_id}: {first_id} landed after {second_id}{seen_by}"]
     return []
 
 
@@ -286,6 +288,7 @@ def check(outcome: Outcome) -> tuple[list[str], Figures]:
         *_every_checkpoint_is_true(view),
         *_everything_arrives(view, outcome),
         *_orders_keep_venue_order(view),
+        *_orders_keep_venue_order(uncommitted, " (read_uncommitted)"),
         *_duplicates_are_explained(view, outcome),
         *_frontier_never_goes_back(view),
         *_gaps_only_when_rest_failed(view, outcome),

@@ -1,6 +1,7 @@
 """Fixes reverted and guarantees broken: the simulation must find every one of them.
 
-1-5 are issue 12's observations, each its fix reverted. 6-9 break what issue 15's transactions
+1-5 are issue 12's observations, each its fix reverted (5 can no longer happen once every record is
+in a transaction: ``test_schedules.MASKED`` says why). 6-9 break what issue 15's transactions
 promise: exactly_once counting a record at Kafka's acknowledgement instead of its commit; the dedup
 seed reading records that a crash left in an aborted transaction; a fenced instance carrying on; and
 no ``init_transactions`` at start (nothing aborted, nothing fenced).
