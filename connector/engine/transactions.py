@@ -7,10 +7,14 @@ the newest epoch of a ``transactional.id``, so once a later instance has initial
 transactions, every produce and commit of the earlier one is refused (``_FENCED``) and it stops.
 
 :class:`TransactionalSink` wraps the producer's :class:`~connector.engine.ports.RecordSink`: it
-begins a transaction with the first record after the last commit and starts committing once the
-transaction is ``interval_s`` old or holds ``max_records`` records. While a commit runs (on the
-producer's side, without blocking the engine) it takes no record: to the engine that is a full
-producer queue, so records wait in the outbox, in order, as they do when Kafka is slow.
+begins a transaction with the first record after the last commit and commits it once the
+transaction is ``interval_s`` old or holds ``max_records`` records. From then until the commit
+completes (on the producer's side, without blocking the engine) it takes no record: to the engine
+that is a full producer queue, so records wait in the outbox, in order, as they do when Kafka is slow.
+It asks for the commit only once the producer has acknowledged every record of the transaction:
+librdkafka's commit flushes first, and a flush serves delivery callbacks on the thread that calls it
+(the commit's worker); with nothing left to deliver, every acknowledgement still reaches the
+watermark on the engine's thread, the only one the publisher and the watermark may be called from.
 
 What counts as delivered (``connector.delivery``):
 
@@ -66,7 +70,8 @@ class TransactionalSink:
         self._open = False
         self._opened_at = 0.0
         self._records = 0  # handed over in the open transaction
-        self._committing = False
+        self._committing = False  # no record is taken until the commit completed
+        self._commit_started = False  # asked for, once every record of the transaction was acknowledged
         self._held: list[int] = []  # exactly_once: acknowledged, not yet committed
         self._on_committed = on_committed
 
@@ -117,20 +122,24 @@ class TransactionalSink:
             FatalProducerError: a delivery or the commit failed, or another instance fenced this one.
         """
         self._sink.poll()
-        if self._committing:
-            if self._transactions.commit_finished():
-                self._committed()
-        elif self._open and (
-            self._records >= self._max_records
-            or self._clock.monotonic() - self._opened_at >= self._interval_s
-        ):
-            self._committing = True
+        if not self._committing:
+            if not self._open or (
+                self._records < self._max_records
+                and self._clock.monotonic() - self._opened_at < self._interval_s
+            ):
+                return
+            self._committing = True  # the transaction takes no more records
+        if not self._commit_started:
+            if self._sink.in_flight:
+                return  # acknowledgements still to come, served by this thread's polls
+            self._commit_started = True
             self._transactions.start_commit()
-            if self._transactions.commit_finished():
-                self._committed()
+        if self._transactions.commit_finished():
+            self._committed()
 
     def _committed(self) -> None:
         self._committing = False
+        self._commit_started = False
         self._open = False
         self._records = 0
         self._on_committed()

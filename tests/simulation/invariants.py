@@ -1,27 +1,48 @@
 """The invariants checked after every simulated schedule (DESIGN.md §4), against the venue's journal.
 
+Every record is written in a Kafka transaction, so Kafka holds two views: what a ``read_committed``
+consumer sees (committed transactions) and what a ``read_uncommitted`` one sees (aborted and open
+ones too). The connector's own readers (checkpoint store, dedup seeder) read committed, and so do the
+consumers issue 15 is about: (a)-(f), (h) and (i) are about the committed view. The uncommitted
+view is a superset of it, so (b) holds there too: nothing is missing from either; and (c) is
+checked on both (a record that failed must not be overtaken by a later one of its order even in an
+aborted transaction, which a ``read_uncommitted`` consumer reads).
+
 (a) every execution of the subscription with ``transact_time`` <= any checkpoint ever written is in
     the executions topic (or the DLQ, or a declared gap's window);
 (b) once the faults stop, everything arrives: the connector catches up within bounded virtual time,
     and every execution the venue produced is in Kafka or in a declared gap;
 (c) per order, first occurrences keep venue order, unless one of the two records says the hold-back
-    bound was passed (``ordering: relaxed``);
+    bound was passed (``ordering: relaxed``), in both views;
 (d) duplicates only where a crash left records in flight, or where the venue itself re-sent one;
 (e) F never moves backwards: the checkpoints, in the order written, never decrease;
 (f) a ``rest_exhausted`` gap only when the searches failed, without a break, for the retry budget
     (``GapDetected`` exactly when REST cannot prove completeness);
-(g) once a connected stream's recovery is complete, ``/status`` says ``streaming``.
+(g) once a connected stream's recovery is complete, ``/status`` says ``streaming``;
+(h) ``exactly_once``: every execution ID at most once, across crashes, outages, restarts and zombies
+    (the venue's own re-sends of one ID are dropped by dedup), and every execution up to the final F
+    exactly once (or in the DLQ, or a declared gap);
+(i) fencing: once a newer process has initialised its transactions, nothing an older one (a zombie)
+    sends is appended, nothing of it becomes visible to a ``read_committed`` consumer, and the older
+    one stops with ``FatalProducerError`` saying it was fenced (unless it was stopping already: a
+    SIGTERM, or a failed delivery of its own); none is still running at the end;
+(j) F claims only what the mode delivers: at every moment F moved, every execution before it was
+    already committed (``exactly_once``) or appended (``at_least_once``), or dead-lettered or in a
+    declared gap by then.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connector.core.record_schemas import RecordType, schema_dict
 from connector.core.venue_time import NANOS_PER_SECOND, ns_from_timestamp
 from connector.kafka.encoding import SingleObjectDecoder
+from tests.simulation.kafka import Stored
 from tests.simulation.world import CHECKPOINTS, RETRY_BUDGET_S, Outcome
 from tests.venue_strategies import TOPICS
 
@@ -45,6 +66,12 @@ class Figures:
     crashes: int
     restarts: int
     search_requests: int
+    exactly_once: bool = False
+    duplicates_uncommitted: int = 0  # in the read_uncommitted view (aborted transactions included)
+    aborted: int = 0  # records of aborted transactions
+    commits: int = 0
+    zombies: int = 0
+    fenced: int = 0  # zombies that stopped fenced
 
 
 @dataclass(slots=True)
@@ -58,6 +85,8 @@ class _View:
     gaps: list[tuple[str, int, int, int]]  # (reason, window start, window end, detected)
     checkpoints: list[int]
     relaxed: int
+    visible: dict[str, int] = field(default_factory=dict)  # execution id -> cluster serial it was visible
+    gap_visible: list[int] = field(default_factory=list)  # per gap, the serial it was visible
 
     def covered(self, execution_id: str, transact_ns: int) -> bool:
         """In Kafka, in the DLQ, or inside a declared gap of executions."""
@@ -66,7 +95,16 @@ class _View:
         return any(r in EXECUTION_GAPS and start <= transact_ns <= end for r, start, end, _ in self.gaps)
 
 
-def _view(outcome: Outcome) -> _View:
+def _visible_at(stored: Stored, committed: bool) -> int:
+    """The cluster serial from which a consumer of the view saw the record."""
+    transaction = stored.transaction
+    return transaction.ended_serial if committed and transaction is not None else stored.serial
+
+
+def _view(outcome: Outcome, *, committed: bool = True) -> _View:
+    """The venue's journal, and Kafka as a ``read_committed`` (or a ``read_uncommitted``) consumer sees it."""
+    kafka = outcome.kafka
+    read = kafka.committed_records if committed else kafka.records
     venue = outcome.venue
     journal = [
         (entry.execution.id, entry.execution.order.id, ns_from_timestamp(entry.execution.transact_time))
@@ -75,23 +113,30 @@ def _view(outcome: Outcome) -> _View:
     ]
     venue_index = {execution_id: index for index, (execution_id, _, _) in enumerate(journal)}
     view = _View(journal, Counter(), defaultdict(list), set(), [], [], 0)
-    for log in outcome.kafka.records(TOPICS.executions):
+    visible = view.visible
+    for log in read(TOPICS.executions):
         for stored in log:
             execution_id = stored.headers["execution_id"].decode()
+            at = _visible_at(stored, committed)
+            visible[execution_id] = min(visible.get(execution_id, at), at)
             relaxed = stored.headers.get("ordering") == b"relaxed"
             view.relaxed += relaxed
             view.counts[execution_id] += 1
             if view.counts[execution_id] == 1 and execution_id in venue_index:
                 view.first[stored.key.decode()].append((venue_index[execution_id], relaxed))
-    for log in outcome.kafka.records(TOPICS.dlq):
-        view.dead.update(s.headers["execution_id"].decode() for s in log if "execution_id" in s.headers)
-    for stored in outcome.kafka.records(TOPICS.heartbeats)[0]:
+    for log in read(TOPICS.dlq):
+        for stored in log:
+            if "execution_id" in stored.headers:
+                execution_id = stored.headers["execution_id"].decode()
+                view.dead.add(execution_id)
+                at = _visible_at(stored, committed)
+                visible[execution_id] = min(visible.get(execution_id, at), at)
+    for stored in read(TOPICS.heartbeats)[0]:
         if stored.headers.get("event_type") == b"GapDetected":
             gap = GAP_DECODER(stored.value)
             view.gaps.append((gap["reason"], gap["window_start"], gap["window_end"], gap["detected_time"]))
-    view.checkpoints = [
-        CHECKPOINT_DECODER(s.value)["watermark"] for s in outcome.kafka.records(CHECKPOINTS)[0]
-    ]
+            view.gap_visible.append(_visible_at(stored, committed))
+    view.checkpoints = [CHECKPOINT_DECODER(s.value)["watermark"] for s in read(CHECKPOINTS)[0]]
     return view
 
 
@@ -111,13 +156,13 @@ def _everything_arrives(view: _View, outcome: Outcome) -> list[str]:  # (b)
     return violations
 
 
-def _orders_keep_venue_order(view: _View) -> list[str]:  # (c)
+def _orders_keep_venue_order(view: _View, seen_by: str = "") -> list[str]:  # (c)
     for order_id, occurrences in view.first.items():
         for position, earlier in enumerate(occurrences):
             for later in occurrences[position + 1 :]:
                 if later[0] < earlier[0] and not (later[1] or earlier[1]):
                     first_id, second_id = view.journal[later[0]][0], view.journal[earlier[0]][0]
-                    return [f"(c) order {order_id}: {first_id} landed after {second_id}"]
+                    return [f"(c) order {order_id}: {first_id} landed after {second_id}{seen_by}"]
     return []
 
 
@@ -152,17 +197,105 @@ def _caught_up_reads_streaming(outcome: Outcome) -> list[str]:  # (g)
     return [f"(g) the stream's recovery was complete, but /status said phase={phase!r}, not 'streaming'"]
 
 
+def _exactly_once(view: _View, outcome: Outcome) -> list[str]:  # (h)
+    if not outcome.exactly_once:
+        return []
+    violations = []
+    repeated = sorted(e for e, n in view.counts.items() if n > 1)
+    if repeated:
+        violations.append(
+            f"(h) exactly_once: {len(repeated)} executions more than once in the read_committed view: "
+            f"{[(e, view.counts[e]) for e in repeated[:5]]}"
+        )
+    final = view.checkpoints[-1] if view.checkpoints else None
+    if final is not None:
+        short = [
+            e for e, _, t in view.journal if t <= final and view.counts[e] != 1 and not view.covered(e, t)
+        ]
+        if short:
+            violations.append(
+                f"(h) {len(short)} executions up to the final F are not there once: {short[:5]}"
+            )
+    return violations
+
+
+def _zombies_are_fenced(outcome: Outcome) -> list[str]:  # (i)
+    kafka = outcome.kafka
+    violations = []
+    newer: dict[int, int] = {}  # process -> the serial of the first initialisation of a later process
+    for process, serial in kafka.initialisations:
+        for older in range(process):
+            newer.setdefault(older, serial)
+    for topic in kafka.partitions:
+        for log in kafka.records(topic):
+            for stored in log:
+                bound = newer.get(stored.producer, math.inf)
+                if stored.serial > bound:
+                    violations.append(
+                        f"(i) process {stored.producer} appended to {topic} after a newer one initialised"
+                    )
+                elif (
+                    stored.committed
+                    and stored.transaction is not None
+                    and stored.transaction.ended_serial > bound
+                ):
+                    violations.append(
+                        f"(i) process {stored.producer}'s transaction committed (visible in {topic}) "
+                        "after a newer one initialised"
+                    )
+                if violations:
+                    return violations
+    for process, why, had_reason in outcome.zombie_exits:
+        if "fenced" not in why and not had_reason:  # a SIGTERM or a failed delivery may come first
+            violations.append(f"(i) zombie process {process} stopped, but not fenced: {why}")
+    violations += [
+        f"(i) zombie process {p} was still running at the end: never fenced" for p in outcome.zombies_running
+    ]
+    return violations
+
+
+def _frontier_claims_only_what_is_delivered(outcome: Outcome) -> list[str]:  # (j)
+    view = _view(outcome, committed=outcome.exactly_once)
+    journal = sorted(view.journal, key=lambda entry: entry[2])
+    times = [t for _, _, t in journal]
+    worst: list[tuple[int, str]] = []  # prefix maximum of the serial each execution was visible from
+    latest: tuple[int, str] = (-1, "")
+    for execution_id, _, transact_ns in journal:
+        covering = [  # in Kafka, or in the DLQ, or in a declared gap: whichever came first
+            serial
+            for (reason, start, end, _), serial in zip(view.gaps, view.gap_visible, strict=True)
+            if reason in EXECUTION_GAPS and start <= transact_ns <= end
+        ]
+        at = min([view.visible.get(execution_id, math.inf), *covering])
+        latest = max(latest, (at, execution_id))  # type: ignore[arg-type]
+        worst.append(latest)
+    delivered = "committed" if outcome.exactly_once else "appended"
+    for serial, frontier in outcome.frontier_claims:
+        # Strictly before F: a second execution stamped exactly F may still be on its way when the
+        # first one moves the watermark to F (one venue time, two fills, two partitions); the
+        # resume's margin re-reads it. (a) checks "at or before" on what Kafka holds in the end.
+        index = bisect.bisect_left(times, frontier)
+        if index and worst[index - 1][0] > serial:
+            return [f"(j) F moved to {frontier} before {worst[index - 1][1]} (before it) was {delivered}"]
+    return []
+
+
 def check(outcome: Outcome) -> tuple[list[str], Figures]:
     """Every violation (empty when the schedule is clean), and the figures."""
     view = _view(outcome)
+    uncommitted = _view(outcome, committed=False)
     violations = [
         *_every_checkpoint_is_true(view),
         *_everything_arrives(view, outcome),
         *_orders_keep_venue_order(view),
+        *_orders_keep_venue_order(uncommitted, " (read_uncommitted)"),
         *_duplicates_are_explained(view, outcome),
         *_frontier_never_goes_back(view),
         *_gaps_only_when_rest_failed(view, outcome),
         *_caught_up_reads_streaming(outcome),
+        *_exactly_once(view, outcome),
+        *_zombies_are_fenced(outcome),
+        *_frontier_claims_only_what_is_delivered(outcome),
     ]
     figures = Figures(
         executions=len(view.journal),
@@ -174,6 +307,12 @@ def check(outcome: Outcome) -> tuple[list[str], Figures]:
         crashes=outcome.crashes,
         restarts=outcome.restarts,
         search_requests=outcome.search_requests,
+        exactly_once=outcome.exactly_once,
+        duplicates_uncommitted=sum(n - 1 for n in uncommitted.counts.values() if n > 1),
+        aborted=outcome.kafka.aborted_records,
+        commits=outcome.commits,
+        zombies=outcome.zombies,
+        fenced=sum(1 for _, why, _ in outcome.zombie_exits if "fenced" in why),
     )
     return violations, figures
 

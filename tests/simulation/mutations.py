@@ -1,7 +1,13 @@
-"""The issue's observations 1-5, each its fix reverted: the simulation must find every one of them.
+"""Fixes reverted and guarantees broken: the simulation must find every one of them.
 
-Each mutation is a context manager that patches the real engine (or the fake Kafka's configuration)
-back to the behaviour a review found unsafe; ``test_schedules`` runs seeds until the invariants fail.
+1-5 are issue 12's observations, each its fix reverted (5 can no longer happen once every record is
+in a transaction: ``test_schedules.MASKED`` says why). 6-9 break what issue 15's transactions
+promise: exactly_once counting a record at Kafka's acknowledgement instead of its commit; the dedup
+seed reading records that a crash left in an aborted transaction; a fenced instance carrying on; and
+no ``init_transactions`` at start (nothing aborted, nothing fenced).
+
+Each mutation is a context manager that patches the real engine (or the fake Kafka) back to the
+behaviour a review found unsafe; ``test_schedules`` runs seeds until the invariants fail.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from typing import Any
 import pytest
 
 from connector._pb.polymarket.v1 import trading_pb2
-from connector.core.records import MessageKind
+from connector.core.dedup import RecentExecutionIds
+from connector.core.records import Headers, MessageKind, OutRecord
 from connector.engine.frontier import Frontier
 from connector.engine.recovery import RecoverySession, RecoveryState
 from connector.engine.service import ConnectorService
-from tests.simulation.kafka import SimProducer
+from connector.engine.transactions import TransactionalSink
+from connector.errors import FatalProducerError
+from tests.simulation.kafka import SimKafka, SimProducer, SimSeeder, SimTransactions
 
 
 @contextmanager
@@ -91,10 +100,97 @@ def restart_after_the_producer_drained(monkeypatch: pytest.MonkeyPatch) -> Itera
     yield
 
 
+@contextmanager
+def exactly_once_acknowledges_at_delivery(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """6: exactly_once passes Kafka's acknowledgement on at once, not when the transaction commits."""
+
+    def acknowledged(self: TransactionalSink, sequence: int) -> None:
+        self._acknowledge(sequence)
+
+    monkeypatch.setattr(TransactionalSink, "acknowledged", acknowledged)
+    yield
+
+
+class _Uncommitted:
+    """A cluster seen ``read_uncommitted``: the committed view is every record."""
+
+    def __init__(self, kafka: SimKafka) -> None:
+        self._kafka = kafka
+
+    def down(self) -> bool:
+        return self._kafka.down()
+
+    def committed_records(self, topic: str) -> Any:
+        return self._kafka.records(topic)
+
+
+@contextmanager
+def seed_reads_uncommitted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """7: the dedup seed reads ``read_uncommitted``: IDs only an aborted transaction holds count as sent."""
+    original = SimSeeder.seed
+
+    def seed(self: SimSeeder, recent_ids: RecentExecutionIds, since_ns: int | None) -> int:
+        kafka, self._kafka = self._kafka, _Uncommitted(self._kafka)  # type: ignore[assignment]
+        try:
+            return original(self, recent_ids, since_ns)
+        finally:
+            self._kafka = kafka
+
+    monkeypatch.setattr(SimSeeder, "seed", seed)
+    yield
+
+
+@contextmanager
+def fenced_instance_carries_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """8: a fenced producer's error is taken for a full queue (retried), not a reason to stop."""
+    original_publish, original_poll = TransactionalSink.try_publish, TransactionalSink.poll
+
+    def try_publish(
+        self: TransactionalSink, record: OutRecord, headers: Headers, sequence: int | None
+    ) -> bool:
+        try:
+            return original_publish(self, record, headers, sequence)
+        except FatalProducerError as exc:
+            if "fenced" not in str(exc):
+                raise
+            return False
+
+    def poll(self: TransactionalSink) -> None:
+        try:
+            original_poll(self)
+        except FatalProducerError as exc:
+            if "fenced" not in str(exc):
+                raise
+
+    monkeypatch.setattr(TransactionalSink, "try_publish", try_publish)
+    monkeypatch.setattr(TransactionalSink, "poll", poll)
+    yield
+
+
+@contextmanager
+def no_init_transactions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """9: no ``init_transactions`` at start: a predecessor's transaction stays open, nobody is fenced.
+
+    (librdkafka would refuse to begin a transaction; the fake goes on with the id's current epoch.)
+    """
+
+    def initialise(self: SimTransactions) -> None:
+        producer = self._producer
+        producer.epoch = self._kafka.epochs.setdefault(producer.transactional_id, 0)
+        producer.transaction = None
+
+    monkeypatch.setattr(SimTransactions, "initialise", initialise)
+    yield
+
+
 MUTATIONS = {
     "1 first message not a snapshot": (first_message_taken_as_recovered, None),
     "2 checkpoint past an unacknowledged backfill": (frontier_before_the_backfill_is_acknowledged, None),
     "3 heartbeat ahead of a backlog": (heartbeats_prove_their_send_time, None),
     "4 GapDetected dropped silently": (gap_records_fire_and_forget, None),
     "5 reordered history after a failed delivery": (restart_after_the_producer_drained, 2.0),
+    "6 exactly_once acknowledges at delivery": (exactly_once_acknowledges_at_delivery, None),
+    "7 dedup seed reads uncommitted records": (seed_reads_uncommitted, None),
+    "8 a fenced instance carries on": (fenced_instance_carries_on, None),
+    "9 no init_transactions at start": (no_init_transactions, None),
 }

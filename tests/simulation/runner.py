@@ -75,6 +75,14 @@ class Summary:
     crashes: int = 0
     restarts: int = 0
     search_requests: int = 0
+    exactly_once: int = 0  # schedules in exactly_once mode (the others: at_least_once)
+    duplicates_by_mode: dict[str, list[int]] = field(
+        default_factory=lambda: {"exactly_once": [0, 0], "at_least_once": [0, 0]}
+    )  # mode -> [read_committed, read_uncommitted]
+    aborted: int = 0
+    commits: int = 0
+    zombies: int = 0
+    fenced: int = 0
     message_timeout_s: float | None = None
     mutation: str | None = None
 
@@ -92,6 +100,14 @@ class Summary:
             self.crashes += figures.crashes
             self.restarts += figures.restarts
             self.search_requests += figures.search_requests
+            self.exactly_once += figures.exactly_once
+            mode = self.duplicates_by_mode["exactly_once" if figures.exactly_once else "at_least_once"]
+            mode[0] += figures.duplicates
+            mode[1] += figures.duplicates_uncommitted
+            self.aborted += figures.aborted
+            self.commits += figures.commits
+            self.zombies += figures.zombies
+            self.fenced += figures.fenced
 
     def report(self, seconds: float) -> str:
         """The batch in a few lines; each failure with its first violation and its replay command."""
@@ -101,6 +117,13 @@ class Summary:
             f"{self.search_requests} searches, {self.gaps} execution gaps declared, {self.duplicates} "
             f"duplicates (crash or venue re-send), {self.relaxed} records marked ordering=relaxed"
         ]
+        exactly, least = self.duplicates_by_mode["exactly_once"], self.duplicates_by_mode["at_least_once"]
+        lines.append(
+            f"transactions: {self.exactly_once} schedules exactly_once, {self.schedules - self.exactly_once} "
+            f"at_least_once; {self.commits} commits, {self.aborted} records aborted; {self.zombies} zombies, "
+            f"{self.fenced} fenced; duplicates read_committed / read_uncommitted: exactly_once "
+            f"{exactly[0]} / {exactly[1]}, at_least_once {least[0]} / {least[1]}"
+        )
         for failure in self.failures[:10]:
             lines.append(f"seed {failure.seed}: {failure.violations[0].splitlines()[0]}")
             lines.append(f"  replay: {replay_command(failure.seed, self.message_timeout_s, self.mutation)}")

@@ -17,6 +17,14 @@ from tests.simulation.runner import run_many
 SCHEDULES = int(os.environ.get("SIMULATION_SCHEDULES", "2000"))
 FIRST_SEED = int(os.environ.get("SIMULATION_FIRST_SEED", "0"))
 MUTATION_SEEDS = 1500
+# Reverted fixes that the transactions make unobservable, with why (``--mutation`` still runs them).
+MASKED = {
+    "5 reordered history after a failed delivery": (
+        "a transaction takes records for at most interval_s and none while its commit waits, so a "
+        "record that times out in the queue takes the later ones of its partition with it, and a failed "
+        "delivery aborts the transaction: 0 violations in 200 schedules with --message-timeout 2"
+    ),
+}
 
 
 @pytest.mark.timeout(1200)  # ~4 minutes on 2 idle cores; the default 300 s is for one test, not 2,000
@@ -27,10 +35,13 @@ def test_every_invariant_holds_over_thousands_of_hostile_schedules() -> None:
     print(report)
     assert summary.schedules == SCHEDULES
     assert summary.crashes > SCHEDULES // 2 and summary.gaps > 0, "the schedules are hostile: " + report
+    # both delivery modes well represented, and second processes started beside live ones
+    assert SCHEDULES // 3 < summary.exactly_once < 2 * SCHEDULES // 3, report
+    assert summary.zombies > SCHEDULES // 20 and summary.aborted > 0, report
     assert not summary.failures, report
 
 
-@pytest.mark.parametrize("name", sorted(MUTATIONS))
+@pytest.mark.parametrize("name", sorted(set(MUTATIONS) - set(MASKED)))
 def test_the_simulation_finds_each_reverted_fix(name: str) -> None:
     _mutation, message_timeout_s = MUTATIONS[name]
     summary = run_many(

@@ -4,13 +4,20 @@
 send queue bound, sessions and snapshots mid-stream, duplicates, REST result order, indexing delay,
 ``eof`` without a token, page size cap, 429s and 5xx), the subscription, the connector's tunable
 settings, and a list of faults at random times (SIGKILL, SIGTERM, stream drops, stalls, Kafka
-outages, REST outages short and long, a permanent produce error, a new session, a snapshot).
+outages, REST outages short and long, a permanent produce error, a new session, a snapshot), and,
+from a second generator (so the draws above stay what they were), the delivery mode (``exactly_once``
+or ``at_least_once``), the transactions' bounds, and in a fraction of the schedules a *zombie*: a
+second connector process starts while the first is still alive (frozen for a while and then thawed,
+or running on), so the newer one's ``init_transactions`` must fence it.
 
 :class:`World` runs it: the virtual clock jumps from event to event (a venue update or timer, an
 acknowledgement, a search answer, a fault, the engine's own wake-up), and the engine is stepped at
 each. A crash discards the engine and everything but what the fake Kafka holds; a restart builds a
-new engine, as a new process would. After the faults, the venue stops trading and the world runs on
-until the connector has caught up (or a cap passes), then stops it with SIGTERM.
+new engine, as a new process would, wired as the composition root wires it: the real
+:class:`~connector.engine.transactions.TransactionalSink` around the fake producer, and the fake's
+``initialise`` as the last start-up step. A zombie is stepped beside the current process until it
+stops (fenced: ``FatalProducerError``, exit 1). After the faults, the venue stops trading and the
+world runs on until the connector has caught up (or a cap passes), then stops it with SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ from connector.engine.ports import StartupStep
 from connector.engine.recovery import HoldBackLimits
 from connector.engine.service import ConnectorService, EngineSettings
 from connector.engine.status import ServiceStatus
+from connector.engine.transactions import TransactionalSink
 from connector.errors import FatalProducerError, KafkaUnavailable
+from connector.kafka.transactions import transactional_id
 from connector.simulator.faults import FaultSettings
 from connector.simulator.venue import DEFAULT_ACCOUNTS, DEFAULT_SYMBOLS
 from tests.simulation.clock import SimClock
-from tests.simulation.kafka import SimCheckpointStore, SimKafka, SimProducer, SimSeeder
-from tests.simulation.venue import SimSearch, SimVenue, VenueSetup, search_client
+from tests.simulation.kafka import SimCheckpointStore, SimKafka, SimProducer, SimSeeder, SimTransactions
+from tests.simulation.venue import SimSearch, SimStream, SimVenue, VenueSetup, search_client
 from tests.venue_strategies import DECODER, TOPICS
 
 SUBSCRIPTION = "symbols=*;accounts=*"
@@ -45,6 +54,10 @@ SETTLE_CAP_S = 420.0  # long enough for a 5-minute RESOURCE_EXHAUSTED backoff, t
 STEPS_AT_ONE_INSTANT_MAX = 10_000  # more means the engine spins without the clock moving: a livelock
 RETRY_BUDGET_S = 12.0
 LONG_S = RETRY_BUDGET_S  # an outage longer than this (plus a little) exhausts the search's budget
+TRANSACTIONAL_ID = transactional_id(CONNECTOR, SUBSCRIPTION)
+ZOMBIE_SHARE = 0.15  # of the schedules, those with a second process starting beside a live one
+ZOMBIE_FREEZE_MAX_S = 8.0
+ZOMBIE_GRACE_S = 10.0  # after the final stop, how long a zombie still gets to find out it was fenced
 
 
 class FaultKind(StrEnum):
@@ -61,6 +74,10 @@ class FaultKind(StrEnum):
     NEW_SESSION = "new_session"
     SNAPSHOT = "snapshot"
     NETWORK_PARTITION = "network_partition"  # the pod's network: stream, REST and Kafka all at once
+    ZOMBIE = "zombie"  # a second process starts; the first lives on (frozen for duration_s, then thawed)
+
+
+RANDOM_FAULTS = [kind for kind in FaultKind if kind is not FaultKind.ZOMBIE]  # drawn with the weights below
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +101,9 @@ class Scenario:
     ack_latency_s: tuple[float, float]
     faults: tuple[Fault, ...]
     message_timeout_s: float | None = None  # None: the connector's (infinite); a number: the reverted fix
+    exactly_once: bool = False  # connector.delivery
+    transaction_interval_s: float = 0.1
+    transaction_max_records: int = 10_000
 
     def describe(self) -> str:
         """One line per fault, for a failure report."""
@@ -96,7 +116,9 @@ class Scenario:
             f"{behaviour.send_queue_capacity}, results {behaviour.rest_result_order}, indexing "
             f"{behaviour.rest_indexing_delay_s:.1f}+{behaviour.rest_indexing_jitter_s:.1f} s, pages "
             f"{behaviour.rest_max_page_size}, producer queue {self.producer_capacity}, "
-            f"acks in {self.ack_latency_s} s"
+            f"acks in {self.ack_latency_s} s, "
+            f"{'exactly_once' if self.exactly_once else 'at_least_once'} in transactions of at most "
+            f"{self.transaction_interval_s:g} s and {self.transaction_max_records} records"
         ]
         lines += [f"  {f.at:7.2f} s  {f.kind.value}" + (f" {f.duration_s:.1f} s" if f.duration_s else "")
                   for f in self.faults]  # fmt: skip
@@ -171,7 +193,7 @@ def scenario(seed: int, *, duration_s: float = 30.0, message_timeout_s: float | 
     for _ in range(rng.randint(2, 10)):
         at = rng.uniform(2, duration_s)
         while True:  # faults come in clusters: one often follows another within seconds
-            kind = rng.choices(list(FaultKind), weights=[3, 2, 3, 1, 2, 2, 1, 1, 1, 1, 1])[0]
+            kind = rng.choices(RANDOM_FAULTS, weights=[3, 2, 3, 1, 2, 2, 1, 1, 1, 1, 1])[0]
             duration = {
                 FaultKind.STALL: rng.uniform(2, 15),
                 FaultKind.KAFKA_OUTAGE: rng.uniform(1, 15),
@@ -186,28 +208,47 @@ def scenario(seed: int, *, duration_s: float = 30.0, message_timeout_s: float | 
                 break
             # the next one soon after this one begins, or just after it ends (when backlogs drain)
             at += rng.choice([0.0, duration]) + rng.uniform(0.05, 4.0)
-    faults.sort(key=lambda fault: fault.at)
     ack_latency = rng.choice([(0.001, 0.030), (0.001, 0.030), (0.05, 0.3), (0.2, 1.0)])  # a slow broker
+    capacity = rng.choice([50, 200, 5_000])
+    transactions = random.Random(f"{seed}:transactions")
+    exactly_once = transactions.random() < 0.5
+    interval_s = transactions.choice([0.05, 0.1, 0.1, 0.3])
+    max_records = transactions.choice([100, 1_000, 10_000])
+    if transactions.random() < ZOMBIE_SHARE:
+        for _ in range(transactions.choice([1, 1, 1, 2])):
+            freeze = transactions.choice([0.0, transactions.uniform(0.5, ZOMBIE_FREEZE_MAX_S)])
+            faults.append(Fault(transactions.uniform(2, duration_s), FaultKind.ZOMBIE, freeze))
+    faults.sort(key=lambda fault: fault.at)
     return Scenario(
         seed,
         duration_s,
         setup,
         engine,
-        rng.choice([50, 200, 5_000]),
+        capacity,
         ack_latency,
         tuple(faults),
         message_timeout_s,
+        exactly_once,
+        interval_s,
+        max_records,
     )
 
 
 @dataclass(slots=True)
 class Incarnation:
-    """One connector process."""
+    """One connector process (``number``: the world's count of starts; it tags what the process appends)."""
 
+    number: int
     service: ConnectorService
     producer: SimProducer
+    transactions: SimTransactions
+    sink: TransactionalSink
+    search: SimSearch
     status: ServiceStatus
     started_at: float
+    streams: list[SimStream] = field(default_factory=list)
+    frozen_until: float = 0.0  # a zombie: not stepped before then
+    last_frontier: int | None = None
 
 
 @dataclass(slots=True)
@@ -228,6 +269,13 @@ class Outcome:
     fatal_exits: int = 0
     search_requests: int = 0
     steps: int = 0
+    exactly_once: bool = False
+    zombies: int = 0  # processes left alive when a second one started
+    # (process, why it stopped, whether it had another reason to: SIGTERM, a failed delivery)
+    zombie_exits: list[tuple[int, str, bool]] = field(default_factory=list)
+    zombies_running: list[int] = field(default_factory=list)  # still running (not fenced) at the end
+    frontier_claims: list[tuple[int, int]] = field(default_factory=list)  # (cluster serial, F) as F moved
+    commits: int = 0
 
 
 class World:
@@ -240,8 +288,11 @@ class World:
         self.venue = SimVenue(plan.setup, self.clock)
         self.rng = random.Random(f"{plan.seed}:world")
         self.start_from_ns = self.clock.wall_ns(0) - 5 * NANOS_PER_SECOND
-        self.outcome = Outcome(self.kafka, self.venue, plan, self.start_from_ns)
+        self.outcome = Outcome(
+            self.kafka, self.venue, plan, self.start_from_ns, exactly_once=plan.exactly_once
+        )
         self.current: Incarnation | None = None
+        self.zombies: list[Incarnation] = []
         self.restart_at: float | None = 0.0
         self._pending = list(plan.faults)
         self._last_ns = 0
@@ -250,16 +301,35 @@ class World:
 
     def _start(self) -> None:
         plan = self.plan
+        number = self.outcome.restarts + 1
         watermark = Watermark()
+
+        def acknowledged(sequence: int) -> None:
+            sink.acknowledged(sequence)  # the sink below, built around this producer
+
         producer = SimProducer(
             self.kafka,
-            watermark.acknowledge,
+            acknowledged,
             self.clock,
             random.Random(self.rng.randrange(2**32)),
             capacity=plan.producer_capacity,
             message_timeout_s=plan.message_timeout_s,
             ack_latency_s=plan.ack_latency_s,
+            transactional_id=TRANSACTIONAL_ID,
+            number=number,
         )
+        transactions = SimTransactions(
+            producer, self.kafka, self.clock, random.Random(self.rng.randrange(2**32))
+        )
+        sink = TransactionalSink(
+            transactions,
+            self.clock,
+            acknowledge=watermark.acknowledge,
+            exactly_once=plan.exactly_once,
+            interval_s=plan.transaction_interval_s,
+            max_records=plan.transaction_max_records,
+        )
+        sink.wrap(producer)
         settings = plan.engine
         settings = EngineSettings(**{**_fields(settings), "start_from_ns": self.start_from_ns})
 
@@ -271,21 +341,31 @@ class World:
         search = SimSearch(
             self.venue, search_client(plan.setup.subscription, 1000), random.Random(self.rng.randrange(2**32))
         )
-        self._search = search
         self.outcome.search_answers.append(search.answers)
         status = ServiceStatus(connector=CONNECTOR, subscription=SUBSCRIPTION)
+        streams: list[SimStream] = []
+
+        def open_stream() -> SimStream:
+            stream = self.venue.open_stream()
+            streams.append(stream)  # the connection goes with this process
+            return stream
+
         service = ConnectorService(
             settings=settings,
             clock=self.clock,
-            open_stream=self.venue.open_stream,
+            open_stream=open_stream,
             search=search,
-            sink=producer,
+            sink=sink,
             watermark=watermark,
             checkpoints=SimCheckpointStore(
                 self.kafka, topic=CHECKPOINTS, connector=CONNECTOR, subscription=SUBSCRIPTION
             ),
             seeder=SimSeeder(self.kafka, TOPICS.executions),
-            startup=[StartupStep("waiting_for_kafka", kafka_answers)],
+            # as the composition root: init_transactions last, before the checkpoint is read
+            startup=[
+                StartupStep("waiting_for_kafka", kafka_answers),
+                StartupStep("waiting_for_kafka", transactions.initialise),
+            ],
             make_decoder=lambda: DECODER,
             recent_ids=RecentExecutionIds(200_000),
             observer=_NoMetrics(),
@@ -293,23 +373,43 @@ class World:
             invalidate_token=lambda: None,
             rng=random.Random(self.rng.randrange(2**32)),
         )
-        self.current = Incarnation(service, producer, status, self.clock.monotonic())
+        self.current = Incarnation(
+            number, service, producer, transactions, sink, search, status, self.clock.monotonic(), streams
+        )
         self.restart_at = None
         self.outcome.restarts += 1
+
+    def _end(self, process: Incarnation, *, killed: bool) -> None:
+        """A process is gone: killed (SIGKILL, exit 1: in flight written or not) or stopped by itself."""
+        if killed:
+            process.producer.crash()
+            process.transactions.crash()
+            self.outcome.in_flight_at_crash |= process.producer.in_flight_execution_ids
+        for stream in list(process.streams):
+            stream.cancel()
+        self.outcome.search_requests += process.search.requests
+        self.outcome.commits += process.sink.commits
 
     def _crash(self) -> None:
         """SIGKILL: everything is gone but what Kafka holds."""
         current = self.current
         if current is None:
             return
-        current.producer.crash()
-        self.outcome.in_flight_at_crash |= current.producer.in_flight_execution_ids
-        for stream in list(self.venue.streams):
-            stream.cancel()  # the connection goes with the process
-        self.outcome.search_requests += self._search.requests
+        self._end(current, killed=True)
         self.outcome.crashes += 1
         self.current = None
         self.restart_at = self.clock.monotonic() + self.rng.uniform(0.5, 3.0)
+
+    def _leave_zombie(self, freeze_s: float) -> None:
+        """A second process starts while this one lives on (a partition, a frozen and thawed process)."""
+        current = self.current
+        if current is None or current.producer.epoch is None:
+            return  # nothing running, or not yet past init_transactions: a plain restart race
+        current.frozen_until = self.clock.monotonic() + freeze_s
+        self.zombies.append(current)
+        self.outcome.zombies += 1
+        self.current = None
+        self.restart_at = self.clock.monotonic() + self.rng.uniform(0.3, 2.0)
 
     # --------------------------------------------------------------------- faults
 
@@ -320,6 +420,8 @@ class World:
         kind = fault.kind
         if kind is FaultKind.CRASH:
             self._crash()
+        elif kind is FaultKind.ZOMBIE:
+            self._leave_zombie(fault.duration_s)
         elif kind is FaultKind.TERM and current is not None:
             current.service.request_stop()
         elif kind is FaultKind.PERMANENT_ERROR and current is not None:
@@ -361,6 +463,7 @@ class World:
         plan = self.plan
         settle_until = plan.duration_s + SETTLE_CAP_S
         stopping = False
+        stopped_at: float | None = None
         instant, repeats = -1.0, 0
         while True:
             now = self.clock.monotonic()
@@ -379,9 +482,15 @@ class World:
                     default=0,
                 )  # fmt: skip
             self.venue.tick()
-            if self.current is None and self.restart_at is not None and now >= self.restart_at:
+            if (
+                self.current is None
+                and self.restart_at is not None
+                and now >= self.restart_at
+                and stopped_at is None
+            ):
                 self._start()
             wake = self._step(now)
+            wakes = [self._step_zombie(zombie, now) for zombie in list(self.zombies)]
             if not stopping and not self.venue.producing and self._caught_up():
                 self.outcome.caught_up = True
                 stopping = True
@@ -391,19 +500,35 @@ class World:
                     self.outcome.phase_when_caught_up = self.current.status.phase
                 self.current.service.request_stop()
             if stopping and self.current is None and self.restart_at is not None:
-                break  # stopped cleanly after catching up
+                stopped_at = now if stopped_at is None else stopped_at
+                if not self.zombies or now >= stopped_at + ZOMBIE_GRACE_S:
+                    break  # stopped cleanly after catching up (and every zombie is gone)
             if now >= settle_until:
                 break
-            candidates = [wake, self.venue.next_event(), self.restart_at]
-            if self._pending:
-                candidates.append(self._pending[0].at)
-            if self.current is not None:
-                candidates += [self.current.producer.next_event(), self._search.next_event()]
-            upcoming = [t for t in candidates if t is not None]
-            self.clock.advance_to(min(max(t, now) for t in upcoming) if upcoming else now + 1.0)
+            restart = self.restart_at if stopped_at is None else stopped_at + ZOMBIE_GRACE_S
+            self.clock.advance_to(self._next_event(now, [wake, *wakes, restart]))
         if self.current is not None:
-            self.outcome.search_requests += self._search.requests
+            self._end(self.current, killed=False)
+        for zombie in self.zombies:
+            self.outcome.zombies_running.append(zombie.number)
+            self._end(zombie, killed=False)
         return self.outcome
+
+    def _next_event(self, now: float, candidates: list[float | None]) -> float:
+        """When something happens next: a process's wake-up, the venue, a fault, Kafka, a search."""
+        candidates.append(self.venue.next_event())
+        if self._pending:
+            candidates.append(self._pending[0].at)
+        for process in [self.current, *self.zombies]:
+            if process is not None and now >= process.frozen_until:
+                candidates += [
+                    process.producer.next_event(),
+                    process.transactions.next_event(),
+                    _commit_due(process.sink, now),
+                    process.search.next_event(),
+                ]
+        upcoming = [t for t in candidates if t is not None]
+        return min(max(t, now) for t in upcoming) if upcoming else now + 1.0
 
     def _step(self, now: float) -> float | None:
         current = self.current
@@ -416,22 +541,65 @@ class World:
             self.outcome.fatal_exits += 1
             self._crash()  # exit 1: the process is gone, with whatever it had in flight
             return None
+        self._claims(current)
         if current.service.finished:
             if current.service.failure is not None:
                 self.outcome.fatal_exits += 1
-            for stream in list(self.venue.streams):
-                stream.cancel()
-            self.outcome.search_requests += self._search.requests
+            self._end(current, killed=False)
             self.current = None
             self.restart_at = now + self.rng.uniform(0.5, 3.0)
             return None
         return now + wait
 
+    def _step_zombie(self, zombie: Incarnation, now: float) -> float | None:
+        if now < zombie.frozen_until:
+            return zombie.frozen_until
+        self.outcome.steps += 1
+        try:
+            wait = zombie.service.step()
+        except FatalProducerError as exc:
+            self.outcome.zombie_exits.append((zombie.number, str(exc), _had_reason_to_stop(zombie)))
+            self.zombies.remove(zombie)
+            self._end(zombie, killed=True)  # exit 1
+            return None
+        self._claims(zombie)
+        if zombie.service.finished:
+            why = f"finished: {zombie.service.failure}"
+            self.outcome.zombie_exits.append((zombie.number, why, _had_reason_to_stop(zombie)))
+            self.zombies.remove(zombie)
+            self._end(zombie, killed=False)
+            return None
+        return now + wait
+
+    def _claims(self, process: Incarnation) -> None:
+        """Note F whenever a process's F moves (what its checkpoints, heartbeats and /status say)."""
+        frontier = process.service.frontier
+        if frontier is not None and frontier.venue_time_ns != process.last_frontier:
+            process.last_frontier = frontier.venue_time_ns
+            self.outcome.frontier_claims.append((self.kafka.serial, frontier.venue_time_ns))
+
     def _caught_up(self) -> bool:
         current = self.current
         if current is None or current.service.frontier is None:
             return False
-        return current.service.frontier.venue_time_ns >= self._last_ns and current.producer.in_flight == 0
+        return current.service.frontier.venue_time_ns >= self._last_ns and current.sink.in_flight == 0
+
+
+def _had_reason_to_stop(process: Incarnation) -> bool:
+    """Whether a process had been told to stop (SIGTERM), or a delivery of its own failed."""
+    return process.service._stop_requested or process.producer.delivery_failed  # the harness looks inside
+
+
+def _commit_due(sink: TransactionalSink, now: float) -> float | None:
+    """When the open transaction will be old enough to commit (production polls every 5 ms meanwhile).
+
+    None when no commit is due later: the sink was polled now, so a due time already passed means
+    the commit started, or the poll failed before it (the process is gone).
+    """
+    if not sink._open or sink._committing:  # the harness looks inside
+        return None
+    due = sink._opened_at + sink._interval_s + 1e-9  # just past it: ``now - opened_at`` rounds down
+    return due if due > now else None
 
 
 def _fields(settings: EngineSettings) -> dict[str, object]:

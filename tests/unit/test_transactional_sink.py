@@ -136,11 +136,31 @@ def test_at_least_once_counts_a_record_as_delivered_when_kafka_acknowledged_it_b
 
 
 def test_a_transaction_is_committed_once_it_holds_max_records_whatever_its_age() -> None:
-    sink, _producer, transactions, _clock, _acknowledged = sink_for(exactly_once=True)
+    sink, producer, transactions, _clock, _acknowledged = sink_for(exactly_once=True)
     for sequence in range(3):
         assert sink.try_publish(record(), HEADERS, sequence)
+    producer.ack_all()
     sink.poll()
     assert transactions.log == ["begin", "commit"]
+
+
+def test_the_commit_is_asked_for_only_once_every_record_of_it_is_acknowledged() -> None:
+    # librdkafka's commit flushes, and a flush runs delivery callbacks on the calling thread (the
+    # commit's worker): nothing may be left to deliver then, or acknowledgements race the engine's.
+    sink, producer, transactions, clock, acknowledged = sink_for(exactly_once=False)
+    assert sink.try_publish(record(), HEADERS, 1)
+    clock.now = 0.1
+    sink.poll()
+    assert transactions.log == ["begin"], "a record of the transaction is not acknowledged yet"
+    assert not sink.try_publish(record(), HEADERS, 2), "the transaction is closed: no record is taken"
+    producer.ack_all()  # served by the engine's own poll
+    assert acknowledged == [1]
+    sink.poll()
+    assert transactions.log == ["begin", "commit"]
+    transactions.finish_commit = True
+    sink.poll()
+    assert sink.in_flight == 0
+    assert sink.try_publish(record(), HEADERS, 2)
 
 
 def test_no_transaction_is_begun_or_committed_while_nothing_is_published() -> None:
