@@ -74,6 +74,7 @@ class TransactionalSink:
         self._commit_started = False  # asked for, once every record of the transaction was acknowledged
         self._held: list[int] = []  # exactly_once: acknowledged, not yet committed
         self._on_committed = on_committed
+        self.commits = 0  # transactions committed
 
     def wrap(self, inner: RecordSink) -> None:
         """Publish through ``inner`` (built with :meth:`acknowledged` as its acknowledgement callback)."""
@@ -142,6 +143,7 @@ class TransactionalSink:
         self._commit_started = False
         self._open = False
         self._records = 0
+        self.commits += 1
         self._on_committed()
         if self._held:
             # Nothing is produced while a commit runs, so every record held now was in this one.
