@@ -241,6 +241,15 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
                     principal, "*", AclOperation.READ, AclPermissionType.ALLOW,
                 )
             )  # fmt: skip
+            # Every record is in a transaction: the connector's transactional.id is
+            # "<connector.name>.<hex>", granted by prefix as the README says.
+            for operation in (AclOperation.WRITE, AclOperation.DESCRIBE):
+                bindings.append(
+                    AclBinding(
+                        ResourceType.TRANSACTIONAL_ID, "pmx-connector.", ResourcePatternType.PREFIXED,
+                        principal, "*", operation, AclPermissionType.ALLOW,
+                    )
+                )  # fmt: skip
         for future in admin.create_acls(bindings).values():
             future.result(timeout=30)
         yield SecureKafka(cluster, pki.ca, passwords)

@@ -17,11 +17,17 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.core.dedup import RecentExecutionIds
 from connector.core.venue_time import NANOS_PER_MILLI
-from connector.kafka.topic_reader import read_since, read_tail, reader_consumer
+from connector.kafka.topic_reader import (
+    first_offset_since,
+    partition_offsets,
+    read_since,
+    read_tail,
+    reader_consumer,
+)
 
 _LOG: Final = logging.getLogger(__name__)
 
@@ -129,8 +135,9 @@ class WarmRecentIdSeeder:
         """
         tail, self._tail = self._tail, None
         if tail is not None and recent_ids is self._recent_ids:
+            caught_up = tail.finish(catch_up=since_ns is not None)
+            # Only now: the tail's thread may have moved its start (a partition it could not place).
             covers = since_ns is not None and since_ns // NANOS_PER_MILLI >= tail.since_ms
-            caught_up = tail.finish(catch_up=covers)
             if covers and caught_up:
                 self.seeded_warm = True
                 _LOG.info(
@@ -183,21 +190,12 @@ class _Tail(threading.Thread):
         topic = self._cold.topic
         try:
             partitions = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics[topic].partitions
-            wanted = [TopicPartition(topic, partition, self.since_ms) for partition in partitions]
-            positions: dict[int, int] = {}  # the next offset to read, per partition
-            for found in consumer.offsets_for_times(wanted, timeout=READ_TIMEOUT_S):
-                high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, found.partition), timeout=READ_TIMEOUT_S
-                )[1]
-                if found.offset < 0:  # nothing since then, or a broker that cannot say (the mock)
-                    self.since_ms = max(self.since_ms, int(time.time() * 1000))  # covered from now on
-                positions[found.partition] = found.offset if found.offset >= 0 else high
+            positions = self._start(consumer, topic, list(partitions))  # the next offset to read
             consumer.assign([TopicPartition(topic, p, offset) for p, offset in positions.items()])
             while True:
                 message = consumer.poll(TAIL_POLL_S)
-                if message is not None and message.error() is None:
-                    self.added += add_execution_ids(self._recent_ids, (message,))
-                    positions[message.partition() or 0] = (message.offset() or 0) + 1
+                if message is not None:
+                    self._take(message, positions)
                 if not self._stopping.is_set():
                     continue
                 with self._lock:
@@ -209,10 +207,35 @@ class _Tail(threading.Thread):
                         p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=READ_TIMEOUT_S)[1]
                         for p in partitions
                     }
-                for position in consumer.position([TopicPartition(topic, p) for p in partitions]):
-                    positions[position.partition] = max(positions[position.partition], position.offset)
+                if message is None:  # only with nothing queued locally is the position what was read
+                    for position in consumer.position([TopicPartition(topic, p) for p in partitions]):
+                        positions[position.partition] = max(positions[position.partition], position.offset)
                 if all(positions[p] >= end for p, end in self._ends.items()):
                     self.caught_up = True
                     return
         finally:
             consumer.close()
+
+    def _start(self, consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:
+        """Each partition's first offset stamped at or after ``since_ms`` (its end if there is none)."""
+        positions: dict[int, int] = {}
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        now_ms = int(time.time() * 1000)
+        for number in partitions:
+            partition = TopicPartition(topic, number)
+            offsets = partition_offsets(consumer, partition, deadline)
+            found = first_offset_since(consumer, partition, self.since_ms, offsets, deadline)
+            if found is None:  # the broker cannot say where (the mock): covered from now on only
+                self.since_ms = max(self.since_ms, now_ms)
+            positions[number] = offsets[1] if found is None else found
+        return positions
+
+    def _take(self, message: Message, positions: dict[int, int]) -> None:
+        """Remember a record's execution ID; an end-of-partition event moves the position past markers."""
+        partition = message.partition() or 0
+        error = message.error()
+        if error is None:
+            self.added += add_execution_ids(self._recent_ids, (message,))
+            positions[partition] = (message.offset() or 0) + 1
+        elif error.code() == KafkaError._PARTITION_EOF:
+            positions[partition] = max(positions[partition], message.offset() or 0)

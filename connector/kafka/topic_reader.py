@@ -85,14 +85,9 @@ def read_since(
     """
 
     def start(consumer: Consumer, partition: TopicPartition, low: int, high: int, deadline: float) -> int:
-        found = _offset_for_time(
-            consumer, TopicPartition(partition.topic, partition.partition, since_ms), deadline
-        )
-        if found >= 0:
-            return max(low, found)
-        newest = _newest_timestamp(consumer, partition, max(low, high - NEWEST_PROBE_RECORDS), high, deadline)
-        if newest is None or newest < since_ms:
-            return high  # nothing at or after the time: nothing to read
+        found = first_offset_since(consumer, partition, since_ms, (low, high), deadline)
+        if found is not None:
+            return found
         _LOG.warning(
             "%s[%d]: the broker cannot find offsets by time; reading its last %d records instead",
             partition.topic,
@@ -102,6 +97,36 @@ def read_since(
         return max(low, high - fallback_last)
 
     return _read(bootstrap_servers, properties, topic, start, timeout_s)
+
+
+def first_offset_since(
+    consumer: Consumer, partition: TopicPartition, since_ms: int, offsets: tuple[int, int], deadline: float
+) -> int | None:
+    """The partition's first offset stamped ``since_ms`` or later (its high offset if none is).
+
+    None when the broker cannot say (the embedded mock answers every time query with -1): its newest
+    record is at or after the time, but the broker names no offset. ``offsets``: (low, high).
+
+    Raises:
+        KafkaUnavailable: Kafka does not answer before ``deadline``.
+    """
+    low, high = offsets
+    if high <= low:
+        return high
+    found = _offset_for_time(
+        consumer, TopicPartition(partition.topic, partition.partition, since_ms), deadline
+    )
+    if found >= 0:
+        return max(low, found)
+    newest = _newest_timestamp(consumer, partition, max(low, high - NEWEST_PROBE_RECORDS), high, deadline)
+    if newest is None or newest < since_ms:
+        return high  # nothing at or after the time
+    return None
+
+
+def partition_offsets(consumer: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """A partition's low and high offsets (retried while its leader is unavailable)."""
+    return _offsets(consumer, partition, deadline)
 
 
 def reader_consumer(bootstrap_servers: str, properties: Mapping[str, object]) -> Consumer:
@@ -236,15 +261,19 @@ def _offsets(consumer: Consumer, partition: TopicPartition, deadline: float) -> 
 
 
 def _offset_for_time(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    """The answer to one time query, retried while the partition answers with an error (no leader)."""
     while True:
         try:
             (found,) = consumer.offsets_for_times([partition], timeout=max(1.0, deadline - time.monotonic()))
-            return int(found.offset)
+            if found.error is None:
+                return int(found.offset)
+            reason = found.error.str()
         except KafkaException as exc:
-            if time.monotonic() >= deadline:
-                msg = f"cannot find offsets by time in {partition.topic}: {_reason(exc)}"
-                raise KafkaUnavailable(msg) from None
-            time.sleep(RETRY_S)
+            reason = _reason(exc)
+        if time.monotonic() >= deadline:
+            msg = f"cannot find offsets by time in {partition.topic}: {reason}"
+            raise KafkaUnavailable(msg)
+        time.sleep(RETRY_S)
 
 
 def _newest_timestamp(

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -73,7 +74,6 @@ class KafkaTransactions:
         self._producer = producer
         self._id = transactional
         self._wake = wake
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-commit")
         self._commit: Future[None] | None = None
 
     @property
@@ -113,8 +113,13 @@ class KafkaTransactions:
             raise self._failure(exc, "begin_transaction") from None
 
     def start_commit(self) -> None:
-        """Commit the open transaction on the worker thread."""
-        self._commit = self._worker.submit(self._run_commit)
+        """Commit the open transaction on a worker thread of its own.
+
+        A daemon thread: a commit that cannot complete (Kafka gone) never holds the process's exit.
+        """
+        commit: Future[None] = Future()
+        self._commit = commit
+        threading.Thread(target=self._run_commit, args=(commit,), name="kafka-commit", daemon=True).start()
 
     def commit_finished(self) -> bool:
         """Whether the commit has completed.
@@ -134,14 +139,18 @@ class KafkaTransactions:
         return True
 
     def close(self) -> None:
-        """Stop the worker thread (after the engine stopped)."""
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        """Forget a commit still running (after the engine stopped; its thread is a daemon)."""
+        self._commit = None
 
-    def _run_commit(self) -> None:
+    def _run_commit(self, commit: Future[None]) -> None:
         try:
             # -1: the transaction's remaining time, as librdkafka recommends (other values risk
             # desynchronising its state when a protocol request fails).
             self._producer.commit_transaction(-1)
+        except BaseException as exc:
+            commit.set_exception(exc)
+        else:
+            commit.set_result(None)
         finally:
             self._wake()
 

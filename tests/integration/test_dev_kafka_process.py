@@ -232,6 +232,7 @@ def test_dev_kafka_has_the_connectors_topics_so_run_works_out_of_the_box(tmp_pat
             "pmx.connector.heartbeats": 6,
             "pmx.connector.checkpoints": 1,
             "pmx.connector.dlq": 6,
+            "pmx.connector.leader": 1,  # the leader election's (connector.leader_election)
         }
         bare_topics = Producer({"bootstrap.servers": bare_ready["bootstrap_servers"]}).list_topics(timeout=10)
         assert not [name for name in bare_topics.topics if name.startswith("pmx.")]
