@@ -107,7 +107,8 @@ class WarmRecentIdSeeder:
     which fenced the old leader and aborted its open transaction, so nothing more can appear behind
     the end offsets), the tail reads up to the topic's current end and stops: the set then holds
     every ID since the tail began, and the seed costs the last few records instead of the whole
-    window. If the tail began after the point the seed must cover, or the set overflowed (it forgot
+    window. A tail that begins before the topic exists (beside the first leader, which makes it) waits
+    for it. If the tail began after the point the seed must cover, or the set overflowed (it forgot
     IDs), or the tail failed, the seed is the cold one (:class:`KafkaRecentIdSeeder`).
 
     The set belongs to the tail thread until the seed has joined it; the engine touches it only after.
@@ -189,8 +190,10 @@ class _Tail(threading.Thread):
         consumer = reader_consumer(self._cold.bootstrap_servers, self._cold.properties)
         topic = self._cold.topic
         try:
-            partitions = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics[topic].partitions
-            positions = self._start(consumer, topic, list(partitions))  # the next offset to read
+            partitions = self._partitions(consumer, topic)
+            if partitions is None:
+                return  # stopped before the topic existed: not caught up, the seed is cold
+            positions = self._start(consumer, topic, partitions)  # the next offset to read
             consumer.assign([TopicPartition(topic, p, offset) for p, offset in positions.items()])
             while True:
                 message = consumer.poll(TAIL_POLL_S)
@@ -211,10 +214,20 @@ class _Tail(threading.Thread):
                     for position in consumer.position([TopicPartition(topic, p) for p in partitions]):
                         positions[position.partition] = max(positions[position.partition], position.offset)
                 if all(positions[p] >= end for p, end in self._ends.items()):
-                    self.caught_up = True
+                    # A partition added while the tail ran was never read: only a cold seed covers it.
+                    self.caught_up = self._partitions(consumer, topic) == partitions
                     return
         finally:
             consumer.close()
+
+    def _partitions(self, consumer: Consumer, topic: str) -> list[int] | None:
+        """The topic's partitions once it exists (the first leader may not have made it yet); None: stop."""
+        while True:
+            metadata = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics.get(topic)
+            if metadata is not None and metadata.error is None and metadata.partitions:
+                return sorted(metadata.partitions)
+            if self._stopping.wait(TAIL_POLL_S):
+                return None
 
     def _start(self, consumer: Consumer, topic: str, partitions: list[int]) -> dict[int, int]:
         """Each partition's first offset stamped at or after ``since_ms`` (its end if there is none)."""

@@ -4,7 +4,8 @@ Each scenario runs the venue simulator (seeded order flow at 20 updates/s) and t
 processes on the session's real cluster (replication 3, ``min.insync.replicas`` 2), the connector
 creating its own topics, then injects one fault:
 
-- SIGKILL of the node leading the executions topic's partition 0, mid-stream (leader election);
+- SIGKILL of the node leading the executions topic's partition 0, mid-stream (leader election: the
+  producer follows the new leader while the old one is still down);
 - SIGSTOP of that leader for longer than the producer's request timeout (the node is fenced, the
   leadership moves, the paused node's requests time out), then SIGCONT;
 - the whole cluster SIGKILLed and restarted, mid-stream;
@@ -27,7 +28,7 @@ from typing import Any
 import requests
 
 from tests.chaos import CATCH_UP_TIMEOUT_S, Figures, Stack, stack, streaming, verify, wait_until
-from tests.kafka_cluster import KafkaCluster
+from tests.kafka_cluster import ClusterError, KafkaCluster
 from tests.process_stack import stop
 
 FLOW_BEFORE_FAULT_S = 4.0
@@ -121,18 +122,40 @@ def assert_journal_holds(figures: Figures, observed: Observed, seen: dict[str, A
 
 def test_sigkill_of_the_partition_leader_mid_stream(tmp_path: Path, real_kafka: KafkaCluster) -> None:
     def kill_leader(running: Stack, observed: Observed) -> dict[str, Any]:
-        leader = real_kafka.leader(running.topic("executions"), 0)
+        topic = running.topic("executions")
+        leader = real_kafka.leader(topic, 0)
         before = observed.acknowledged_executions()
         real_kafka.node(leader).kill()
+        killed_at = time.monotonic()
+        # The controller moves the leadership after the broker session timeout (6 s); when the node
+        # was also the transaction coordinator, commits wait for its successor too: under load this
+        # takes longer than NODE_DOWN_S, so the test waits (with the node still down) for the evidence.
         time.sleep(NODE_DOWN_S)
+        wait_until(lambda: leader_other_than(topic, leader), CATCH_UP_TIMEOUT_S, "a new partition leader")
+        wait_until(
+            lambda: observed.acknowledged_executions() > before,
+            CATCH_UP_TIMEOUT_S,
+            "an acknowledgement with the old leader still down",
+        )
+        acknowledged_again_s = round(time.monotonic() - killed_at, 1)
         during = observed.acknowledged_executions() - before
-        new_leader = real_kafka.leader(running.topic("executions"), 0)
+        new_leader = real_kafka.leader(topic, 0)
         real_kafka.restart(leader)
-        return {"killed": leader, "new_leader": new_leader, "acknowledged_while_down": during}
+        return {
+            "killed": leader,
+            "new_leader": new_leader,
+            "acknowledged_while_down": during,
+            "acknowledged_again_s": acknowledged_again_s,
+        }
+
+    def leader_other_than(topic: str, old: int) -> bool:
+        try:
+            return real_kafka.leader(topic, 0) != old
+        except ClusterError:  # no leader yet
+            return False
 
     figures, seen, observed = run_fault_scenario("leader SIGKILL", tmp_path, real_kafka, kill_leader)
-    assert seen["new_leader"] != seen["killed"], seen
-    assert seen["acknowledged_while_down"] > 0, f"the producer did not follow the new leader: {seen}"
+    assert seen["new_leader"] != seen["killed"], seen  # (and the fault waited for acknowledgements)
     assert_journal_holds(figures, observed, seen, tmp_path)
 
 

@@ -231,3 +231,28 @@ def test_a_standbys_warm_seed_holds_every_committed_id_since_it_began_tailing_an
     fresh = RecentExecutionIds(10_000)
     assert again.seed(fresh, time.time_ns() - 3600 * 10**9) == 300
     assert not again.seeded_warm
+
+
+def test_a_standby_that_began_tailing_before_the_topic_existed_still_seeds_every_committed_id(
+    real_kafka: KafkaCluster,
+) -> None:
+    # A standby starts beside the first leader, which creates the topics: the tail begins first.
+    bootstrap = real_kafka.bootstrap_servers
+    topic = f"t{uuid.uuid4().hex[:10]}.executions"
+    cold = KafkaRecentIdSeeder(bootstrap_servers=bootstrap, properties={}, topic=topic)
+    recent_ids = RecentExecutionIds(10_000)
+    warm = WarmRecentIdSeeder(cold, recent_ids, lookback_s=60)
+    warm.start_tailing()
+    time.sleep(1.0)  # the tail has looked for the topic and not found it
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for number in range(200):
+        producer.produce(topic, b"v", b"order-%d" % (number % 7), headers=[("execution_id", b"E%d" % number)])
+    producer.commit_transaction(30)
+    wait_for_markers(bootstrap, topic, partitions=3)
+    seeded = warm.seed(recent_ids, time.time_ns() - 30 * 10**9)
+    assert seeded == 200, f"the seed holds {seeded} of the 200 committed IDs (warm: {warm.seeded_warm})"
+    assert all(f"E{n}" in recent_ids for n in range(200))
