@@ -106,6 +106,43 @@ class VenueSettings(_Section):
     accounts: tuple[str, ...] = Field((), description="account filter; empty means all of the user's")
     heartbeat_timeout_s: PositiveSeconds = Field(90.0, description="silence after which the stream is dead")
     max_receive_message_bytes: int = Field(64 * 1024 * 1024, ge=4 * 1024 * 1024)
+    sources: tuple[Literal["order_stream", "drop_copy"], ...] = Field(
+        ("order_stream",),
+        description="the venue streams to publish: order_stream (the user's orders and executions), "
+        "drop_copy (the firm's executions, resumable), or both",
+    )
+    drop_copy_firms: tuple[str, ...] = Field(
+        (), description="Drop Copy firm filter; empty means the caller's firm (venue.participant_id's)"
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_are_distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            msg = "must name at least one of order_stream, drop_copy"
+            raise ValueError(msg)
+        if len(set(value)) != len(value):
+            msg = f"names a source twice: {list(value)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("drop_copy_firms")
+    @classmethod
+    def _firms_are_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not firm.strip() for firm in value):
+            msg = "holds an empty firm ID"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def order_stream(self) -> bool:
+        """Whether the order stream is a source."""
+        return "order_stream" in self.sources
+
+    @property
+    def drop_copy(self) -> bool:
+        """Whether Drop Copy is a source."""
+        return "drop_copy" in self.sources
 
     @field_validator("rest_url")
     @classmethod

@@ -30,6 +30,7 @@ from connector.core.record_schemas import RecordType, schema_dict
 from connector.core.transcoder import Transcoder
 from connector.core.watermark import Watermark
 from connector.engine.backfill import BackfillTuning
+from connector.engine.dropcopy import DropCopyPorts
 from connector.engine.pipeline import Topics, VenueDecoder
 from connector.engine.ports import Clock, ExecutionSearch, StartupStep, StreamOpener, SystemClock
 from connector.engine.recovery import HoldBackLimits
@@ -51,8 +52,9 @@ from connector.kafka.recent_ids import KafkaRecentIdSeeder, WarmRecentIdSeeder
 from connector.kafka.topics import TOPIC_ROLE, check_topics, leader_topic, topic_names
 from connector.kafka.transactions import KafkaTransactions, transactional_id
 from connector.observability.http import HealthServer
-from connector.observability.metrics import Metrics
+from connector.observability.metrics import DropCopyMetrics, Metrics
 from connector.venue.auth import TokenProvider, load_private_key
+from connector.venue.dropcopy import DropCopyClient
 from connector.venue.search import ExecutionSearchClient, ThreadedSearch
 from connector.venue.stream import OrderStreamClient, open_channel
 
@@ -248,12 +250,18 @@ def build(settings: Settings) -> BuiltService:
     )
     tokens = build_tokens(settings, metrics)
     doorbell = Doorbell()
-    stream_client = OrderStreamClient(open_channel(settings.venue), settings.venue, tokens.token)
+    channel = open_channel(settings.venue)
+    stream_client = OrderStreamClient(channel, settings.venue, tokens.token)
+    dropcopy = None
+    if settings.venue.drop_copy:
+        dropcopy_client = DropCopyClient(channel, settings.venue, tokens.token)
+        dropcopy = DropCopyPorts(dropcopy_client.opener(doorbell.ring), DropCopyMetrics(metrics.registry))
     search = ThreadedSearch(execution_search(settings, tokens), doorbell.ring)
     election = build_election(settings, status) if settings.connector.leader_election else None
     engine = build_engine(
         settings,
-        open_stream=stream_client.opener(doorbell.ring),
+        open_stream=stream_client.opener(doorbell.ring) if settings.venue.order_stream else None,
+        dropcopy=dropcopy,
         search=search,
         invalidate_token=tokens.invalidate,
         metrics=metrics,
@@ -314,7 +322,7 @@ class Engine:
 def build_engine(
     settings: Settings,
     *,
-    open_stream: StreamOpener,
+    open_stream: StreamOpener | None,
     search: ExecutionSearch,
     invalidate_token: Callable[[], None],
     metrics: Metrics,
@@ -323,6 +331,7 @@ def build_engine(
     wake: Callable[[], None] = lambda: None,
     leads: Callable[[], bool] = lambda: True,
     warm_standby: bool = False,
+    dropcopy: DropCopyPorts | None = None,
 ) -> Engine:
     """The engine with every Kafka adapter, given the venue's side (the stream and the search).
 
@@ -330,6 +339,7 @@ def build_engine(
     a record counts as delivered when Kafka acknowledges it or when its transaction commits);
     ``wake`` rings when a commit ends. ``warm_standby``: the seeder can tail the executions topic
     while the instance stands by (:class:`~connector.kafka.recent_ids.WarmRecentIdSeeder`).
+    ``open_stream`` None: the order stream is not a source; ``dropcopy``: Drop Copy is.
     """
     topics = topic_names(settings)
     subscription = subscription_key(settings)
@@ -400,6 +410,7 @@ def build_engine(
         status=status,
         invalidate_token=invalidate_token,
         leads=leads,
+        dropcopy=dropcopy,
     )
     return Engine(service, publisher, transactions, sink, warm_seeder)
 

@@ -37,6 +37,7 @@ class GapReason(StrEnum):
     REST_EXHAUSTED = "rest_exhausted"
     BEYOND_RETENTION = "beyond_retention"
     CANCEL_REJECTS_UNRECOVERABLE = "cancel_rejects_unrecoverable"
+    DROPCOPY_RESUME_REFUSED = "dropcopy_resume_refused"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ Python protobuf object is ever built on the hot path. What each member of the re
 - ``snapshot`` -> one OrderSnapshotEvent per order (Kafka timestamp: ``processed_sent_time``);
 - ``update`` -> one ExecutionEvent per execution (timestamp and proof: ``transact_time``), and a
   CancelRejectEvent for ``cancel_reject`` (proof: its ``transact_time`` when it has one);
+- a Drop Copy ``CreateDropCopySubscriptionResponse`` -> its ``resume_token`` and one
+  ExecutionEvent per execution (source ``DROP_COPY``);
 - an event the venue sent that cannot become a record -> a dead letter: its raw protobuf bytes for
   the DLQ topic, keyed by its order ID, with ``error`` and ``error_type`` headers, in its place in
   wire order. Only venue data is dead-lettered: any other exception is a bug of the connector and
@@ -26,8 +28,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from google.protobuf.message import DecodeError
+
 from connector import __version__
-from connector._pb.polymarket.v1 import trading_pb2
+from connector._pb.polymarket.v1 import dropcopy_pb2, trading_pb2
 from connector.core.backfill_plan import Gap
 from connector.core.mapping import EventContext, Source
 from connector.core.record_schemas import RecordType
@@ -53,6 +57,15 @@ Encoder = Callable[[Mapping[str, Any], str], bytes]  # (record, topic) -> value
 # A named tuple built from a tuple of all its fields, without the Python-level __new__ its call runs
 # (on the hot path: one per execution, one per response).
 _new: Final = tuple.__new__
+
+
+@dataclass(frozen=True, slots=True)
+class DropCopyBatch:
+    """One Drop Copy response, decoded: its resume token and the records of its executions."""
+
+    resume_token: bytes
+    records: tuple[OutRecord, ...]
+    executions: int  # how many the venue sent (each is a record: an ExecutionEvent or a dead letter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +229,21 @@ class VenueDecoder:
             execution_id,
         )
 
+    def dropcopy_batch(self, data: bytes, received_ns: int) -> DropCopyBatch:
+        """Decode one ``CreateDropCopySubscriptionResponse`` from its wire bytes.
+
+        Raises:
+            TranscodeError: the bytes are not a response at all (``error_type`` ``DecodeError``).
+        """
+        try:
+            response = dropcopy_pb2.CreateDropCopySubscriptionResponse.FromString(data)
+        except DecodeError as exc:
+            msg = f"not a CreateDropCopySubscriptionResponse: {exc}"
+            raise TranscodeError(msg, error_type="DecodeError") from None
+        context = EventContext(Source.DROP_COPY, "", None, received_ns, self._connector)
+        records = tuple(self.execution(execution, context) for execution in response.executions)
+        return DropCopyBatch(response.resume_token, records, len(records))
+
     def _dead_letter(
         self, letter: DeadLetter, source: str, session_id: str, sent_ns: int | None
     ) -> OutRecord:
@@ -241,7 +269,9 @@ class VenueDecoder:
             execution_id=execution_id,
         )
 
-    def unreadable(self, data: bytes, error: TranscodeError, received_ns: int) -> OutRecord:
+    def unreadable(
+        self, data: bytes, error: TranscodeError, received_ns: int, source: Source = Source.STREAM
+    ) -> OutRecord:
         """The dead letter of a whole response that is not valid protobuf (its raw bytes)."""
         _LOG.error(
             "an unreadable venue response (%d bytes) sent to the dead-letter topic: %s", len(data), error
@@ -251,7 +281,7 @@ class VenueDecoder:
             "response",
             data,
             b"",
-            source=Source.STREAM.value.lower(),
+            source=source.value.lower(),
             session_id="",
             timestamp_ns=received_ns,
             reason=error.error_type,

@@ -8,11 +8,14 @@ has something).
 
 - :class:`Clock` — monotonic seconds for timers, wall nanoseconds for venue-time decisions;
 - :class:`VenueStream` / :class:`StreamOpener` — one open order stream: take the next response;
+- :class:`DropCopyOpener` — opens a Drop Copy stream (a :class:`VenueStream` too) from a
+  :class:`DropCopyResume`;
 - :class:`ExecutionSearch` — the REST execution search, one page request at a time;
 - :class:`RecordSink` — the Kafka producer: publish without blocking, serve acknowledgements;
 - :class:`Transactions` — that producer's Kafka transactions: begin, and commit without blocking;
-- :class:`CheckpointStore`, :class:`RecentIdSeeder` — what a start reads back from Kafka;
-- :class:`Observer` — metrics (no effect on delivery).
+- :class:`CheckpointStore` (a :class:`Checkpoint`), :class:`RecentIdSeeder` — what a start reads back
+  from Kafka;
+- :class:`Observer`, :class:`DropCopyObserver` — metrics (no effect on delivery).
 """
 
 from __future__ import annotations
@@ -93,6 +96,33 @@ class StreamOpener(Protocol):
 
     def __call__(self) -> VenueStream:
         """Open the stream.
+
+        Raises:
+            TokenEndpointUnavailable: no token now (retried with backoff).
+            CredentialsRefused: the token endpoint refused the client (fatal).
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class DropCopyResume:
+    """Where a Drop Copy stream starts: just after ``token``; else at ``time_ns``; else live."""
+
+    token: bytes = b""
+    time_ns: int | None = None
+
+    @property
+    def mode(self) -> str:
+        """``token``, ``time`` or ``live`` (the ``resume`` of ``/status`` and the refusal metric)."""
+        if self.token:
+            return "token"
+        return "time" if self.time_ns is not None else "live"
+
+
+class DropCopyOpener(Protocol):
+    """Opens a ``CreateDropCopySubscription`` call (a fresh call with a current token)."""
+
+    def __call__(self, resume: DropCopyResume, /) -> VenueStream:
+        """Open the stream; its responses are ``CreateDropCopySubscriptionResponse`` wire bytes.
 
         Raises:
             TokenEndpointUnavailable: no token now (retried with backoff).
@@ -200,10 +230,25 @@ class Transactions(Protocol):
         """
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """What a checkpoint holds: F, and the Drop Copy position confirmed with it.
+
+    ``dropcopy_token`` is the resume token of the newest Drop Copy batch Kafka has acknowledged in
+    full (empty: none yet), and ``dropcopy_time_ns`` the newest ``transact_time`` among the
+    executions up to it: every Drop Copy execution before the token is in Kafka, so a resume by time
+    (when the venue refuses the token) starts there.
+    """
+
+    frontier: Position | None
+    dropcopy_token: bytes = b""
+    dropcopy_time_ns: int | None = None
+
+
 class CheckpointStore(Protocol):
     """The compacted checkpoint topic: the last checkpoint of this connector and subscription."""
 
-    def read(self) -> Position | None:
+    def read(self) -> Checkpoint | None:
         """The last checkpoint, or None when there is none.
 
         Raises:
@@ -211,8 +256,8 @@ class CheckpointStore(Protocol):
             RuntimeFailure: the checkpoint cannot be read or decoded.
         """
 
-    def record(self, position: Position, written_ns: int) -> OutRecord:
-        """The checkpoint record for ``position``, ready to publish."""
+    def record(self, checkpoint: Checkpoint, written_ns: int) -> OutRecord:
+        """The checkpoint record, ready to publish."""
 
 
 class RecentIdSeeder(Protocol):
@@ -280,3 +325,22 @@ class Observer(Protocol):
 
     def in_flight(self, records: int) -> None:
         """Records produced and not yet acknowledged."""
+
+
+class DropCopyObserver(Protocol):
+    """What the Drop Copy feed tells the metrics; no effect on delivery."""
+
+    def connected(self, connected: bool) -> None:
+        """The Drop Copy stream opened (its first response came) or closed."""
+
+    def reconnect(self, reason: str) -> None:
+        """The stream ended and will be reopened (reason: eof, unavailable, stall, ...)."""
+
+    def executions(self, count: int) -> None:
+        """Drop Copy executions arrived (before deduplication)."""
+
+    def resume_refused(self, resume: str) -> None:
+        """The venue refused where the stream asked to start (``token`` or ``time``)."""
+
+    def token_confirmed(self) -> None:
+        """A newer resume token's batch is acknowledged (the next checkpoint holds it)."""

@@ -46,7 +46,7 @@ from typing import Any, Final
 from connector.core.backfill_plan import Gap, GapReason, RecoveryMargins
 from connector.core.dedup import RecentExecutionIds
 from connector.core.mapping import EventContext, Source
-from connector.core.pacing import FullJitterBackoff, RequestPacer
+from connector.core.pacing import RequestPacer
 from connector.core.records import (
     RELAXED_ORDERING,
     Headers,
@@ -60,9 +60,11 @@ from connector.core.transcoder import TranscodeError
 from connector.core.venue_time import iso_from_ns, seconds_to_ns
 from connector.core.watermark import Position, Watermark
 from connector.engine.backfill import BackfillTuning
+from connector.engine.dropcopy import DropCopyFeed, DropCopyPorts
 from connector.engine.frontier import Frontier
 from connector.engine.pipeline import VenueDecoder, refused_dead_letter
 from connector.engine.ports import (
+    Checkpoint,
     CheckpointStore,
     Clock,
     Disposition,
@@ -75,8 +77,9 @@ from connector.engine.ports import (
     StreamOpener,
     VenueStream,
 )
+from connector.engine.reconnect import ReconnectPolicy, reconnect_reason
 from connector.engine.recovery import HoldBackLimits, RecoverySession
-from connector.engine.status import Phase, ServiceStatus
+from connector.engine.status import DropCopyStatus, Phase, ServiceStatus
 from connector.errors import (
     FatalProducerError,
     LeadershipLost,
@@ -89,10 +92,6 @@ from connector.errors import (
 
 _LOG: Final = logging.getLogger(__name__)
 
-BACKOFF_BASE_S: Final = 1.0
-BACKOFF_MAX_S: Final = 30.0
-BACKOFF_RESOURCE_EXHAUSTED_MAX_S: Final = 300.0
-HEALTHY_RESET_S: Final = 60.0
 MAX_MESSAGES_PER_STEP: Final = 256
 ACK_POLL_S: Final = 0.005  # while records are in flight, serve acknowledgements this often
 MAX_IDLE_S: Final = 1.0
@@ -101,14 +100,6 @@ PRODUCER_STALL_S: Final = 5.0
 FINAL_FLUSH_S: Final = 5.0
 SEED_SLACK_S: Final = 1.0
 HEADER_CACHE_SIZE: Final = 64
-
-RECONNECT_REASONS: Final = {
-    "EOF": "eof",
-    "UNAVAILABLE": "unavailable",
-    "STALL": "stall",
-    "UNAUTHENTICATED": "unauthenticated",
-    "RESOURCE_EXHAUSTED": "resource_exhausted",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +139,7 @@ class ConnectorService:
         *,
         settings: EngineSettings,
         clock: Clock,
-        open_stream: StreamOpener,
+        open_stream: StreamOpener | None,
         search: ExecutionSearch,
         sink: RecordSink,
         watermark: Watermark,
@@ -162,6 +153,7 @@ class ConnectorService:
         invalidate_token: Callable[[], None],
         rng: random.Random | None = None,
         leads: Callable[[], bool] = lambda: True,
+        dropcopy: DropCopyPorts | None = None,
     ) -> None:
         """Wire the service (the composition root builds every collaborator; no I/O here).
 
@@ -169,8 +161,16 @@ class ConnectorService:
         the start-up steps succeeded (the registry's schema IDs frame the records). ``leads`` says
         whether this instance still leads (``connector.leader_election``); once it says no, the
         service stops reading at once and stops with :class:`~connector.errors.LeadershipLost`.
+        ``open_stream`` None: the order stream is not a source (``venue.sources``); ``dropcopy``: Drop
+        Copy is a source (:mod:`connector.engine.dropcopy`): how to open its stream, and its metrics.
         """
         self._leads = leads
+        self._dropcopy_ports = dropcopy
+        self._dropcopy: DropCopyFeed | None = None
+        self._invalidate_token = invalidate_token
+        self._rng = rng
+        status.order_stream = open_stream is not None
+        status.drop_copy = DropCopyStatus() if dropcopy is not None else None
         self._settings = settings
         self._executions_topic = settings.executions_topic
         self._dlq_topic = settings.dlq_topic
@@ -187,9 +187,8 @@ class ConnectorService:
         self._recent_ids = recent_ids
         self._observer = observer
         self._status = status
-        self._invalidate_token = invalidate_token
         now = clock.monotonic()
-        self._backoff = FullJitterBackoff(BACKOFF_BASE_S, BACKOFF_MAX_S, rng)
+        self._backoff = ReconnectPolicy(invalidate_token, rng)
         self._pacer = RequestPacer(settings.requests_per_minute, now)
         self._lifecycle = _Lifecycle.STARTING
         self._retry_at = now
@@ -206,7 +205,6 @@ class ConnectorService:
         self._stream_opened_at = now
         self._last_item_at = now
         self._reconnect_at = now
-        self._reauthenticated = False
         # timers
         self._next_heartbeat_record = now
         self._next_checkpoint = now + settings.checkpoint_interval_s
@@ -325,19 +323,16 @@ class ConnectorService:
             self._decoder = self._decoder or self._make_decoder()
             self._status.phase = Phase.WAITING_FOR_KAFKA.value
             checkpoint = self._checkpoints.read()
-            resume = checkpoint or self._start_from()
-            since = None
-            if resume is not None:
-                since = resume.venue_time_ns - seconds_to_ns(self._settings.margins.before_s + SEED_SLACK_S)
-            self._seeder.seed(self._recent_ids, since)
+            resume = (checkpoint.frontier if checkpoint is not None else None) or self._start_from()
+            self._seeder.seed(self._recent_ids, self._seed_since(resume, checkpoint))
         except TransientFailure as exc:
             delay = self._backoff.next_delay()
             self._status.last_error = f"{exc} (retrying in {delay:.1f} s)"
             _LOG.warning("%s", self._status.last_error)
             self._retry_at = now + delay
             return delay
-        if checkpoint is not None:
-            _LOG.info("resuming from the checkpoint at %s", iso_from_ns(checkpoint.venue_time_ns))
+        if checkpoint is not None and checkpoint.frontier is not None:
+            _LOG.info("resuming from the checkpoint at %s", iso_from_ns(checkpoint.frontier.venue_time_ns))
         elif resume is not None:
             _LOG.info(
                 "no checkpoint: starting from connector.start_from %s", iso_from_ns(resume.venue_time_ns)
@@ -345,6 +340,8 @@ class ConnectorService:
         else:
             _LOG.info("no checkpoint: starting from now")
         self._frontier = Frontier(self._watermark, resume)
+        if self._dropcopy_ports is not None:
+            self._dropcopy = self._dropcopy_feed(self._dropcopy_ports, checkpoint, resume)
         self._status.last_error = None
         self._status.phase = Phase.CONNECTING.value
         self._backoff.reset()
@@ -355,6 +352,43 @@ class ConnectorService:
         self._report(now)
         return 0.0
 
+    def _seed_since(self, resume: Position | None, checkpoint: Checkpoint | None) -> int | None:
+        """From where the recent-ID set must cover what may come again (None: the newest records).
+
+        A resume re-reads from its point less the backfill margin; Drop Copy replays from its
+        confirmed token, which may be older than F when the order stream leads F.
+        """
+        times = [resume.venue_time_ns] if resume is not None else []
+        if checkpoint is not None and checkpoint.dropcopy_time_ns is not None and self._dropcopy_ports:
+            times.append(checkpoint.dropcopy_time_ns)
+        if not times:
+            return None
+        return min(times) - seconds_to_ns(self._settings.margins.before_s + SEED_SLACK_S)
+
+    def _dropcopy_feed(
+        self, ports: DropCopyPorts, checkpoint: Checkpoint | None, resume: Position | None
+    ) -> DropCopyFeed:
+        status = self._status.drop_copy
+        assert status is not None  # noqa: S101 - set with the ports
+        settings = self._settings
+        return DropCopyFeed(
+            host=self,
+            open_stream=ports.open_stream,
+            decoder=self.decoder,
+            watermark=self._watermark,
+            clock=self._clock,
+            observer=ports.observer,
+            status=status,
+            checkpoint=checkpoint,
+            start_ns=resume.venue_time_ns if resume is not None else None,
+            margin_s=settings.margins.before_s,
+            after_s=settings.margins.after_s,
+            silence_s=settings.heartbeat_timeout_s,
+            owns_frontier=self._open_stream is None,
+            invalidate_token=self._invalidate_token,
+            rng=self._rng,
+        )
+
     def _start_from(self) -> Position | None:
         start = self._settings.start_from_ns
         return None if start is None else Position(start, "", "")
@@ -363,11 +397,19 @@ class ConnectorService:
 
     def _run_stream(self, now: float) -> float:
         self._check_leadership()  # before anything more is read (a thawed process stops here)
+        wake = math.inf
+        if self._dropcopy is not None:
+            wake = self._dropcopy.step(now)
+        if self._open_stream is None:
+            return wake
+        return min(wake, self._run_order_stream(now, self._open_stream))
+
+    def _run_order_stream(self, now: float, open_stream: StreamOpener) -> float:
         if self._stream is None:
             if now < self._reconnect_at:
                 self._status.phase = Phase.RECONNECTING.value
                 return self._reconnect_at
-            self._open(now)
+            self._open(now, open_stream)
         stream = self._stream
         if stream is None:
             return self._reconnect_at
@@ -409,10 +451,10 @@ class ConnectorService:
                 return math.inf  # the response ended the stream
         return now  # more may be waiting: step again at once
 
-    def _open(self, now: float) -> None:
+    def _open(self, now: float, open_stream: StreamOpener) -> None:
         self._status.phase = Phase.CONNECTING.value
         try:
-            self._stream = self._open_stream()
+            self._stream = open_stream()
         except TokenEndpointUnavailable as exc:
             delay = self._backoff.next_delay()
             self._status.last_error = f"{exc} (retrying in {delay:.1f} s)"
@@ -491,7 +533,7 @@ class ConnectorService:
         self._status.session_id = session_id
         self._status.phase = Phase.RECOVERING.value
         self._session_id = session_id
-        self._reauthenticated = False
+        self._backoff.answered()
         self._observer.stream_connected(True)
         _LOG.info("order stream connected (session %s)", session_id)
 
@@ -503,28 +545,24 @@ class ConnectorService:
         if self._status.connected:
             self._observer.stream_connected(False)
         self._status.connected = False
-        if now - self._stream_opened_at >= HEALTHY_RESET_S:
-            self._backoff.reset()
         self._status.last_error = str(ended)
         self._status.reconnects += 1
-        self._observer.reconnect(RECONNECT_REASONS.get(ended.status, "other"))
+        self._observer.reconnect(reconnect_reason(ended))
         _LOG.warning("%s", ended)
         if ended.disposition is Disposition.FATAL:
             msg = f"the venue refused the subscription: {ended.status}: {ended.details}"
             raise StreamRefused(msg)
-        delay = self._backoff.next_delay()
-        if ended.disposition is Disposition.REAUTHENTICATE:
-            self._invalidate_token()
-            if not self._reauthenticated:
-                self._reauthenticated = True
-                delay = 0.0
-        elif ended.disposition is Disposition.BACK_OFF_LONG:
-            delay = self._backoff.next_delay(BACKOFF_RESOURCE_EXHAUSTED_MAX_S)
+        delay = self._backoff.after(ended, now - self._stream_opened_at)
         self._reconnect_at = now + delay
         if delay > 0:
             _LOG.info("reconnecting in %.1f s", delay)
 
     # ----------------------------------------------------------------------------- publishing
+
+    @property
+    def backlogged(self) -> bool:
+        """Whether records wait for the producer (then no stream is read: the venue is pushed back)."""
+        return bool(self._outbox)
 
     def emit(self, record: OutRecord, *, relaxed: bool = False) -> None:
         """Deduplicate, number and publish one record (behind any the outbox holds: in order)."""
@@ -631,9 +669,11 @@ class ConnectorService:
         acknowledged records, so the checkpoint is true in any order with the data records.
         """
         frontier = self._frontier.value()
-        if frontier is None or self._queued_checkpoint is not None:
+        token, token_time_ns = self._dropcopy.confirmed if self._dropcopy is not None else (b"", None)
+        if (frontier is None and not token) or self._queued_checkpoint is not None:
             return False
-        record = self._checkpoints.record(frontier, self._clock.time_ns())
+        checkpoint = Checkpoint(frontier, token, token_time_ns)
+        record = self._checkpoints.record(checkpoint, self._clock.time_ns())
         handed_over = self._hand_over_own(record)
         if handed_over is not False:
             return bool(handed_over)
@@ -691,6 +731,11 @@ class ConnectorService:
         self._observer.holdback_overflow()
         self._status.holdback_overflows += 1
 
+    def begin_recovery(self) -> None:
+        """A Drop Copy stream opened and Drop Copy is the only source: F waits for its first batch."""
+        self._frontier.begin_recovery()
+        self._status.phase = Phase.RECOVERING.value
+
     def recovered(self, barrier: int, proven_ns: int | None) -> None:
         """The current session published its recovery; F moves on once ``barrier`` is acknowledged."""
         self._frontier.recovery_published(barrier, proven_ns)
@@ -731,6 +776,8 @@ class ConnectorService:
         if self._stream is not None:
             self._stream.cancel()
             self._stream = None
+        if self._dropcopy is not None:
+            self._dropcopy.cancel()
         if self._session is not None:
             self._session.abandon()
             self._session = None

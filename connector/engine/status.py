@@ -43,6 +43,20 @@ class Role(StrEnum):
 
 
 @dataclass(slots=True)
+class DropCopyStatus:
+    """The Drop Copy stream's part of ``/status`` (``venue.sources`` holds ``drop_copy``)."""
+
+    connected: bool = False
+    resume: str = "live"  # how the current (or last) stream started: token, time or live
+    confirmed_token: bool = False  # whether a resume token is confirmed (the checkpoint holds it)
+    confirmed_token_at: str | None = None  # wall time the newest one was confirmed
+    batches: int = 0
+    refusals: int = 0  # resume positions the venue refused
+    reconnects: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
 class ServiceStatus:
     """What the service reports about itself (written by the engine, read by HTTP)."""
 
@@ -65,6 +79,8 @@ class ServiceStatus:
     last_gap: dict[str, Any] | None = None
     last_checkpoint: str | None = None
     leadership: dict[str, Any] | None = None  # connector.leader_election: the election's state
+    order_stream: bool = True  # whether the order stream is a source (venue.sources)
+    drop_copy: DropCopyStatus | None = None  # venue.sources holds drop_copy
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     loop_tick_monotonic: float = field(default_factory=time.monotonic)
 
@@ -81,8 +97,10 @@ class ServiceStatus:
         reasons: list[str] = []
         if self.role == Role.STANDBY.value:  # warm and waiting: ready (a rollout waits for readiness)
             return reasons if self.loop_alive() else ["standby loop not ticking"]
-        if not self.connected:
+        if self.order_stream and not self.connected:
             reasons.append("venue stream not connected")
+        if self.drop_copy is not None and not self.drop_copy.connected:
+            reasons.append("drop copy stream not connected")
         if not self.producer_healthy:
             reasons.append("producer unhealthy")
         if not self.loop_alive():
@@ -93,5 +111,6 @@ class ServiceStatus:
         """The ``/status`` document."""
         document = asdict(self)
         document.pop("loop_tick_monotonic")
+        document.pop("order_stream")
         document["ready"] = not self.not_ready_reasons()
         return document

@@ -16,6 +16,7 @@ from typing import Final
 from connector.core.record_schemas import RecordType, schema_dict
 from connector.core.records import EventType, OutRecord
 from connector.core.watermark import Position
+from connector.engine.ports import Checkpoint
 from connector.errors import RuntimeFailure
 from connector.kafka.encoding import SingleObjectDecoder, SingleObjectEncoder
 from connector.kafka.topic_reader import read_tail
@@ -51,16 +52,20 @@ class KafkaCheckpointStore:
         self._encode = SingleObjectEncoder(schema)
         self._decode = SingleObjectDecoder([schema])
 
-    def record(self, position: Position, written_ns: int) -> OutRecord:
-        """The checkpoint record for ``position``."""
+    def record(self, checkpoint: Checkpoint, written_ns: int) -> OutRecord:
+        """The checkpoint record (F, and the Drop Copy position confirmed with it)."""
+        frontier = checkpoint.frontier
+        session_id = frontier.session_id if frontier is not None else ""
         value = self._encode(
             {
                 "connector": self._connector,
                 "subscription": self._subscription,
-                "watermark": position.venue_time_ns,
-                "last_execution_id": position.last_execution_id,
-                "session_id": position.session_id,
+                "watermark": frontier.venue_time_ns if frontier is not None else None,
+                "last_execution_id": frontier.last_execution_id if frontier is not None else "",
+                "session_id": session_id,
                 "written_time": written_ns,
+                "dropcopy_resume_token": checkpoint.dropcopy_token or None,
+                "dropcopy_time": checkpoint.dropcopy_time_ns,
             }
         )
         return OutRecord(
@@ -69,13 +74,13 @@ class KafkaCheckpointStore:
             value,
             EventType.CHECKPOINT,
             "connector",
-            position.session_id,
+            session_id,
             None,
             None,
             "",
         )
 
-    def read(self) -> Position | None:
+    def read(self) -> Checkpoint | None:
         """The last checkpoint written under this key, or None when there is none.
 
         Raises:
@@ -88,13 +93,25 @@ class KafkaCheckpointStore:
         ):
             if message.key() == self.key:
                 last = message.value()  # a None value (tombstone) deletes the checkpoint
-        if last is None:
-            return None
+        return None if last is None else self.decode(last)
+
+    def decode(self, value: bytes) -> Checkpoint | None:
+        """The checkpoint a record value holds (None: it holds neither F nor a token).
+
+        Raises:
+            RuntimeFailure: the value cannot be decoded.
+        """
         try:
-            record = self._decode(last)
+            record = self._decode(value)
         except (ValueError, TypeError) as exc:
             msg = f"cannot decode the last checkpoint in {self.topic}: {exc}"
             raise RuntimeFailure(msg) from None
-        if record.get("watermark") is None:
+        watermark = record.get("watermark")
+        frontier = None
+        if watermark is not None:
+            frontier = Position(int(watermark), str(record["last_execution_id"]), str(record["session_id"]))
+        token = record.get("dropcopy_resume_token") or b""
+        if frontier is None and not token:
             return None
-        return Position(int(record["watermark"]), str(record["last_execution_id"]), str(record["session_id"]))
+        time_ns = record.get("dropcopy_time")
+        return Checkpoint(frontier, bytes(token), None if time_ns is None else int(time_ns))

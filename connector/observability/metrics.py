@@ -26,7 +26,13 @@ LATENCY_EVENT_TYPES: Final = frozenset({"heartbeat", "execution", "cancel_reject
 RECONNECT_REASONS: Final = ("eof", "unavailable", "stall", "unauthenticated", "resource_exhausted", "other")
 TOKEN_RESULTS: Final = ("success", "refused", "error")
 BACKFILL_RESULTS: Final = ("ok", "throttled", "error")
-GAP_REASONS: Final = ("rest_exhausted", "beyond_retention", "cancel_rejects_unrecoverable")
+GAP_REASONS: Final = (
+    "rest_exhausted",
+    "beyond_retention",
+    "cancel_rejects_unrecoverable",
+    "dropcopy_resume_refused",
+)
+RESUME_MODES: Final = ("token", "time")
 LATENCY_BUCKETS_S: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 HEARTBEAT_BUCKETS_S: Final = (0.5, 1, 2, 5, 10, 15, 30, 60, 90, 120, 180, 300)
 NANOS: Final = 1e9
@@ -224,6 +230,63 @@ class Metrics:
         """Records of one topic were acknowledged just now (each with its venue time, or None)."""
         self._produced[topic].inc(len(venue_times_ns))
         self.event_to_ack.observe_ages(time.time_ns(), venue_times_ns)
+
+
+class DropCopyMetrics:
+    """The Drop Copy stream's metrics (registered only when ``venue.sources`` holds ``drop_copy``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        """Register the collectors in ``registry`` (the connector's) and pre-initialise the labels."""
+        r = registry
+        self.connected_gauge = Gauge(
+            f"{PREFIX}_dropcopy_connected", "1 while the venue Drop Copy stream is open.", registry=r
+        )
+        self.reconnects = Counter(
+            f"{PREFIX}_dropcopy_reconnects",
+            "Drop Copy stream reconnections, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.executions_received = Counter(
+            f"{PREFIX}_dropcopy_executions", "Drop Copy executions received (before dedup).", registry=r
+        )
+        self.resume_refusals = Counter(
+            f"{PREFIX}_dropcopy_resume_refusals",
+            "Drop Copy resume positions the venue refused (token: resumed by time; time: went live).",
+            ["resume"],
+            registry=r,
+        )
+        self.token_confirmed_at = Gauge(
+            f"{PREFIX}_dropcopy_token_confirmed_timestamp_seconds",
+            "Wall time the newest Drop Copy resume token was confirmed (its batch acknowledged).",
+            registry=r,
+        )
+        for reason in RECONNECT_REASONS:
+            self.reconnects.labels(reason)
+        for mode in RESUME_MODES:
+            self.resume_refusals.labels(mode)
+
+    # ------------------------------------------------------------ the engine's DropCopyObserver port
+
+    def connected(self, connected: bool) -> None:
+        """The stream opened or closed."""
+        self.connected_gauge.set(1 if connected else 0)
+
+    def reconnect(self, reason: str) -> None:
+        """Count a reconnect."""
+        self.reconnects.labels(reason).inc()
+
+    def executions(self, count: int) -> None:
+        """Count executions received."""
+        self.executions_received.inc(count)
+
+    def resume_refused(self, resume: str) -> None:
+        """Count a refused resume position."""
+        self.resume_refusals.labels(resume).inc()
+
+    def token_confirmed(self) -> None:
+        """A newer resume token is confirmed now."""
+        self.token_confirmed_at.set(time.time())
 
 
 class BatchHistogram(Histogram):

@@ -51,8 +51,8 @@ from typing import Any
 from connector.core.dedup import RecentExecutionIds
 from connector.core.records import Headers, OutRecord
 from connector.core.venue_time import NANOS_PER_MILLI
-from connector.core.watermark import Position
-from connector.errors import FatalProducerError, KafkaUnavailable, RecordRefused, RuntimeFailure
+from connector.engine.ports import Checkpoint
+from connector.errors import FatalProducerError, KafkaUnavailable, RecordRefused
 from connector.kafka.checkpoints import KafkaCheckpointStore
 from connector.kafka.transactions import fenced_message
 from tests.simulation.clock import SimClock
@@ -537,7 +537,7 @@ class SimCheckpointStore(KafkaCheckpointStore):
         )
         self._kafka = kafka
 
-    def read(self) -> Position | None:
+    def read(self) -> Checkpoint | None:
         if self._kafka.down():
             msg = "cannot reach Kafka (simulated outage)"
             raise KafkaUnavailable(msg)
@@ -546,14 +546,7 @@ class SimCheckpointStore(KafkaCheckpointStore):
             for stored in log:
                 if stored.key == self.key:
                     last = stored.value
-        if last is None:
-            return None
-        try:
-            record = self._decode(last)
-        except (ValueError, TypeError) as exc:
-            msg = f"cannot decode the last checkpoint: {exc}"
-            raise RuntimeFailure(msg) from None
-        return Position(int(record["watermark"]), str(record["last_execution_id"]), str(record["session_id"]))
+        return None if last is None else self.decode(last)
 
 
 class SimSeeder:
