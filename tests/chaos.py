@@ -85,6 +85,8 @@ class Figures:
     connector_exits: list[int | None] = field(default_factory=list)
     gaps_by_reason: dict[str, int] = field(default_factory=dict)
     rest_refusals: int = 0
+    rest_searches: int = 0  # search requests the venue answered (pages, 429s and faults)
+    dropcopy_claimed: int = 0  # firm executions the last checkpoint's Drop Copy position claims
 
     def count(self, fault: str) -> None:
         """Count one injected fault."""
@@ -342,11 +344,12 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
 
 
 def streaming(running: Stack) -> bool:
-    """Whether the connector is connected with its recovery complete."""
+    """Whether the connector's streams are connected with its recovery complete."""
     status = running.status()
-    return bool(
-        status and status["connected"] and status["recovery"] is None and status["phase"] == "streaming"
-    )
+    if not status or status["recovery"] is not None or status["phase"] != "streaming":
+        return False
+    order_stream = "order_stream" not in status["sources"] or status["connected"]
+    return bool(order_stream and (status["drop_copy"] is None or status["drop_copy"]["connected"]))
 
 
 def run_faults(running: Stack, duration_s: float, figures: Figures, say: Callable[[str], None]) -> None:
@@ -368,8 +371,10 @@ def run_faults(running: Stack, duration_s: float, figures: Figures, say: Callabl
         running.venue_faults(stall_s=0)
         figures.count("stalls")
 
-        say(f"cycle {cycle}: every token expires")
-        running.venue_faults(end_streams_on_token_expiry=True, expire_issued_tokens=True)
+        say(f"cycle {cycle}: every access token and drop-copy resume token expires")
+        running.venue_faults(
+            end_streams_on_token_expiry=True, expire_issued_tokens=True, expire_dropcopy_tokens=True
+        )
         figures.count("token_expiries")
         time.sleep(3)
 
@@ -415,7 +420,13 @@ def kill_and_restart(running: Stack, signum: signal.Signals, figures: Figures) -
 
 
 def verify(running: Stack, figures: Figures) -> None:
-    """Compare the executions topic with the journal, up to the final heartbeat's watermark."""
+    """Compare the executions topic with the journal, up to what the connector claims at the end.
+
+    The order stream's claim is the final heartbeat's watermark (F): every user's execution at or
+    before it. With Drop Copy as a source (the journal then holds the firm's executions), the last
+    checkpoint's ``dropcopy_time`` claims every firm execution before it, and with Drop Copy alone
+    F claims the firm's executions too. Venue order is the firm's order when Drop Copy is a source.
+    """
     bootstrap = running.kafka["bootstrap_servers"]
     heartbeats = read_topic(bootstrap, running.topic("heartbeats"))
     final_watermark = None
@@ -435,16 +446,36 @@ def verify(running: Stack, figures: Figures) -> None:
     relaxed = [dict(m.headers() or []).get("ordering") == b"relaxed" for m in messages]
     journal = [json.loads(line) for line in (running.tmp / "journal.jsonl").read_text().splitlines()]
     executions = [entry for entry in journal if entry["kind"] == "execution"]
-    checked = [entry for entry in executions if nanos(entry["transact_time"]) <= final_watermark]
+    firm = [entry for entry in journal if entry["kind"] == "firm_execution"]
+    sources = running.settings.get("venue", {}).get("sources", ["order_stream"])
+    checked: dict[str, dict[str, Any]] = {}
+    if "order_stream" in sources:
+        claimed = (e for e in executions if nanos(e["transact_time"]) <= final_watermark)
+        checked.update((e["execution_id"], e) for e in claimed)
+    if "drop_copy" in sources:
+        assert firm, "Drop Copy is a source: run the simulator with --journal-dropcopy"
+        dropcopy_time = last_checkpoint(running)["dropcopy_time"]
+        assert dropcopy_time is not None, "Drop Copy is a source, and the last checkpoint has no position"
+        figures.dropcopy_claimed = len([e for e in firm if nanos(e["transact_time"]) < dropcopy_time])
+        claim = dropcopy_time if "order_stream" in sources else max(dropcopy_time, final_watermark + 1)
+        checked.update((e["execution_id"], e) for e in firm if nanos(e["transact_time"]) < claim)
+        executions = firm  # in the firm's order (the user's executions are among them)
     published_ids = [record["execution_id"] for record in published]
     figures.journal_executions = len(executions)
     figures.checked_executions = len(checked)
     figures.published_records = len(published)
-    figures.missing = len({entry["execution_id"] for entry in checked} - set(published_ids))
+    figures.missing = len(checked.keys() - set(published_ids))
     figures.duplicates = len(published_ids) - len(set(published_ids))
     figures.duplicate_ratio = round(figures.duplicates / max(1, len(set(published_ids))), 5)
     figures.relaxed_records = sum(relaxed)
     figures.orders_out_of_order = orders_out_of_venue_order(executions, published, relaxed)
+
+
+def last_checkpoint(running: Stack) -> dict[str, Any]:
+    """The connector's last checkpoint record."""
+    messages = read_topic(running.kafka["bootstrap_servers"], running.topic("checkpoints"))
+    assert messages, "no checkpoint"
+    return decode(messages[-1].value(), RecordType.CHECKPOINT)
 
 
 def orders_out_of_venue_order(
@@ -481,18 +512,23 @@ def run_scenario(
     cluster: KafkaCluster | None = None,
     fault_seed: int = 11,
     delivery: str = "at_least_once",
+    sources: tuple[str, ...] = ("order_stream",),
 ) -> Figures:
     """Run the whole scenario in ``tmp`` (on ``cluster``, else dev-kafka); return the figures.
 
     The venue is the hostile simulator (``--hostile``: any first message, heartbeats ahead of a
     queued backlog, new sessions and snapshots mid-stream, duplicates, late and reordered search
     results, ...), its dice seeded with ``fault_seed``, and 30 % of searches answered 429. The
-    connector runs with ``connector.delivery`` = ``delivery``; the check reads ``read_committed``.
+    connector runs with ``connector.delivery`` = ``delivery`` and ``venue.sources`` = ``sources``
+    (Drop Copy's faults are the order stream's, plus the expiry of every resume token); the check
+    reads ``read_committed``.
     """
     figures = Figures()
     started = time.monotonic()
     venue_args = ("--hostile", "--fault-seed", str(fault_seed), "--fault-rest-429-rate", "0.3")
-    settings = {"connector": {"delivery": delivery}}
+    if "drop_copy" in sources:
+        venue_args = (*venue_args, "--journal-dropcopy")
+    settings = {"connector": {"delivery": delivery}, "venue": {"sources": list(sources)}}
     with stack(tmp, rate=20, simulator_args=venue_args, cluster=cluster, settings=settings) as running:
         running.start_connector()
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the first start to finish its backfill")
@@ -500,9 +536,9 @@ def run_scenario(
         say("faults over: waiting for the connector to catch up")
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the connector to catch up")
         time.sleep(3)
-        figures.rest_refusals = (
-            running.venue_stats()["rest_rate_limited_total"] + running.venue_stats()["rest_faults_total"]
-        )
+        stats = running.venue_stats()
+        figures.rest_refusals = stats["rest_rate_limited_total"] + stats["rest_faults_total"]
+        figures.rest_searches = figures.rest_refusals + stats["rest_pages_total"]
         assert running.connector is not None
         figures.connector_exits.append(stop(running.connector))
         figures.duration_s = round(time.monotonic() - started, 1)
@@ -530,6 +566,11 @@ def main() -> int:
         default="exactly_once",
         help="connector.delivery (default exactly_once: then no duplicate may reach a read_committed reader)",
     )
+    parser.add_argument(
+        "--sources",
+        default="order_stream",
+        help="venue.sources, comma-separated: order_stream, drop_copy, or both (default order_stream)",
+    )
     args = parser.parse_args()
     with TemporaryDirectory(prefix="pmx-soak-") as tmp, ExitStack() as cluster_scope:
         cluster = (
@@ -542,6 +583,7 @@ def main() -> int:
             cluster=cluster,
             fault_seed=args.fault_seed,
             delivery=args.delivery,
+            sources=tuple(args.sources.split(",")),
         )
     print(figures.table())
     exactly_once = args.delivery == "exactly_once"

@@ -41,10 +41,10 @@ class ScriptedStream:
         self.push(*responses)
 
     def push(self, *items: Any) -> None:
-        """Queue responses (or a :class:`StreamEnd`); they go out as their wire bytes, as gRPC's do."""
+        """Queue responses (a :class:`StreamEnd`, raw bytes): they go out as wire bytes, as gRPC's do."""
         with self._lock:
             self._items.extend(
-                item if isinstance(item, StreamEnd) else item.SerializeToString() for item in items
+                item if isinstance(item, (StreamEnd, bytes)) else item.SerializeToString() for item in items
             )
 
     def take(self) -> Any | StreamEnd | None:

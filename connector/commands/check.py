@@ -1,14 +1,17 @@
 """``pmx-connector check``: try every outside dependency once and print a ✓/✗ line per step.
 
 Steps, each needing the one before: the settings are valid; the private key reads; the token
-endpoint issues a token; the venue opens a ``snapshot_only`` stream; Kafka answers and every topic
-exists. Nothing is written anywhere. Exit code 0 when every step passes, 1 otherwise (2 for bad
-settings, as for every command).
+endpoint issues a token; the venue opens a ``snapshot_only`` stream (``venue.sources`` holds
+``order_stream``) and a live Drop Copy stream (it holds ``drop_copy``: the client has the
+``read:dropcopy`` scope, the firm filter is accepted); Kafka answers and every topic exists.
+Nothing is written anywhere. Exit code 0 when every step passes, 1 otherwise (2 for bad settings,
+as for every command).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -16,12 +19,15 @@ from typing import Final
 from rich.console import Console
 
 from connector.config import Settings, load_settings
+from connector.engine.ports import DropCopyResume, StreamEnd
 from connector.errors import ConnectorError
 from connector.kafka.topics import check_topics, topic_names
 from connector.venue.auth import TokenProvider, load_private_key
-from connector.venue.stream import OrderStreamClient, StreamEndedError, open_channel, read
+from connector.venue.dropcopy import DropCopyClient
+from connector.venue.stream import GrpcVenueStream, OrderStreamClient, StreamEndedError, open_channel, read
 
 SNAPSHOT_TIMEOUT_S: Final = 30.0
+DROPCOPY_WAIT_S: Final = 3.0  # a refusal comes at once; a quiet firm sends nothing: accepted
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
         tokens[0].token()
         return f"token endpoint {settings.auth.token_url} issued a token to {settings.auth.client_id}"
 
-    steps: list[tuple[str, Callable[[], str]]] = [
-        ("private key", private_key),
-        ("token", token),
-        ("venue stream", lambda: _snapshot(settings, tokens[0])),
-        ("kafka", lambda: _kafka(settings)),
-    ]
+    steps: list[tuple[str, Callable[[], str]]] = [("private key", private_key), ("token", token)]
+    if settings.venue.order_stream:
+        steps.append(("venue stream", lambda: _snapshot(settings, tokens[0])))
+    if settings.venue.drop_copy:
+        steps.append(("drop copy stream", lambda: _dropcopy(settings, tokens[0])))
+    steps.append(("kafka", lambda: _kafka(settings)))
     failed = False
     for name, step in steps:
         if failed:
@@ -93,6 +99,30 @@ def _snapshot(settings: Settings, tokens: TokenProvider) -> str:
         return (
             f"venue {settings.venue.grpc_target} sent a snapshot of {orders} open orders (session {session})"
         )
+    finally:
+        channel.close()
+
+
+def _dropcopy(settings: Settings, tokens: TokenProvider) -> str:
+    channel = open_channel(settings.venue)
+    try:
+        stream = GrpcVenueStream(
+            DropCopyClient(channel, settings.venue, tokens.token).raw_call(DropCopyResume()), lambda: None
+        )
+        deadline = time.monotonic() + DROPCOPY_WAIT_S
+        item = None
+        while item is None and time.monotonic() < deadline:
+            item = stream.take()
+            time.sleep(0.05)
+        stream.cancel()
+        if isinstance(item, StreamEnd):
+            raise StreamEndedError(item)
+        where = f"venue {settings.venue.grpc_target}"
+        if item is None:
+            return (
+                f"{where} accepted the drop copy subscription (no execution within {DROPCOPY_WAIT_S:.0f} s)"
+            )
+        return f"{where} accepted the drop copy subscription and sent a batch"
     finally:
         channel.close()
 

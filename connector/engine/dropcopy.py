@@ -149,6 +149,7 @@ class DropCopyFeed:
         self._gap_end_ns: int | None = None  # a refused resume's gap: F may pass it once live
         self._refused: set[str] = set()  # what the venue refused since the last answered stream
         self._status.confirmed_token = bool(self._confirmed_token)
+        self._status.position = iso_from_ns(self._confirmed_time_ns)
 
     @property
     def confirmed(self) -> tuple[bytes, int | None]:
@@ -282,6 +283,7 @@ class DropCopyFeed:
             self._observer.token_confirmed()
             self._status.confirmed_token = True
             self._status.confirmed_token_at = iso_from_ns(self._clock.time_ns())
+            self._status.position = iso_from_ns(self._confirmed_time_ns)
 
     def _stream_failed(self, ended: StreamEnd, now: float) -> None:
         if self._stream is not None:

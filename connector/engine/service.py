@@ -169,7 +169,10 @@ class ConnectorService:
         self._dropcopy: DropCopyFeed | None = None
         self._invalidate_token = invalidate_token
         self._rng = rng
-        status.order_stream = open_stream is not None
+        status.sources = [
+            *(["order_stream"] if open_stream is not None else []),
+            *(["drop_copy"] if dropcopy else []),
+        ]
         status.drop_copy = DropCopyStatus() if dropcopy is not None else None
         self._settings = settings
         self._executions_topic = settings.executions_topic

@@ -50,6 +50,7 @@ class DropCopyStatus:
     resume: str = "live"  # how the current (or last) stream started: token, time or live
     confirmed_token: bool = False  # whether a resume token is confirmed (the checkpoint holds it)
     confirmed_token_at: str | None = None  # wall time the newest one was confirmed
+    position: str | None = None  # the newest transact_time up to it: Drop Copy is complete before it
     batches: int = 0
     refusals: int = 0  # resume positions the venue refused
     reconnects: int = 0
@@ -79,7 +80,7 @@ class ServiceStatus:
     last_gap: dict[str, Any] | None = None
     last_checkpoint: str | None = None
     leadership: dict[str, Any] | None = None  # connector.leader_election: the election's state
-    order_stream: bool = True  # whether the order stream is a source (venue.sources)
+    sources: list[str] = field(default_factory=lambda: ["order_stream"])  # venue.sources
     drop_copy: DropCopyStatus | None = None  # venue.sources holds drop_copy
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     loop_tick_monotonic: float = field(default_factory=time.monotonic)
@@ -97,7 +98,7 @@ class ServiceStatus:
         reasons: list[str] = []
         if self.role == Role.STANDBY.value:  # warm and waiting: ready (a rollout waits for readiness)
             return reasons if self.loop_alive() else ["standby loop not ticking"]
-        if self.order_stream and not self.connected:
+        if "order_stream" in self.sources and not self.connected:
             reasons.append("venue stream not connected")
         if self.drop_copy is not None and not self.drop_copy.connected:
             reasons.append("drop copy stream not connected")
@@ -111,6 +112,5 @@ class ServiceStatus:
         """The ``/status`` document."""
         document = asdict(self)
         document.pop("loop_tick_monotonic")
-        document.pop("order_stream")
         document["ready"] = not self.not_ready_reasons()
         return document

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from connector.core.record_schemas import RecordType, schema_dict
+from connector.core.record_schemas import RecordType, released_schema_dicts, schema_dict
 from connector.core.records import EventType, OutRecord
 from connector.core.watermark import Position
 from connector.engine.ports import Checkpoint
@@ -50,7 +50,8 @@ class KafkaCheckpointStore:
         self._subscription = subscription
         schema = schema_dict(RecordType.CHECKPOINT)
         self._encode = SingleObjectEncoder(schema)
-        self._decode = SingleObjectDecoder([schema])
+        # A checkpoint an earlier version wrote is read too (an upgrade resumes where it stopped).
+        self._decode = SingleObjectDecoder([schema, *released_schema_dicts(RecordType.CHECKPOINT)], schema)
 
     def record(self, checkpoint: Checkpoint, written_ns: int) -> OutRecord:
         """The checkpoint record (F, and the Drop Copy position confirmed with it)."""

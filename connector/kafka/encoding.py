@@ -106,9 +106,14 @@ def avro_body(parsed: Any, record: Mapping[str, Any]) -> bytes:
 class SingleObjectDecoder:
     """Decodes single-object-encoded values of any of the schemas it was given, by fingerprint."""
 
-    def __init__(self, schemas: list[Mapping[str, Any]]) -> None:
-        """Index the schemas by fingerprint."""
+    def __init__(self, schemas: list[Mapping[str, Any]], reader: Mapping[str, Any] | None = None) -> None:
+        """Index the (writer) schemas by fingerprint; decode into ``reader`` when given, else each one's own.
+
+        With a ``reader``, a value written with an older compatible schema is resolved into it (the
+        fields it lacks take their defaults), so the code that reads it sees one shape.
+        """
         self._by_fingerprint = {schema_fingerprint(s): fastavro.parse_schema(dict(s)) for s in schemas}
+        self._reader = fastavro.parse_schema(dict(reader)) if reader is not None else None
 
     def __call__(self, value: bytes) -> dict[str, Any]:
         """Decode one value.
@@ -123,7 +128,7 @@ class SingleObjectDecoder:
         if schema is None:
             msg = f"unknown schema fingerprint {value[2:10].hex()}"
             raise ValueError(msg)
-        decoded = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, schema)
+        decoded = fastavro.schemaless_reader(io.BytesIO(value[10:]), schema, self._reader or schema)
         if not isinstance(decoded, dict):
             msg = "a record schema decoded to a non-record value"
             raise TypeError(msg)

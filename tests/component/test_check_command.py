@@ -84,3 +84,21 @@ def test_missing_topics(setup: dict[str, Any], capsys: pytest.CaptureFixture[str
 def test_bad_settings_exit_2(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     code = run_check(setup, capsys, kafka__partitions="six")[0]
     assert code == 2
+
+
+def test_drop_copy_is_checked_when_it_is_a_source(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_check(setup, capsys, venue__sources=["order_stream", "drop_copy"])
+    assert code == 0, out
+    assert out.count("✓") == 6 and "accepted the drop copy subscription" in out
+
+
+def test_drop_copy_alone_skips_the_order_stream_and_a_bad_firm_is_named(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_check(setup, capsys, venue__sources=["drop_copy"], venue__drop_copy_firms=["OTHER-FIRM"])
+    assert code == 1, out
+    assert "venue stream" not in out
+    assert "✗ drop copy stream: " in out and "PERMISSION_DENIED" in out, out
+    assert "- kafka: skipped" in out
