@@ -5,7 +5,8 @@
 loopback and evaluates the alert rules rendered from the chart, with a 4 s heartbeat-gap threshold
 so the test is quick. Checked:
 
-- every metric name the rules and the dashboard use is exported by the running connector;
+- every metric name the rules and the dashboard use is exported by the running connector (which
+  runs Drop Copy beside the order stream: its metrics exist only then);
 - the heartbeat-gap alert stays silent while heartbeats flow, and fires once the simulator stalls
   the stream (fault ``stall_s`` on its control endpoint).
 """
@@ -25,11 +26,13 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_fixtures import (
+    DROP_COPY_SETTINGS,
     alert_rules,
     alerts_of,
     dashboard,
     dashboard_targets,
     metric_names,
+    needs_drop_copy_settings,
     required_tool,
     write_rules,
 )
@@ -61,13 +64,16 @@ def prometheus_config(tmp: Path, connector_port: int) -> Path:
 
 
 def connector_config(venue: dict[str, Any], kafka: dict[str, Any], tmp: Path, port: int) -> Path:
+    sections: dict[str, dict[str, Any]] = {"connector": {"name": "alerting-it", "heartbeat_interval_s": 0.5}}
+    if DROP_COPY_SETTINGS:  # the simulator serves Drop Copy; the connector registers its metrics only then
+        sections["venue"] = {"sources": ["order_stream", "drop_copy"]}
     return write_connector_config(
         tmp / "config.yaml",
         venue,
         kafka["bootstrap_servers"],
         port,
         key_file=tmp / "key.pem",
-        sections={"connector": {"name": "alerting-it", "heartbeat_interval_s": 0.5}},
+        sections=sections,
     )
 
 
@@ -156,6 +162,7 @@ def exported_names(exposition: str) -> set[str]:
     return names
 
 
+@needs_drop_copy_settings
 def test_every_metric_the_rules_and_the_dashboard_use_is_exported(monitored: dict[str, Any]) -> None:
     poll_http(f"{monitored['connector']}/readyz", lambda r: r.status_code == 200, timeout_s=60)
     exposition = requests.get(f"{monitored['connector']}/metrics", timeout=5).text

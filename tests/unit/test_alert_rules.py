@@ -25,7 +25,7 @@ from tests.deploy_fixtures import (
 )
 
 SEVERITIES = {"critical", "warning", "info"}
-PAGING_GAP_REASONS = {"rest_exhausted", "beyond_retention"}
+PAGING_GAP_REASONS = {"rest_exhausted", "beyond_retention", "dropcopy_resume_refused"}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -84,7 +84,8 @@ def test_only_execution_gaps_page() -> None:
     by_name = {rule["alert"]: rule for rule in alerts_of(alert_rules())}
     paging = by_name["PmxConnectorGapDetected"]
     assert paging["labels"]["severity"] == "critical"
-    assert set(re.findall(r'reason=~"([^"]+)"', paging["expr"])[0].split("|")) == PAGING_GAP_REASONS
+    selectors = re.findall(r'reason=~"([^"]+)"', paging["expr"])
+    assert selectors and all(set(selector.split("|")) == PAGING_GAP_REASONS for selector in selectors)
     informational = by_name["PmxConnectorCancelRejectsUnrecoverable"]
     assert informational["labels"]["severity"] == "info"
     assert 'reason="cancel_rejects_unrecoverable"' in informational["expr"]
@@ -124,7 +125,27 @@ def test_the_leader_alerts_take_their_for_from_values() -> None:
 def test_the_per_instance_stream_and_checkpoint_alerts_leave_standbys_out() -> None:
     """A standby opens no stream and writes no checkpoint; an instance without the metric still counts."""
     by_name = {rule["alert"]: rule for rule in alerts_of(alert_rules())}
-    for name in ("PmxConnectorStreamDown", "PmxConnectorCheckpointStale"):
+    for name in ("PmxConnectorStreamDown", "PmxConnectorCheckpointStale", "PmxConnectorDropCopyDown"):
         assert by_name[name]["expr"].endswith(
             ' unless on (instance) pmx_connector_leader{job="pmx-connector"} == 0'
         ), name
+
+
+def test_the_drop_copy_alerts_take_their_for_and_window_from_values() -> None:
+    values = {"dropCopyDown": {"for": "20m"}, "dropCopyTokenRefused": {"window": "1h"}}
+    rules = alert_rules({"alerts": values})
+    by_name = {rule["alert"]: rule for rule in alerts_of(rules)}
+    down = by_name["PmxConnectorDropCopyDown"]
+    assert down["for"] == "20m" and "more than 20m" in down["annotations"]["description"]
+    refused = by_name["PmxConnectorDropCopyTokenRefused"]
+    assert "[1h]" in refused["expr"] and "offset 1h" in refused["expr"]
+    assert "in the last 1h" in refused["annotations"]["description"]
+
+
+def test_a_drop_copy_outage_or_token_refusal_does_not_page() -> None:
+    """Nothing is lost while the token or the resume time is accepted; a refused time pages as a gap."""
+    by_name = {rule["alert"]: rule for rule in alerts_of(alert_rules())}
+    assert by_name["PmxConnectorDropCopyDown"]["labels"]["severity"] == "warning"
+    refused = by_name["PmxConnectorDropCopyTokenRefused"]
+    assert refused["labels"]["severity"] == "info"
+    assert set(re.findall(r'resume=~?"([^"]+)"', refused["expr"])) == {"token"}

@@ -104,3 +104,26 @@ def test_the_leader_of_each_instance_and_the_transaction_commit_rate_are_shown()
         re.search(r"\brate\(pmx_connector_transactions_committed_total\{", target["expr"])
         for _, target in targets
     ), "no panel shows the transaction commit rate"
+
+
+def test_the_drop_copy_row_shows_connection_executions_reconnects_refusals_and_token_age() -> None:
+    panels = dashboard()["panels"]
+    rows = sorted((panel["gridPos"]["y"], panel["title"]) for panel in panels if panel["type"] == "row")
+    top = next(y for y, title in rows if title == "Drop Copy")
+    bottom = min((y for y, _ in rows if y > top), default=float("inf"))
+    in_row = [
+        target["expr"]
+        for panel in panels
+        if panel["type"] != "row" and top < panel["gridPos"]["y"] < bottom
+        for target in panel["targets"]
+    ]
+    for shown in (
+        r'^pmx_connector_dropcopy_connected\{job=~"\$job"\}$',
+        r"\brate\(pmx_connector_dropcopy_executions_total\{",
+        r"^sum by \(reason\) \(increase\(pmx_connector_dropcopy_reconnects_total\{",
+        r"^sum by \(resume\) \(increase\(pmx_connector_dropcopy_resume_refusals_total\{",
+        r"^time\(\) - pmx_connector_dropcopy_token_confirmed_timestamp_seconds\{",
+    ):
+        assert any(re.search(shown, expression) for expression in in_row), f"the Drop Copy row lacks {shown}"
+    elsewhere = [e for e in expressions() if "pmx_connector_dropcopy_" in e and e not in in_row]
+    assert elsewhere == [], "drop-copy panels belong in the Drop Copy row"

@@ -26,6 +26,7 @@ from tests.deploy_fixtures import (
     CHART_DIR,
     DASHBOARD_FILE,
     all_documents,
+    needs_drop_copy_settings,
     rendered_notes,
     the_one,
 )
@@ -79,7 +80,14 @@ WITH_PEM: dict[str, Any] = {
     "privateKey": {"pem": "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"}
 }
 HOT_STANDBY: dict[str, Any] = {**FULL, "replicas": 2}
-VALUE_SETS = {"defaults": {}, "full": FULL, "pem": WITH_PEM, "hot-standby": HOT_STANDBY}
+DROP_COPY_VENUE: dict[str, Any] = {"sources": ["order_stream", "drop_copy"], "drop_copy_firms": ["firms/F"]}
+DROP_COPY: dict[str, Any] = {
+    **HOT_STANDBY,
+    "config": {**FULL["config"], "venue": {**FULL["config"]["venue"], **DROP_COPY_VENUE}},
+}
+VALUE_SETS = {
+    "defaults": {}, "full": FULL, "pem": WITH_PEM, "hot-standby": HOT_STANDBY, "drop-copy": DROP_COPY,
+}  # fmt: skip
 
 
 def deployment(values: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +150,10 @@ def test_the_objects_each_value_set_renders() -> None:
         ({"replicas": 0}, "/replicas"),
         ({"replicas": "2"}, "/replicas"),
         ({"config": {"venue": {"grpc_targett": "x:1"}}}, "additional properties 'grpc_targett' not allowed"),
+        ({"config": {"venue": {"sources": []}}}, "'/config/venue/sources': minItems: got 0, want 1"),
+        ({"config": {"venue": {"sources": ["fix"]}}}, "'/config/venue/sources/0': value must be one of"),
+        ({"config": {"venue": {"sources": ["drop_copy"] * 2}}}, "'/config/venue/sources': items at 0 and 1"),
+        ({"config": {"venue": {"drop_copy_firms": [""]}}}, "'/config/venue/drop_copy_firms/0': minLength"),
         (
             {"config": {"kafka": {"properties": {"sasl.password": "x"}}}},
             "invalid propertyName 'sasl.password'",
@@ -156,6 +168,8 @@ def test_the_objects_each_value_set_renders() -> None:
         ({"alerts": {"heartbeatGap": {"for": "one minute"}}}, "/alerts/heartbeatGap/for"),
         ({"alerts": {"noLeader": {"for": "two minutes"}}}, "/alerts/noLeader/for"),
         ({"alerts": {"twoLeaders": {"threshold": 2}}}, "additional properties 'threshold' not allowed"),
+        ({"alerts": {"dropCopyDown": {"for": "five minutes"}}}, "/alerts/dropCopyDown/for"),
+        ({"alerts": {"dropCopyTokenRefused": {"for": "5m"}}}, "additional properties 'for' not allowed"),
         ({"serviceMonitor": {"enabled": "yes"}}, "/serviceMonitor/enabled"),
         ({"kafkaSecretProperties": {"sasl.password": {"secretName": "s"}}}, "missing property 'key'"),
     ],
@@ -179,6 +193,7 @@ def test_the_schema_forbids_exactly_the_connectors_secret_kafka_properties() -> 
     assert set(properties["propertyNames"]["not"]["enum"]) == SECRET_KAFKA_PROPERTIES
 
 
+@needs_drop_copy_settings
 def test_the_config_schema_matches_the_connectors_settings() -> None:
     """Every config key the schema allows exists in connector/config.py; only chart-set keys are absent."""
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())["properties"]["config"]
@@ -198,6 +213,7 @@ def test_the_config_schema_matches_the_connectors_settings() -> None:
     compare(schema, Settings, "")
 
 
+@needs_drop_copy_settings
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_the_rendered_config_file_is_accepted_by_the_connector(name: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
@@ -208,6 +224,26 @@ def test_the_rendered_config_file_is_accepted_by_the_connector(name: str, tmp_pa
     assert settings.http.listen == "0.0.0.0:9400"
 
 
+def test_the_venue_sources_and_drop_copy_firms_are_rendered_into_the_config_file() -> None:
+    defaults = yaml.safe_load(config_map({})["data"]["config.yaml"])["venue"]
+    assert defaults["sources"] == ["order_stream"] and defaults["drop_copy_firms"] == []
+    venue = yaml.safe_load(config_map(DROP_COPY)["data"]["config.yaml"])["venue"]
+    assert venue["sources"] == ["order_stream", "drop_copy"]
+    assert venue["drop_copy_firms"] == ["firms/F"]
+    assert venue["symbols"] == ["SIM-A-YES"]  # the other venue keys stay as they were
+
+
+@needs_drop_copy_settings
+def test_the_connector_reads_the_drop_copy_settings_the_chart_renders() -> None:
+    venue = connector_settings(DROP_COPY).venue
+    # getattr: the fields are the dropcopy branch's (a str or an enum with a value per source)
+    sources = [getattr(source, "value", source) for source in getattr(venue, "sources", ())]
+    assert sources == ["order_stream", "drop_copy"]
+    assert list(getattr(venue, "drop_copy_firms", ())) == ["firms/F"]
+    # one drop-copy stream per firm and release: two replicas run it only on the elected leader
+    assert connector_settings(DROP_COPY).connector.leader_election is True
+
+
 def mounted_here(config_text: str, tmp_path: Path) -> str:
     """The config with the pod's mounted CA file stood in for by a local one (settings check it exists)."""
     ca = tmp_path / "ca.pem"
@@ -215,6 +251,7 @@ def mounted_here(config_text: str, tmp_path: Path) -> str:
     return config_text.replace("/etc/kafka-ca/ca.pem", str(ca))
 
 
+@needs_drop_copy_settings
 def test_secrets_come_from_secrets_never_from_the_config_map(tmp_path: Path) -> None:
     rendered = yaml.safe_dump_all(all_documents(FULL))
     assert "sasl.password" not in config_map(FULL)["data"]["config.yaml"]
@@ -248,6 +285,7 @@ def test_without_a_key_source_the_notes_say_how_to_create_the_secret() -> None:
     assert "create secret" not in rendered_notes(FULL)
 
 
+@needs_drop_copy_settings
 def test_a_singleton_replaced_with_recreate() -> None:
     spec = deployment(FULL)["spec"]
     assert spec["replicas"] == 1
@@ -264,6 +302,7 @@ def connector_settings(values: dict[str, Any]) -> Settings:
         return load_settings(path, environ={})
 
 
+@needs_drop_copy_settings
 def test_two_replicas_elect_a_leader_and_roll_one_pod_at_a_time() -> None:
     spec = deployment(HOT_STANDBY)["spec"]
     assert spec["replicas"] == 2
@@ -276,6 +315,7 @@ def test_two_replicas_elect_a_leader_and_roll_one_pod_at_a_time() -> None:
     assert connector_settings(explicit).connector.leader_election is True
 
 
+@needs_drop_copy_settings
 def test_two_replicas_without_the_leader_election_are_refused() -> None:
     refused = {"replicas": 2, "config": {"connector": {"leader_election": False}}}
     with pytest.raises(helm.HelmRenderError, match=r"replicas: 2 needs config\.connector\.leader_election"):

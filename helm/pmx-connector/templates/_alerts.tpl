@@ -57,6 +57,30 @@ groups:
           summary: The venue refused the stream (RESOURCE_EXHAUSTED)
           description: {{`'{{ $labels.instance }} was refused by the venue for too many open streams (20 per firm); it backs off up to 5 minutes.'`}}
           runbook_url: {{ $runbook }}#pmxconnectorstreamlimitreached
+      - alert: PmxConnectorDropCopyDown
+        # Only with drop_copy in venue.sources (no series otherwise); a standby runs no drop copy.
+        # Warning, not critical like StreamDown: the venue keeps the firm's executions behind the
+        # resume token, so an outage delays them and loses nothing; the loss case (token and time
+        # refused) pages as PmxConnectorGapDetected (dropcopy_resume_refused).
+        expr: pmx_connector_dropcopy_connected{ {{- $sel -}} } == 0 unless on (instance) pmx_connector_leader{ {{- $sel -}} } == 0
+        for: {{ $a.dropCopyDown.for }}
+        labels:
+          severity: warning
+        annotations:
+          summary: pmx-connector has no venue drop-copy stream
+          description: {{ printf "'{{ $labels.instance }} has had no drop-copy stream for more than %s; the firm-wide executions wait at the venue and are replayed from the resume token when it reconnects.'" $a.dropCopyDown.for }}
+          runbook_url: {{ $runbook }}#pmxconnectordropcopydown
+      - alert: PmxConnectorDropCopyTokenRefused
+        # resume="time" (the time refused too) is a gap: PmxConnectorGapDetected pages for it.
+        # The counter may have no series until the first refusal: `unless ... offset` catches a new one.
+        expr: increase(pmx_connector_dropcopy_resume_refusals_total{ {{- $sel -}} ,resume="token"}[{{ $a.dropCopyTokenRefused.window }}]) > 0 or (pmx_connector_dropcopy_resume_refusals_total{ {{- $sel -}} ,resume="token"} > 0 unless pmx_connector_dropcopy_resume_refusals_total{ {{- $sel -}} ,resume="token"} offset {{ $a.dropCopyTokenRefused.window }})
+        for: 0m
+        labels:
+          severity: info
+        annotations:
+          summary: The venue refused the drop-copy resume token
+          description: {{ printf "'{{ $labels.instance }}: the venue refused the checkpointed drop-copy resume token in the last %s; the connector resumed by time instead (duplicates possible, nothing lost).'" $a.dropCopyTokenRefused.window }}
+          runbook_url: {{ $runbook }}#pmxconnectordropcopytokenrefused
       - alert: PmxConnectorEventToAckLatencyHigh
         expr: histogram_quantile({{ $a.eventToAckLatency.quantile }}, rate(pmx_connector_event_to_ack_seconds_bucket{ {{- $sel -}} }[5m])) > {{ $a.eventToAckLatency.thresholdSeconds }}
         for: {{ $a.eventToAckLatency.for }}
@@ -87,7 +111,9 @@ groups:
           description: {{`'{{ $labels.instance }} last had a checkpoint acknowledged {{ $value | humanizeDuration }} ago: Kafka is not acknowledging, or the pipeline is wedged.'`}}
           runbook_url: {{ $runbook }}#pmxconnectorcheckpointstale
       - alert: PmxConnectorGapDetected
-        expr: increase(pmx_connector_gaps_detected_total{ {{- $sel -}} ,reason=~"rest_exhausted|beyond_retention"}[{{ $a.gapDetected.window }}]) > 0
+        # The execution reasons only. A gap found at start-up (beyond_retention, dropcopy_resume_refused)
+        # can be counted before a new pod's first scrape, its series then starts at 1: `unless ... offset`.
+        expr: increase(pmx_connector_gaps_detected_total{ {{- $sel -}} ,reason=~"rest_exhausted|beyond_retention|dropcopy_resume_refused"}[{{ $a.gapDetected.window }}]) > 0 or (pmx_connector_gaps_detected_total{ {{- $sel -}} ,reason=~"rest_exhausted|beyond_retention|dropcopy_resume_refused"} > 0 unless pmx_connector_gaps_detected_total{ {{- $sel -}} ,reason=~"rest_exhausted|beyond_retention|dropcopy_resume_refused"} offset {{ $a.gapDetected.window }})
         for: 0m
         labels:
           severity: critical
