@@ -6,8 +6,6 @@
 - :func:`required_tool` finds a binary on PATH (``make test`` puts ``.tools/bin`` first): a missing
   one skips the test on a developer machine and **fails** it when ``CI`` is set.
 - :func:`metric_names` lists the ``pmx_connector_*`` metric names a PromQL expression uses.
-- :data:`needs_drop_copy_settings` marks the tests that need connector/config.py to know
-  ``venue.sources`` and ``venue.drop_copy_firms``, which the chart renders (a strict xfail until then).
 """
 
 from __future__ import annotations
@@ -23,8 +21,6 @@ import helm_python as helm
 import pytest
 import yaml
 
-from connector.config import VenueSettings
-
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 CHART_DIR: Final = REPO_ROOT / "helm" / "pmx-connector"
 DASHBOARD_FILE: Final = CHART_DIR / "dashboards" / "pmx-connector.json"
@@ -36,15 +32,6 @@ NAMESPACE: Final = "trading"
 # Grafana variables replaced by something PromQL parses, for the promtool parse check.
 GRAFANA_VARIABLES: Final = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$job": "job"}
 _METRIC_NAME: Final = re.compile(r"\b(pmx_connector_[a-z0-9_]+)\b")
-# The chart renders venue.sources and venue.drop_copy_firms (Drop Copy); connector/config.py learns
-# them on the dropcopy branch. Until it does, a test that loads a rendered config or compares the
-# schema with the settings must fail (strict); once it does, the mark is inert and can go.
-DROP_COPY_SETTINGS: Final = {"sources", "drop_copy_firms"} <= set(VenueSettings.model_fields)
-needs_drop_copy_settings: Final = pytest.mark.xfail(
-    not DROP_COPY_SETTINGS,
-    reason="connector/config.py does not know venue.sources/venue.drop_copy_firms yet (branch dropcopy)",
-    strict=True,
-)
 
 
 def render_chart(

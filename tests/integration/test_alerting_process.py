@@ -32,7 +32,6 @@ from tests.deploy_fixtures import (
     dashboard,
     dashboard_targets,
     metric_names,
-    needs_drop_copy_settings,
     required_tool,
     write_rules,
 )
@@ -162,7 +161,6 @@ def exported_names(exposition: str) -> set[str]:
     return names
 
 
-@needs_drop_copy_settings
 def test_every_metric_the_rules_and_the_dashboard_use_is_exported(monitored: dict[str, Any]) -> None:
     poll_http(f"{monitored['connector']}/readyz", lambda r: r.status_code == 200, timeout_s=60)
     exposition = requests.get(f"{monitored['connector']}/metrics", timeout=5).text

@@ -26,7 +26,6 @@ from tests.deploy_fixtures import (
     CHART_DIR,
     DASHBOARD_FILE,
     all_documents,
-    needs_drop_copy_settings,
     rendered_notes,
     the_one,
 )
@@ -193,7 +192,6 @@ def test_the_schema_forbids_exactly_the_connectors_secret_kafka_properties() -> 
     assert set(properties["propertyNames"]["not"]["enum"]) == SECRET_KAFKA_PROPERTIES
 
 
-@needs_drop_copy_settings
 def test_the_config_schema_matches_the_connectors_settings() -> None:
     """Every config key the schema allows exists in connector/config.py; only chart-set keys are absent."""
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())["properties"]["config"]
@@ -213,7 +211,6 @@ def test_the_config_schema_matches_the_connectors_settings() -> None:
     compare(schema, Settings, "")
 
 
-@needs_drop_copy_settings
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_the_rendered_config_file_is_accepted_by_the_connector(name: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
@@ -233,7 +230,6 @@ def test_the_venue_sources_and_drop_copy_firms_are_rendered_into_the_config_file
     assert venue["symbols"] == ["SIM-A-YES"]  # the other venue keys stay as they were
 
 
-@needs_drop_copy_settings
 def test_the_connector_reads_the_drop_copy_settings_the_chart_renders() -> None:
     venue = connector_settings(DROP_COPY).venue
     # getattr: the fields are the dropcopy branch's (a str or an enum with a value per source)
@@ -251,7 +247,6 @@ def mounted_here(config_text: str, tmp_path: Path) -> str:
     return config_text.replace("/etc/kafka-ca/ca.pem", str(ca))
 
 
-@needs_drop_copy_settings
 def test_secrets_come_from_secrets_never_from_the_config_map(tmp_path: Path) -> None:
     rendered = yaml.safe_dump_all(all_documents(FULL))
     assert "sasl.password" not in config_map(FULL)["data"]["config.yaml"]
@@ -285,7 +280,6 @@ def test_without_a_key_source_the_notes_say_how_to_create_the_secret() -> None:
     assert "create secret" not in rendered_notes(FULL)
 
 
-@needs_drop_copy_settings
 def test_a_singleton_replaced_with_recreate() -> None:
     spec = deployment(FULL)["spec"]
     assert spec["replicas"] == 1
@@ -302,7 +296,6 @@ def connector_settings(values: dict[str, Any]) -> Settings:
         return load_settings(path, environ={})
 
 
-@needs_drop_copy_settings
 def test_two_replicas_elect_a_leader_and_roll_one_pod_at_a_time() -> None:
     spec = deployment(HOT_STANDBY)["spec"]
     assert spec["replicas"] == 2
@@ -315,7 +308,6 @@ def test_two_replicas_elect_a_leader_and_roll_one_pod_at_a_time() -> None:
     assert connector_settings(explicit).connector.leader_election is True
 
 
-@needs_drop_copy_settings
 def test_two_replicas_without_the_leader_election_are_refused() -> None:
     refused = {"replicas": 2, "config": {"connector": {"leader_election": False}}}
     with pytest.raises(helm.HelmRenderError, match=r"replicas: 2 needs config\.connector\.leader_election"):
