@@ -87,6 +87,7 @@ class Figures:
     rest_refusals: int = 0
     rest_searches: int = 0  # search requests the venue answered (pages, 429s and faults)
     dropcopy_claimed: int = 0  # firm executions the last checkpoint's Drop Copy position claims
+    dropcopy_tokens_refused: int = 0  # Drop Copy resumes the venue refused (expired tokens)
 
     def count(self, fault: str) -> None:
         """Count one injected fault."""
@@ -361,7 +362,7 @@ def run_faults(running: Stack, duration_s: float, figures: Figures, say: Callabl
         say(f"cycle {cycle}: stream drops")
         running.venue_faults(end_stream_every_s=2.5)
         wait_for_stream_drops(running, 5 * cycle)
-        figures.faults["stream_drops"] = running.venue_stats()["streams_ended_by_fault_total"]
+        figures.faults["stream_drops"] = stream_drops(running)
         running.venue_faults(end_stream_every_s=None)
         wait_until(lambda: streaming(running), CATCH_UP_TIMEOUT_S, "the connector to stream again")
 
@@ -401,11 +402,15 @@ def run_faults(running: Stack, duration_s: float, figures: Figures, say: Callabl
         time.sleep(remaining)
 
 
+def stream_drops(running: Stack) -> int:
+    """The streams (order streams and Drop Copy) the venue has ended by fault."""
+    stats = running.venue_stats()
+    return int(stats["streams_ended_by_fault_total"] + stats.get("dropcopy_streams_ended_by_fault_total", 0))
+
+
 def wait_for_stream_drops(running: Stack, total: int) -> None:
     """Wait until the venue has ended ``total`` streams by fault."""
-    wait_until(
-        lambda: running.venue_stats()["streams_ended_by_fault_total"] >= total, 90, f"{total} stream drops"
-    )
+    wait_until(lambda: stream_drops(running) >= total, 90, f"{total} stream drops")
 
 
 def kill_and_restart(running: Stack, signum: signal.Signals, figures: Figures) -> None:
@@ -539,6 +544,7 @@ def run_scenario(
         stats = running.venue_stats()
         figures.rest_refusals = stats["rest_rate_limited_total"] + stats["rest_faults_total"]
         figures.rest_searches = figures.rest_refusals + stats["rest_pages_total"]
+        figures.dropcopy_tokens_refused = stats.get("dropcopy_tokens_refused_total", 0)
         assert running.connector is not None
         figures.connector_exits.append(stop(running.connector))
         figures.duration_s = round(time.monotonic() - started, 1)

@@ -52,6 +52,7 @@ def test_no_execution_is_lost_or_doubled_under_chaos_exactly_once(
         assert figures.rest_searches == 0, report  # Drop Copy resumes from its token or a time
     if "drop_copy" in sources:
         assert figures.dropcopy_claimed > 500, report
+        assert figures.dropcopy_tokens_refused >= 1, report  # the expired token: resumed by time
     assert figures.connector_exits[2] == 0 and figures.connector_exits[-1] == 0, report  # the SIGTERMs
     assert figures.checked_executions > 500, report
     assert figures.missing == 0, report

@@ -29,6 +29,8 @@ CHECKPOINT: dict[str, Any] = {
     "last_execution_id": "E42",
     "session_id": "s-9",
     "written_time": 1_763_800_001_000_000_000,
+    "dropcopy_resume_token": b"\x00token",
+    "dropcopy_time": 1_763_800_000_500_000_000,
 }
 
 
