@@ -12,9 +12,11 @@ stream or alone:
   the newest confirmed token and the newest ``transact_time`` up to it;
 - a (re)connect resumes from the confirmed token: no REST. A token the venue refuses (the call ends
   before its first response with one of :data:`RESUME_REFUSALS`; the venue documents that tokens
-  expire, not the status it answers with) falls back to ``resume_time``: that ``transact_time``
-  minus the backfill margin. A time refused too opens the stream live, after a GapDetected record
-  (reason ``dropcopy_resume_refused``) for the window in between;
+  expire, not the status it answers with) is forgotten, and the stream replays by ``resume_time``:
+  the newest ``transact_time`` published (after a restart, the checkpoint's) minus the backfill
+  margin. A time refused too opens the stream live, after a GapDetected record (reason
+  ``dropcopy_resume_refused``) from that time to just after the stream opens; the gap's end is then
+  the position, and every further live open before a stream answers declares its window too;
 - reconnects follow the order stream's failure matrix: full-jitter backoff, a fresh token at once
   (once) after UNAUTHENTICATED, up to 5 minutes after RESOURCE_EXHAUSTED, PERMISSION_DENIED fatal
   (the token lacks ``read:dropcopy``). A stream silent for ``heartbeat_timeout_s`` is reopened from
@@ -211,6 +213,11 @@ class DropCopyFeed:
 
     def _open(self, now: float) -> None:
         resume = self._next_resume()
+        if resume.mode == "live":
+            if self._newest_time_ns is None:
+                self._newest_time_ns = self._clock.time_ns()  # nothing promised before: from here on
+            elif "time" in self._refused:
+                self._declare_unreplayable()
         try:
             self._stream = self._open_stream(resume)
         except TokenEndpointUnavailable as exc:
@@ -228,11 +235,16 @@ class DropCopyFeed:
         _LOG.info("drop copy stream opened (%s)", self._describe(resume))
 
     def _next_resume(self) -> DropCopyResume:
-        """From the confirmed token; else (refused, or none) by time; else (refused too) live."""
+        """From the confirmed token; else (refused, or none) by time; else (refused too) live.
+
+        The time is the newest ``transact_time`` published (less the margin): within one process a
+        published record is delivered or the process stops, so nothing before it needs replaying;
+        at start it is the checkpoint's (``dropcopy_time``).
+        """
         if self._confirmed_token and "token" not in self._refused:
             return DropCopyResume(token=self._confirmed_token)
-        if self._confirmed_time_ns is not None and "time" not in self._refused:
-            return DropCopyResume(time_ns=self._confirmed_time_ns - self._margin_ns)
+        if self._newest_time_ns is not None and "time" not in self._refused:
+            return DropCopyResume(time_ns=self._newest_time_ns - self._margin_ns)
         return DropCopyResume()
 
     def _describe(self, resume: DropCopyResume) -> str:
@@ -277,11 +289,11 @@ class DropCopyFeed:
         pending = self._pending
         confirmed = False
         while pending and self._watermark.acknowledged_through(pending[0][0]):
-            _, self._confirmed_token, self._confirmed_time_ns = pending.popleft()
+            _, self._confirmed_token, self._confirmed_time_ns = pending.popleft()  # a gap's: no token
             confirmed = True
         if confirmed:
             self._observer.token_confirmed()
-            self._status.confirmed_token = True
+            self._status.confirmed_token = bool(self._confirmed_token)
             self._status.confirmed_token_at = iso_from_ns(self._clock.time_ns())
             self._status.position = iso_from_ns(self._confirmed_time_ns)
 
@@ -311,30 +323,41 @@ class DropCopyFeed:
         self._reconnect_at = now + self._reconnects.after(ended, now - self._opened_at)
 
     def _resume_refused(self, mode: str, ended: StreamEnd, now: float) -> None:
-        """The venue refused the token (then try the time) or the time (then declare a gap, go live)."""
+        """The venue refused the token (forget it: replay by time) or the time (go live, after a gap)."""
         self._observer.resume_refused(mode)
         self._status.refusals += 1
         self._refused.add(mode)
-        if mode == "time" or self._confirmed_time_ns is None:
-            start_ns = self._resume.time_ns if self._resume.time_ns is not None else self._confirmed_time_ns
-            end_ns = self._clock.time_ns() + self._after_ns
-            if start_ns is not None:
-                self._gap_end_ns = end_ns
-                self._host.declare_gap(
-                    Gap(
-                        GapReason.DROPCOPY_RESUME_REFUSED,
-                        Window(start_ns, end_ns),
-                        f"the venue refused the drop copy resume ({ended.status}: {ended.details}): "
-                        "the firm's executions of the window cannot be replayed; the stream goes live",
-                    )
-                )
-            self._refused.add("time")
-            self._refused.add("token")
-            _LOG.error("drop copy: the venue refused the resume %s: opening the stream live", mode)
-        else:
-            _LOG.warning("drop copy: the venue refused the resume token: replaying by time")
-            self._refused.add("token")
         self._reconnect_at = now  # at once: a refusal is an answer, not an outage
+        if mode == "token":
+            self._confirmed_token = b""  # dead: the checkpoint no longer offers it
+            self._status.confirmed_token = False
+            _LOG.warning(
+                "drop copy: the venue refused the resume token (%s): replaying by time", ended.status
+            )
+        else:
+            self._refused.add("token")
+            _LOG.error("drop copy: the venue refused the resume time (%s): going live", ended.status)
+
+    def _declare_unreplayable(self) -> None:
+        """Before a live stream that follows a position: what it cannot replay is a gap.
+
+        The window runs from the newest execution published (less the margin) to a moment after
+        the stream opens; once its record is acknowledged, the gap's end is the position.
+        """
+        assert self._newest_time_ns is not None  # noqa: S101 - only called with a position
+        start_ns = self._newest_time_ns - self._margin_ns
+        end_ns = self._clock.time_ns() + self._after_ns
+        self._host.declare_gap(
+            Gap(
+                GapReason.DROPCOPY_RESUME_REFUSED,
+                Window(start_ns, end_ns),
+                "the venue refused to replay Drop Copy from the resume token and from the resume time: "
+                "the firm's executions of the window cannot be replayed; the stream goes live",
+            )
+        )
+        self._gap_end_ns = end_ns
+        self._newest_time_ns = end_ns
+        self._pending.append((self._watermark.last_sequence, b"", end_ns))  # the gap record's barrier
 
     def _set_connected(self, connected: bool) -> None:
         if self._status.connected != connected:

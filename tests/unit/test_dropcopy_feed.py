@@ -294,3 +294,58 @@ def test_an_unreadable_response_is_dead_lettered_and_the_stream_reopened() -> No
     ((_, letter),) = r.host.records
     assert letter.topic == DECODER.dlq_topic and letter.source == "drop_copy"
     assert r.venue.streams[0].cancelled and ("reconnect", "other") in r.observed.calls
+
+
+def test_a_refused_token_is_forgotten_so_the_next_reconnect_replays_by_time_again() -> None:
+    token_time = transact_ns(EXECUTIONS[3])
+    r = rig(Checkpoint(None, b"T0", token_time))
+    r.step()
+    r.stream.push(StreamEnd("INVALID_ARGUMENT", "unknown resume token", Disposition.FATAL))
+    r.step()
+    r.step()
+    r.stream.push(batch(b"T1", EXECUTIONS[4]), StreamEnd("UNAVAILABLE", "reset", Disposition.RECONNECT))
+    r.step()  # the time-resumed stream answered, then dropped before T1's batch was acknowledged
+    r.later(60)
+    r.step()
+    # by time again, from the newest execution published (it is delivered, or the process stops)
+    assert r.venue.asked[-1] == DropCopyResume(time_ns=transact_ns(EXECUTIONS[4]) - seconds_to_ns(MARGIN_S))
+    assert r.feed.confirmed == (b"", token_time), "the checkpoint no longer offers the dead token"
+
+
+def test_after_a_refused_time_the_position_is_the_gaps_end_once_the_gap_record_is_acknowledged() -> None:
+    r = rig(Checkpoint(None, b"", transact_ns(EXECUTIONS[3])))
+    r.step()
+    r.stream.push(StreamEnd("OUT_OF_RANGE", "too old", Disposition.RECONNECT))
+    r.step()
+    r.step()
+    (gap,) = r.host.gaps
+    assert r.venue.asked[-1] == DropCopyResume()
+    assert r.feed.confirmed == (b"", transact_ns(EXECUTIONS[3])), "not before the gap record is acknowledged"
+    r.host.acknowledge_all()
+    assert r.feed.confirmed == (b"", gap.window.end_ns)
+
+
+def test_a_live_stream_after_a_refusal_that_drops_unanswered_declares_the_next_window_too() -> None:
+    r = rig(Checkpoint(None, b"", transact_ns(EXECUTIONS[3])))
+    r.step()
+    r.stream.push(StreamEnd("OUT_OF_RANGE", "too old", Disposition.RECONNECT))
+    r.step()
+    r.step()
+    r.stream.push(StreamEnd("UNAVAILABLE", "reset", Disposition.RECONNECT))  # live, silent, gone
+    r.step()
+    r.later(60)
+    r.step()
+    first, second = r.host.gaps
+    assert r.venue.asked[-1] == DropCopyResume()
+    assert second.window.start_ns < first.window.end_ns, "the windows leave nothing between them"
+    assert second.window.end_ns == r.clock.time_ns() + seconds_to_ns(AFTER_S)
+
+
+def test_a_first_live_start_is_a_position_so_a_token_always_comes_with_a_time() -> None:
+    r = rig()
+    opened_ns = r.clock.time_ns()
+    r.step()
+    r.stream.push(batch(b"T1"))  # a batch without executions
+    r.step()
+    r.host.acknowledge_all()
+    assert r.feed.confirmed == (b"T1", opened_ns)
