@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from connector._pb.polymarket.v1 import dropcopy_pb2
 from connector.config import VenueSettings
 from connector.engine.ports import DropCopyResume
-from connector.venue.stream import GrpcVenueStream, RawCall
+from connector.venue.stream import GrpcVenueStream, RawCall, call_metadata
 
 SUBSCRIBE_METHOD: Final = "/polymarket.v1.DropCopyAPI/CreateDropCopySubscription"
 
@@ -44,10 +44,7 @@ class DropCopyClient:
             TokenEndpointUnavailable: no token now.
             CredentialsRefused: the token endpoint refused the client.
         """
-        metadata = (
-            ("authorization", f"Bearer {self._token()}"),
-            ("x-participant-id", self._settings.participant_id),
-        )
+        metadata = call_metadata(self._settings, self._token)
         call: RawCall = self._raw(request(self._settings, resume), metadata=metadata)
         return call
 

@@ -145,10 +145,17 @@ class OrderStreamClient:
         )
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (
-            ("authorization", f"Bearer {self._token()}"),
-            ("x-participant-id", self._settings.participant_id),
-        )
+        return call_metadata(self._settings, self._token)
+
+
+def call_metadata(settings: VenueSettings, token: Callable[[], str]) -> tuple[tuple[str, str], ...]:
+    """The metadata of every venue stream call: a current bearer token and ``x-participant-id``.
+
+    Raises:
+        TokenEndpointUnavailable: no token now.
+        CredentialsRefused: the token endpoint refused the client.
+    """
+    return (("authorization", f"Bearer {token()}"), ("x-participant-id", settings.participant_id))
 
 
 class GrpcVenueStream:
