@@ -13,7 +13,7 @@ class Transcoder:
         prefixes: tuple[bytes, bytes, bytes],
         connector: str,
         kinds: tuple[Any, Any, Any, Any],
-        sources: tuple[Any, Any, Any],
+        sources: tuple[Any, Any, Any, Any],
         response_class: type[Any],
         dead_letter_class: type[Any],
     ) -> None: ...

@@ -61,6 +61,7 @@ class Source(StrEnum):
     STREAM = "STREAM"
     SNAPSHOT = "SNAPSHOT"
     BACKFILL = "BACKFILL"
+    DROP_COPY = "DROP_COPY"
 
 
 @dataclass(frozen=True, slots=True)

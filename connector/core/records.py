@@ -40,7 +40,7 @@ class OutRecord(NamedTuple):
         key: record key (the order ID's UTF-8 bytes; the connector's own records: its name).
         value: the encoded value (Avro with its framing; a dead letter: the raw protobuf bytes).
         event_type: the ``event_type`` header.
-        source: the ``source`` header (``stream``, ``snapshot``, ``backfill``).
+        source: the ``source`` header (``stream``, ``snapshot``, ``backfill``, ``drop_copy``).
         session_id: the venue stream session the event came with.
         timestamp_ns: the record's Kafka timestamp (venue time), or None to let Kafka stamp it.
         proof_ns: the venue time the record proves once acknowledged (see ``core.watermark``).

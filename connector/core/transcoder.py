@@ -62,7 +62,7 @@ from connector.core.mapping import (
 )
 from connector.core.record_schemas import RecordType, schema_dict
 
-PLAN_VERSION: Final = 1
+PLAN_VERSION: Final = 2
 TRANSCODED_TYPES: Final = (RecordType.EXECUTION, RecordType.ORDER_SNAPSHOT, RecordType.CANCEL_REJECT)
 # Enum numbers below this are looked up in a table, others in a short list.
 DENSE_ENUM_LIMIT: Final = 256
@@ -185,7 +185,7 @@ class Transcoder:
             ),
             connector,
             (ResponseKind.NONE, ResponseKind.HEARTBEAT, ResponseKind.SNAPSHOT, ResponseKind.UPDATE),
-            (Source.STREAM, Source.SNAPSHOT, Source.BACKFILL),
+            (Source.STREAM, Source.SNAPSHOT, Source.BACKFILL, Source.DROP_COPY),
             DecodedResponse,
             DeadLetter,
         )

@@ -66,7 +66,7 @@ POLL_S: Final = 0.05
 TAKEOVER_TIMEOUT_S: Final = 60.0
 SETTLE_TIMEOUT_S: Final = 240.0  # the new leader's backfill is paced to the venue's 12 searches a minute
 STREAM: Final = 0  # ExecutionEvent.source: STREAM
-SOURCES: Final = ("stream", "snapshot", "backfill", "unknown")
+SOURCES: Final = ("stream", "snapshot", "backfill", "drop_copy", "unknown")
 
 
 class CommittedExecutions:

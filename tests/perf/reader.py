@@ -71,7 +71,7 @@ def execution_and_sent_time(value: bytes) -> tuple[int, int]:
 def transact_time_and_source(value: bytes) -> tuple[int | None, int]:
     """The ``transact_time`` (ns, None when absent) and the ``source`` symbol's index of an ExecutionEvent.
 
-    ``source``: 0 stream, 1 snapshot, 2 backfill, 3 unknown (ExecutionEvent.avsc's enum).
+    ``source``: 0 stream, 1 snapshot, 2 backfill, 3 drop_copy, 4 unknown (ExecutionEvent.avsc's enum).
     """
     header = CONFLUENT_HEADER_BYTES if value[0] == CONFLUENT_MAGIC else SINGLE_OBJECT_HEADER_BYTES
     position = header

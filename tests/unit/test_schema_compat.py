@@ -1,5 +1,8 @@
 """Schema evolution: the committed schemas stay BACKWARD compatible with the released ones.
 
+The ``Source`` enum is FORWARD compatible too: a consumer still on a released schema reads a source
+added since as the released enum's default, ``UNKNOWN``.
+
 The checker itself is tested with deliberate changes, compatible and not, each failing with a
 message that names the field; and against fastavro's own schema resolution: whenever the checker
 says "compatible", fastavro must read data written with the old schema using the new one.
@@ -18,6 +21,7 @@ import fastavro
 import fastavro.utils
 import pytest
 
+from connector.core.mapping import Source
 from connector.core.record_schemas import RecordType, schema_dict
 from connector.core.schema_compat import backward_incompatibilities, describe, is_backward_compatible
 
@@ -52,6 +56,37 @@ def test_committed_schema_reads_every_released_version(record_type: RecordType) 
     for path in found:
         problems = backward_incompatibilities(schema_dict(record_type), json.loads(path.read_text()))
         assert problems == [], f"{record_type.value} vs {path.parent.name}:\n{describe(problems)}"
+
+
+SOURCE_RECORD_TYPES = (RecordType.EXECUTION, RecordType.ORDER_SNAPSHOT, RecordType.CANCEL_REJECT)
+
+
+def source_enum(schema: Schema) -> Schema:
+    enum_schema: Schema = field(schema["fields"], "source")["type"]
+    return enum_schema
+
+
+@pytest.mark.parametrize("record_type", SOURCE_RECORD_TYPES)
+def test_the_source_enum_is_every_source_then_the_unknown_default(record_type: RecordType) -> None:
+    enum_schema = source_enum(schema_dict(record_type))
+    assert enum_schema["symbols"] == [*(source.value for source in Source), "UNKNOWN"]
+    assert enum_schema["default"] == "UNKNOWN"
+
+
+@pytest.mark.parametrize("record_type", SOURCE_RECORD_TYPES)
+def test_a_consumer_on_a_released_schema_reads_a_newer_source_as_unknown(record_type: RecordType) -> None:
+    # FORWARD for the enum: the released Source is the reader, the committed one the writer.
+    new = source_enum(schema_dict(record_type))
+    for version in released_versions():
+        old = source_enum(json.loads((version / f"{record_type.value}.avsc").read_text()))
+        assert backward_incompatibilities(old, new) == [], version.name
+        writer, reader = fastavro.parse_schema(copy.deepcopy(new)), fastavro.parse_schema(copy.deepcopy(old))
+        for source in Source:
+            buffer = io.BytesIO()
+            fastavro.schemaless_writer(buffer, writer, source.value)
+            buffer.seek(0)
+            expected = source.value if source.value in old["symbols"] else "UNKNOWN"
+            assert fastavro.schemaless_reader(buffer, writer, reader) == expected, version.name
 
 
 # --------------------------------------------------------------------------- deliberate changes

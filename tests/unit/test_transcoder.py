@@ -34,6 +34,7 @@ from connector.core.transcoder import (
     UnsupportedMapping,
 )
 from connector.kafka.encoding import SingleObjectEncoder
+from tests.records import decode
 from tests.reference_mapping import reference_execution, reference_response
 from tests.unit.test_fuzz_venue import responses
 
@@ -484,6 +485,22 @@ def test_one_execution_equals_the_reference(response: Message, source: Source) -
             assert failure.value.key == (execution.order.id.encode() if execution.HasField("order") else b"")
             continue
         assert got() == expected
+
+
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+@pytest.mark.parametrize("source", list(Source))
+def test_every_source_reaches_the_execution_record(source: Source, framing: str) -> None:
+    execution = _rich_update().update.executions[0]
+    context = EventContext(source, "sess", 12, RECEIVED, CONNECTOR)
+    got = TRANSCODERS[framing].execution(
+        execution.SerializeToString(),
+        source=source,
+        session_id="sess",
+        processed_sent_time_ns=12,
+        received_time_ns=RECEIVED,
+    )
+    assert got == reference_execution(FRAMINGS[framing], execution, context)
+    assert decode(got[3], RecordType.EXECUTION)["source"] == source.value
 
 
 def test_one_invalid_execution_raises_a_decode_error() -> None:

@@ -29,6 +29,7 @@ pub enum Source {
     Stream,
     Snapshot,
     Backfill,
+    DropCopy,
 }
 
 /// The record types the transcoder writes (index into the prefixes).
@@ -581,6 +582,7 @@ impl Encoder<'_, '_> {
                     Source::Stream => symbols.stream,
                     Source::Snapshot => symbols.snapshot,
                     Source::Backfill => symbols.backfill,
+                    Source::DropCopy => symbols.drop_copy,
                 };
                 put_long(self.out, i64::from(index));
             }

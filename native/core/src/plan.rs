@@ -296,9 +296,10 @@ pub struct SourceSymbols {
     pub stream: u32,
     pub snapshot: u32,
     pub backfill: u32,
+    pub drop_copy: u32,
 }
 
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Plan {

@@ -23,8 +23,8 @@ struct Transcoder {
     inner: pmx_transcoder::Transcoder,
     /// The objects returned as the response kind: none, heartbeat, snapshot, update.
     kinds: [Py<PyAny>; 4],
-    /// The objects that stand for the sources stream, snapshot, backfill (compared by identity).
-    sources: [Py<PyAny>; 3],
+    /// The objects that stand for the sources stream, snapshot, backfill, drop copy (compared by identity).
+    sources: [Py<PyAny>; 4],
     /// `tuple.__new__` and the named tuple class of a response.
     tuple_new: Py<PyAny>,
     response_class: Py<PyAny>,
@@ -35,7 +35,7 @@ struct Transcoder {
 impl Transcoder {
     fn source_of(&self, source: Option<&Bound<'_, PyAny>>) -> PyResult<Source> {
         let Some(source) = source else { return Ok(Source::Stream) };
-        let found = [Source::Stream, Source::Snapshot, Source::Backfill]
+        let found = [Source::Stream, Source::Snapshot, Source::Backfill, Source::DropCopy]
             .into_iter()
             .zip(&self.sources)
             .find(|(_, known)| source.is(known.bind(source.py())));
@@ -168,8 +168,9 @@ impl Sink for PySink<'_> {
 impl Transcoder {
     /// `plan`: the JSON plan; `prefixes`: framing of ExecutionEvent, OrderSnapshotEvent and
     /// CancelRejectEvent; `kinds`: the objects to return as the kind none, heartbeat, snapshot,
-    /// update; `sources`: the objects that stand for stream, snapshot, backfill; `response_class`:
-    /// a named tuple of the nine response fields; `dead_letter_class`: called with six fields.
+    /// update; `sources`: the objects that stand for stream, snapshot, backfill, drop copy;
+    /// `response_class`: a named tuple of the nine response fields; `dead_letter_class`: called with
+    /// six fields.
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -178,7 +179,7 @@ impl Transcoder {
         prefixes: (Vec<u8>, Vec<u8>, Vec<u8>),
         connector: String,
         kinds: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>),
-        sources: (Py<PyAny>, Py<PyAny>, Py<PyAny>),
+        sources: (Py<PyAny>, Py<PyAny>, Py<PyAny>, Py<PyAny>),
         response_class: Py<PyAny>,
         dead_letter_class: Py<PyAny>,
     ) -> PyResult<Self> {
@@ -187,7 +188,7 @@ impl Transcoder {
         Ok(Transcoder {
             inner: pmx_transcoder::Transcoder::new(plan, [prefixes.0, prefixes.1, prefixes.2], connector),
             kinds: [kinds.0, kinds.1, kinds.2, kinds.3],
-            sources: [sources.0, sources.1, sources.2],
+            sources: [sources.0, sources.1, sources.2, sources.3],
             tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
             response_class,
             dead_letter_class,
