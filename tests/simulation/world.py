@@ -358,6 +358,7 @@ class Outcome:
     frontier_claims: list[tuple[int, int]] = field(default_factory=list)  # (cluster serial, F) as F moved
     commits: int = 0
     sources: Sources = Sources.ORDERS
+    frontier_behind_silent_firm: bool = False  # see World._caught_up (a known limitation)
 
 
 class World:
@@ -687,11 +688,19 @@ class World:
 
     def _caught_up(self) -> bool:
         current = self.current
-        if current is None or current.service.frontier is None:
+        if current is None or current.service.frontier is None or current.sink.in_flight:
             return False
-        if current.service.frontier.venue_time_ns < self._last_ns or current.sink.in_flight:
-            return False
-        return not self.plan.sources.dropcopy or self._dropcopy_caught_up(current)
+        sources = self.plan.sources
+        if current.service.frontier.venue_time_ns < self._last_ns:
+            # KNOWN LIMITATION (reported to the lead; seed 1005): with Drop Copy alone, a stream opened
+            # once the firm is silent sends nothing, so its recovery never completes and F stays at
+            # the checkpoint's F, which may lag the confirmed token. Everything delivered and
+            # confirmed is caught up then; the outcome counts it.
+            if sources.order_stream or not self._dropcopy_caught_up(current):
+                return False
+            self.outcome.frontier_behind_silent_firm = True
+            return True
+        return not sources.dropcopy or self._dropcopy_caught_up(current)
 
     def _dropcopy_caught_up(self, current: Incarnation) -> bool:
         """Whether the confirmed Drop Copy token is past the firm's last execution (the order stream's F
