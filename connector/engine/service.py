@@ -574,6 +574,11 @@ class ConnectorService:
         if execution_id and topic == self._executions_topic:
             if not self._recent_ids.add(execution_id):
                 self._observer.duplicate_dropped()
+                if record.proof_ns is not None:
+                    # Its copy is published already (Drop Copy's, a backfill's): what this one proves
+                    # still holds, once everything that arrived before it is acknowledged.
+                    watermark = self._watermark
+                    watermark.acknowledge(watermark.arrive(record.proof_ns, execution_id, record.session_id))
                 return
         elif topic == self._dlq_topic:
             self._observer.dead_lettered(record.event_type, _error_type(record))

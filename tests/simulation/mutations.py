@@ -4,7 +4,11 @@
 in a transaction: ``test_schedules.MASKED`` says why). 6-9 break what issue 15's transactions
 promise: exactly_once counting a record at Kafka's acknowledgement instead of its commit; the dedup
 seed reading records that a crash left in an aborted transaction; a fenced instance carrying on; and
-no ``init_transactions`` at start (nothing aborted, nothing fenced).
+no ``init_transactions`` at start (nothing aborted, nothing fenced). 10-12 break what the Drop Copy
+feed promises (``connector/engine/dropcopy.py``): a batch's token confirmed as soon as the batch is
+emitted, not once Kafka acknowledged it; a refused token followed by a live stream, skipping the
+resume by time and the gap; and Drop Copy's records proving their ``transact_time`` while the order
+stream, not Drop Copy, owns F.
 
 Each mutation is a context manager that patches the real engine (or the fake Kafka) back to the
 behaviour a review found unsafe; ``test_schedules`` runs seeds until the invariants fail.
@@ -20,7 +24,9 @@ import pytest
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.core.dedup import RecentExecutionIds
+from connector.core.mapping import Source
 from connector.core.records import Headers, MessageKind, OutRecord
+from connector.engine.dropcopy import DropCopyFeed
 from connector.engine.frontier import Frontier
 from connector.engine.recovery import RecoverySession, RecoveryState
 from connector.engine.service import ConnectorService
@@ -183,6 +189,64 @@ def no_init_transactions(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@contextmanager
+def dropcopy_token_confirmed_at_emission(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """10: a Drop Copy batch's token is confirmed once its records are emitted, not acknowledged."""
+    original = DropCopyFeed._on_response
+
+    def on_response(self: DropCopyFeed, data: bytes, now: float) -> None:
+        original(self, data, now)
+        while self._pending:
+            _, self._confirmed_token, self._confirmed_time_ns = self._pending.popleft()
+
+    monkeypatch.setattr(DropCopyFeed, "_on_response", on_response)
+    yield
+
+
+@contextmanager
+def dropcopy_refused_token_goes_live(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """11: a refused Drop Copy token opens the stream live: no resume by time, no gap declared."""
+
+    def resume_refused(self: DropCopyFeed, mode: str, ended: Any, now: float) -> None:
+        self._refused |= {"token", "time"}
+        self._reconnect_at = now
+
+    monkeypatch.setattr(DropCopyFeed, "_resume_refused", resume_refused)
+    yield
+
+
+class _ProvingHost:
+    """The feed's host, handed Drop Copy executions that prove their ``transact_time`` (mutation 12)."""
+
+    def __init__(self, host: Any) -> None:
+        self._host = host
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._host, name)
+
+    def emit(self, record: OutRecord, *, relaxed: bool = False) -> None:
+        if (
+            record.source == Source.DROP_COPY.value.lower()
+            and record.execution_id
+            and record.proof_ns is None
+        ):
+            record = record._replace(proof_ns=record.timestamp_ns)
+        self._host.emit(record, relaxed=relaxed)
+
+
+@contextmanager
+def dropcopy_proves_beside_the_order_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """12: with the order stream a source too, Drop Copy's records prove their ``transact_time``."""
+    original = DropCopyFeed.__init__
+
+    def init(self: DropCopyFeed, **kwargs: Any) -> None:
+        original(self, **kwargs)
+        self._host = _ProvingHost(self._host)
+
+    monkeypatch.setattr(DropCopyFeed, "__init__", init)
+    yield
+
+
 MUTATIONS = {
     "1 first message not a snapshot": (first_message_taken_as_recovered, None),
     "2 checkpoint past an unacknowledged backfill": (frontier_before_the_backfill_is_acknowledged, None),
@@ -193,4 +257,7 @@ MUTATIONS = {
     "7 dedup seed reads uncommitted records": (seed_reads_uncommitted, None),
     "8 a fenced instance carries on": (fenced_instance_carries_on, None),
     "9 no init_transactions at start": (no_init_transactions, None),
+    "10 drop copy token confirmed at emission": (dropcopy_token_confirmed_at_emission, None),
+    "11 drop copy refused token goes live without a gap": (dropcopy_refused_token_goes_live, None),
+    "12 drop copy proves its time beside the order stream": (dropcopy_proves_beside_the_order_stream, None),
 }

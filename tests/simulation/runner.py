@@ -83,6 +83,15 @@ class Summary:
     commits: int = 0
     zombies: int = 0
     fenced: int = 0
+    by_sources: dict[str, int] = field(default_factory=dict)  # venue.sources -> schedules
+    failures_by_sources: dict[str, int] = field(default_factory=dict)
+    firm_executions: int = 0
+    dropcopy_gaps: int = 0
+    token_refusals: int = 0
+    # the known issues (invariants.OVERTAKEN_AFTER_DROPCOPY_GAP, RESENT_BEFORE_TOKEN, World._caught_up)
+    overtaken_after_dropcopy_gap: int = 0
+    resent_before_token: int = 0
+    frontier_behind_silent_firm: int = 0  # schedules
     message_timeout_s: float | None = None
     mutation: str | None = None
 
@@ -108,6 +117,16 @@ class Summary:
             self.commits += figures.commits
             self.zombies += figures.zombies
             self.fenced += figures.fenced
+            sources = figures.sources.value
+            self.by_sources[sources] = self.by_sources.get(sources, 0) + 1
+            if result.violations:
+                self.failures_by_sources[sources] = self.failures_by_sources.get(sources, 0) + 1
+            self.firm_executions += figures.firm_executions
+            self.dropcopy_gaps += figures.dropcopy_gaps
+            self.token_refusals += figures.token_refusals
+            self.overtaken_after_dropcopy_gap += figures.overtaken_after_dropcopy_gap
+            self.resent_before_token += figures.resent_before_token
+            self.frontier_behind_silent_firm += figures.frontier_behind_silent_firm
 
     def report(self, seconds: float) -> str:
         """The batch in a few lines; each failure with its first violation and its replay command."""
@@ -123,6 +142,17 @@ class Summary:
             f"at_least_once; {self.commits} commits, {self.aborted} records aborted; {self.zombies} zombies, "
             f"{self.fenced} fenced; duplicates read_committed / read_uncommitted: exactly_once "
             f"{exactly[0]} / {exactly[1]}, at_least_once {least[0]} / {least[1]}"
+        )
+        per_sources = ", ".join(
+            f"{name} {count} ({self.failures_by_sources.get(name, 0)} failing)"
+            for name, count in sorted(self.by_sources.items())
+        )
+        lines.append(
+            f"sources: {per_sources}; drop copy: {self.firm_executions} firm executions covered, "
+            f"{self.token_refusals} resume tokens refused, {self.dropcopy_gaps} dropcopy_resume_refused "
+            f"gaps; known issues: {self.overtaken_after_dropcopy_gap} executions overtaken by Drop Copy "
+            f"after its gap, {self.resent_before_token} duplicates of re-sends before a token, "
+            f"{self.frontier_behind_silent_firm} schedules ending with F behind on a silent firm"
         )
         for failure in self.failures[:10]:
             lines.append(f"seed {failure.seed}: {failure.violations[0].splitlines()[0]}")

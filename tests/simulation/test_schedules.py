@@ -12,7 +12,8 @@ import time
 import pytest
 
 from tests.simulation.mutations import MUTATIONS
-from tests.simulation.runner import run_many
+from tests.simulation.runner import run_many, run_one
+from tests.simulation.world import Sources
 
 SCHEDULES = int(os.environ.get("SIMULATION_SCHEDULES", "2000"))
 FIRST_SEED = int(os.environ.get("SIMULATION_FIRST_SEED", "0"))
@@ -38,7 +39,19 @@ def test_every_invariant_holds_over_thousands_of_hostile_schedules() -> None:
     # both delivery modes well represented, and second processes started beside live ones
     assert SCHEDULES // 3 < summary.exactly_once < 2 * SCHEDULES // 3, report
     assert summary.zombies > SCHEDULES // 20 and summary.aborted > 0, report
+    # every source configuration, the order stream alone the largest share; Drop Copy's refusals hit
+    orders, dropcopy, both = (summary.by_sources.get(s.value, 0) for s in Sources)
+    assert orders > max(dropcopy, both) and min(dropcopy, both) > SCHEDULES // 6, report
+    assert summary.token_refusals > 0 and summary.firm_executions > summary.executions // 4, report
     assert not summary.failures, report
+
+
+def test_with_both_sources_f_passes_what_drop_copy_published_first() -> None:
+    """Seed 60 (order stream and Drop Copy): Drop Copy publishes the user's executions first, so the
+    order stream's copies are duplicates; F must still move past them (it stayed at the last backfill
+    window's end, and the run never caught up, when a dropped duplicate's proof was dropped with it)."""
+    result = run_one(60)
+    assert not result.violations, result.violations
 
 
 @pytest.mark.parametrize("name", sorted(set(MUTATIONS) - set(MASKED)))

@@ -7,12 +7,20 @@ delay, ``eof`` without a token, page size cap) are the ones ``pmx-connector simu
 gRPC and HTTP; here they are driven directly, with no thread. Adapters to the engine's ports:
 
 - :class:`SimStream`: a ``VenueStream`` port; a stall sends nothing, a drop ends the call;
+- :class:`SimDropCopyStream`: a ``VenueStream`` port too, the Drop Copy stream (venue-api.md §6) of
+  the simulator's own :class:`~connector.simulator.dropcopy.DropCopyStream` over the firm's
+  :class:`~connector.simulator.dropcopy.FirmLog` (the configured user's executions and, when
+  :class:`DropCopySetup` says so, other users' of the firm): batches with opaque resume tokens, a
+  replay from a token (less ``dropcopy_resend_on_resume`` positions: at least once) or a time, else
+  live; stalls and drops as the order stream's; a token refused (expired or unknown, one of the
+  refusal statuses) and, in a window, a refused resume time, each before any response;
 - :class:`SimSearch`: an ``ExecutionSearch`` port whose requests are built and whose answers are
   parsed by the connector's real REST client (``venue/search.py``), with a latency and outages.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +28,16 @@ from typing import Any
 
 from connector._pb.polymarket.v1 import trading_pb2
 from connector.core.backfill_plan import SubscriptionFilter
-from connector.engine.ports import SearchFailure, SearchPage, SearchRequest, StreamEnd
-from connector.simulator.exchange import Exchange, OrderFilter, Subscription
-from connector.simulator.faults import FaultSettings
+from connector.core.venue_time import ns_from_timestamp
+from connector.engine.ports import DropCopyResume, SearchFailure, SearchPage, SearchRequest, StreamEnd
+from connector.simulator.dropcopy import (
+    DropCopyStream,
+    FirmLog,
+    ResumeTokens,
+    TokenRefusedError,
+)
+from connector.simulator.exchange import Exchange, FirmFlow, FirmSubscription, OrderFilter, Subscription
+from connector.simulator.faults import TOKEN_REFUSAL_STATUSES, FaultSettings
 from connector.simulator.journal import Journal, JournaledExecution
 from connector.simulator.order_flow import FlowParams, OrderFlow
 from connector.simulator.report_api import ReportApi
@@ -37,8 +52,20 @@ NO_TOKEN = -1  # the status recorded for an answer with eof=false and no next pa
 
 
 @dataclass(frozen=True, slots=True)
+class DropCopySetup:
+    """How this schedule's venue serves Drop Copy (its ``dropcopy_*`` behaviour is in the FaultSettings).
+
+    ``firm_users`` other users of the firm trade beside the configured one, ``firm_flow_ratio``
+    updates each per update of the configured user; Drop Copy carries theirs too.
+    """
+
+    firm_users: int
+    firm_flow_ratio: float
+
+
+@dataclass(frozen=True, slots=True)
 class VenueSetup:
-    """How this schedule's venue behaves."""
+    """How this schedule's venue behaves (``dropcopy`` None: the venue serves no Drop Copy stream)."""
 
     seed: int
     updates_per_s: float
@@ -46,6 +73,7 @@ class VenueSetup:
     behaviour: FaultSettings
     search_latency_s: tuple[float, float]
     subscription: SubscriptionFilter
+    dropcopy: DropCopySetup | None = None
 
 
 class _RpcError(Exception):
@@ -74,7 +102,9 @@ class SimVenue:
         self.rng = random.Random(f"{setup.seed}:venue")
         params = FlowParams(accounts=DEFAULT_ACCOUNTS, symbols=DEFAULT_SYMBOLS, id_prefix=f"S{setup.seed}")
         self.journal = Journal()
-        self.exchange = Exchange(OrderFlow(params, setup.seed), self.journal, rate=0.0, clock=clock)
+        self.exchange = Exchange(
+            OrderFlow(params, setup.seed), self.journal, rate=0.0, clock=clock, firm_flows=_firm_flows(setup)
+        )
         self.behaviour = setup.behaviour
         self.report = ReportApi(
             executions=self.exchange.executions,
@@ -91,6 +121,16 @@ class SimVenue:
         self.rest_outages: list[tuple[float, float]] = []
         self.resent_ids: set[str] = set()
         self.streams_opened = 0
+        # Drop Copy
+        self.dropcopy_streams: list[SimDropCopyStream] = []
+        self.token_history = 1  # a new one (the venue lost its Drop Copy history) makes old tokens unknown
+        self.tokens = ResumeTokens(secret=f"sim-{setup.seed}".encode(), epoch=self.token_history)
+        self.dropcopy_rng = random.Random(f"{setup.seed}:dropcopy")
+        self.dropcopy_opened = 0
+        self.time_refused_until = 0.0  # a resume time opened before then is refused
+        self.token_refusals = 0
+        self.time_refusals = 0
+        self.resent_on_resume_ids: set[str] = set()  # re-sent before a resumed token's position
 
     # --------------------------------------------------------------------- the flow
 
@@ -114,6 +154,12 @@ class SimVenue:
         for stream in self.streams:
             wakeup = max(self.stalled_until, self.clock.monotonic_of(stream.behaviour.next_wakeup()))
             if wakeup > now:  # a timer already due waits for the engine to read
+                times.append(wakeup)
+        for dropcopy in self.dropcopy_streams:  # a paced replay's next batch
+            wakeup = max(
+                self.stalled_until, self.clock.monotonic_of(dropcopy.stream.next_wakeup(self.clock()))
+            )
+            if wakeup > now:
                 times.append(wakeup)
         return min(times) if times else None
 
@@ -156,9 +202,87 @@ class SimVenue:
             self.streams.remove(stream)
 
     def drop_streams(self, status: str = "UNAVAILABLE") -> None:
-        """End every open stream (a network drop, a venue restart)."""
+        """End every open stream, Drop Copy's too (a network drop, a venue restart)."""
         for stream in list(self.streams):
             stream.behaviour.end(status, "simulated drop")
+        for dropcopy in self.dropcopy_streams:
+            dropcopy.stream.end(status, "simulated drop")
+
+    # --------------------------------------------------------------------- Drop Copy
+
+    def firm_log(self) -> FirmLog:
+        """Every execution of the firm (Drop Copy's history), at its position."""
+        return self.exchange.firm_log
+
+    def in_dropcopy(self, execution: trading_pb2.Execution) -> bool:
+        """Whether the connector's Drop Copy subscription covers an execution (symbols only: firm-wide)."""
+        symbols = self.setup.subscription.symbols
+        return not symbols or execution.order.symbol in symbols
+
+    def open_dropcopy(self, resume: DropCopyResume) -> SimDropCopyStream:
+        """The engine's Drop Copy opener: from just after a token, else from a time, else live."""
+        self.dropcopy_opened += 1
+        behaviour = self.behaviour
+        log = self.exchange.firm_log
+        now = self.clock()
+        resumed_at: int | None = None
+        refusal: tuple[str, str] | None = None
+        if resume.token:
+            try:
+                resumed_at = self.tokens.decode(resume.token, now, head=log.head, lifetime_s=None)
+            except TokenRefusedError as refused:
+                self.token_refusals += 1
+                refusal = (self.dropcopy_rng.choice(TOKEN_REFUSAL_STATUSES), refused.details)
+        elif resume.time_ns is not None and self.clock.monotonic() < self.time_refused_until:
+            self.time_refusals += 1
+            refusal = (
+                self.dropcopy_rng.choice(TOKEN_REFUSAL_STATUSES),
+                "resume_time is out of the replay window",
+            )
+        dice = random.Random(self.dropcopy_rng.randrange(2**32))
+
+        def open_sink(firm_log: FirmLog, opened_at: Any) -> DropCopyStream:
+            head = firm_log.head
+            if resumed_at is not None:
+                first = max(0, resumed_at - behaviour.dropcopy_resend_on_resume)
+            elif resume.time_ns is not None:
+                first = bisect.bisect_left(_transact_times(firm_log), resume.time_ns)
+            else:
+                first = head
+            return DropCopyStream(
+                behaviour,
+                log=firm_log,
+                start=first,
+                joined_at=head,
+                opened_at=opened_at,
+                token_for=self.tokens.encode,
+                rng=dice,
+                symbols=self.setup.subscription.symbols,
+                resumed_at=resumed_at,
+            )
+
+        subscription = self.exchange.subscribe_firm(open_sink)
+        stream = SimDropCopyStream(self, subscription)
+        self.dropcopy_streams.append(stream)
+        if refusal is not None:  # the call ends before its first response
+            stream.stream.end(*refusal)
+        elif self.clock.monotonic() < self.unreachable_until:
+            stream.stream.end("UNAVAILABLE", "failed to connect to all addresses (simulated partition)")
+        return stream
+
+    def close_dropcopy(self, stream: SimDropCopyStream) -> None:
+        """A Drop Copy stream is over."""
+        self.exchange.unsubscribe_firm(stream.subscription)
+        if stream in self.dropcopy_streams:
+            self.dropcopy_streams.remove(stream)
+
+    def lose_dropcopy_tokens(self, *, unknown: bool) -> None:
+        """Every resume token issued so far is refused from now on: expired, or unknown (a new history)."""
+        if unknown:
+            self.token_history += 1
+            self.tokens = ResumeTokens(secret=f"sim-{self.setup.seed}".encode(), epoch=self.token_history)
+        else:
+            self.tokens.expire_all()
 
     def rest_down(self) -> bool:
         """Whether the REST API is down (or out of reach) now."""
@@ -203,6 +327,65 @@ class SimStream:
         if not self._done:
             self._done = True
             self.venue.close(self)
+
+
+class SimDropCopyStream:
+    """One Drop Copy stream, as the engine's ``VenueStream`` port sees it (responses as wire bytes)."""
+
+    def __init__(self, venue: SimVenue, subscription: FirmSubscription) -> None:
+        self.venue = venue
+        self.subscription = subscription
+        stream = subscription.sink
+        assert isinstance(stream, DropCopyStream)
+        self.stream = stream
+        self._done = False
+
+    def take(self) -> Any | StreamEnd | None:
+        venue = self.venue
+        if self._done:
+            return None
+        if venue.clock.monotonic() < venue.stalled_until and self.stream.ended is None:
+            return None  # a stall: nothing is sent
+        sent = self.stream.next_message(venue.clock())
+        if sent is None:
+            ended = self.stream.ended
+            if ended is None:
+                return None
+            self._done = True
+            venue.close_dropcopy(self)
+            status = ended.status if ended.status != "OK" else "UNAVAILABLE"
+            return translate(_RpcError(status, ended.details))  # type: ignore[arg-type]
+        if sent.kind == "duplicate":
+            venue.resent_ids.update(sent.execution_ids)
+        elif sent.resent:
+            venue.resent_on_resume_ids.update(sent.execution_ids[: sent.resent])
+        return sent.response.SerializeToString()
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._done = True
+            self.venue.close_dropcopy(self)
+
+
+def _transact_times(log: FirmLog) -> list[int]:
+    """The firm's transact times (ns) in position order (never decreasing, as the venue stamps them)."""
+    return [ns_from_timestamp(entry.execution.transact_time) for entry in log.entries()]
+
+
+def _firm_flows(setup: VenueSetup) -> list[FirmFlow]:
+    """The firm's other users (none without Drop Copy: the order stream sees only the configured user)."""
+    if setup.dropcopy is None:
+        return []
+    flows = []
+    for number in range(2, setup.dropcopy.firm_users + 2):
+        params = FlowParams(
+            accounts=(f"firms/SIM/accounts/D{number}-1", f"firms/SIM/accounts/D{number}-2"),
+            symbols=DEFAULT_SYMBOLS,
+            participant=f"firms/SIM/users/desk-{number}",
+            id_prefix=f"S{setup.seed}D{number}",
+        )
+        flows.append(FirmFlow(OrderFlow(params, setup.seed * 1009 + number), setup.dropcopy.firm_flow_ratio))
+    return flows
 
 
 @dataclass(slots=True)

@@ -8,7 +8,11 @@ outages, REST outages short and long, a permanent produce error, a new session, 
 from a second generator (so the draws above stay what they were), the delivery mode (``exactly_once``
 or ``at_least_once``), the transactions' bounds, and in a fraction of the schedules a *zombie*: a
 second connector process starts while the first is still alive (frozen for a while and then thawed,
-or running on), so the newer one's ``init_transactions`` must fence it.
+or running on), so the newer one's ``init_transactions`` must fence it. From a third generator, the
+sources (``venue.sources``): the order stream only (most schedules), Drop Copy only, or both; with
+Drop Copy, the venue's Drop Copy behaviour (other users of the firm, batch size, replay pace and
+delay, re-sends on resume) and its faults: every resume token refused (expired, or unknown), and
+rarely a window in which a resume time is refused too.
 
 :class:`World` runs it: the virtual clock jumps from event to event (a venue update or timer, an
 acknowledgement, a search answer, a fault, the engine's own wake-up), and the engine is stepped at
@@ -22,6 +26,7 @@ world runs on until the connector has caught up (or a cap passes), then stops it
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,18 +36,27 @@ from connector.core.dedup import RecentExecutionIds
 from connector.core.venue_time import NANOS_PER_SECOND, ns_from_timestamp
 from connector.core.watermark import Watermark
 from connector.engine.backfill import BackfillTuning
-from connector.engine.ports import StartupStep
+from connector.engine.dropcopy import DropCopyPorts
+from connector.engine.ports import DropCopyResume, StartupStep, VenueStream
 from connector.engine.recovery import HoldBackLimits
 from connector.engine.service import ConnectorService, EngineSettings
 from connector.engine.status import ServiceStatus
 from connector.engine.transactions import TransactionalSink
 from connector.errors import FatalProducerError, KafkaUnavailable
 from connector.kafka.transactions import transactional_id
+from connector.simulator.dropcopy import ResumeTokens
 from connector.simulator.faults import FaultSettings
 from connector.simulator.venue import DEFAULT_ACCOUNTS, DEFAULT_SYMBOLS
 from tests.simulation.clock import SimClock
 from tests.simulation.kafka import SimCheckpointStore, SimKafka, SimProducer, SimSeeder, SimTransactions
-from tests.simulation.venue import SimSearch, SimStream, SimVenue, VenueSetup, search_client
+from tests.simulation.venue import (
+    DropCopySetup,
+    SimSearch,
+    SimStream,
+    SimVenue,
+    VenueSetup,
+    search_client,
+)
 from tests.venue_strategies import DECODER, TOPICS
 
 SUBSCRIPTION = "symbols=*;accounts=*"
@@ -58,6 +72,29 @@ TRANSACTIONAL_ID = transactional_id(CONNECTOR, SUBSCRIPTION)
 ZOMBIE_SHARE = 0.15  # of the schedules, those with a second process starting beside a live one
 ZOMBIE_FREEZE_MAX_S = 8.0
 ZOMBIE_GRACE_S = 10.0  # after the final stop, how long a zombie still gets to find out it was fenced
+TIME_REFUSAL_END_S = 6.0  # a refused resume time ends this long before the market goes quiet, so the
+# live stream after the gap still sees an execution: with no heartbeat, F cannot pass a silent firm
+
+
+class Sources(StrEnum):
+    """Which venue streams the connector reads (``venue.sources``)."""
+
+    ORDERS = "orders"
+    DROPCOPY = "dropcopy"
+    BOTH = "orders+dropcopy"
+
+    @property
+    def order_stream(self) -> bool:
+        """Whether the order stream is a source."""
+        return self is not Sources.DROPCOPY
+
+    @property
+    def dropcopy(self) -> bool:
+        """Whether Drop Copy is a source."""
+        return self is not Sources.ORDERS
+
+
+SOURCE_WEIGHTS = {Sources.ORDERS: 2, Sources.DROPCOPY: 1, Sources.BOTH: 1}  # today's share stays the largest
 
 
 class FaultKind(StrEnum):
@@ -75,9 +112,14 @@ class FaultKind(StrEnum):
     SNAPSHOT = "snapshot"
     NETWORK_PARTITION = "network_partition"  # the pod's network: stream, REST and Kafka all at once
     ZOMBIE = "zombie"  # a second process starts; the first lives on (frozen for duration_s, then thawed)
+    TOKENS_EXPIRED = "dropcopy_tokens_expired"  # every Drop Copy resume token issued so far expires
+    TOKENS_UNKNOWN = "dropcopy_tokens_unknown"  # the venue no longer knows any token issued so far
+    RESUME_REFUSED = "dropcopy_resume_refused"  # tokens expire, and resume times are refused for a while
 
 
-RANDOM_FAULTS = [kind for kind in FaultKind if kind is not FaultKind.ZOMBIE]  # drawn with the weights below
+DROPCOPY_FAULTS = (FaultKind.TOKENS_EXPIRED, FaultKind.TOKENS_UNKNOWN, FaultKind.RESUME_REFUSED)
+RANDOM_FAULTS = [kind for kind in FaultKind if kind is not FaultKind.ZOMBIE and kind not in DROPCOPY_FAULTS]
+# (drawn with the weights below; the Drop Copy faults from the sources' generator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +146,7 @@ class Scenario:
     exactly_once: bool = False  # connector.delivery
     transaction_interval_s: float = 0.1
     transaction_max_records: int = 10_000
+    sources: Sources = Sources.ORDERS
 
     def describe(self) -> str:
         """One line per fault, for a failure report."""
@@ -118,8 +161,17 @@ class Scenario:
             f"{behaviour.rest_max_page_size}, producer queue {self.producer_capacity}, "
             f"acks in {self.ack_latency_s} s, "
             f"{'exactly_once' if self.exactly_once else 'at_least_once'} in transactions of at most "
-            f"{self.transaction_interval_s:g} s and {self.transaction_max_records} records"
+            f"{self.transaction_interval_s:g} s and {self.transaction_max_records} records, "
+            f"sources {self.sources.value}"
         ]
+        dropcopy = self.setup.dropcopy
+        if dropcopy is not None:
+            lines.append(
+                f"  drop copy: {dropcopy.firm_users} other users at {dropcopy.firm_flow_ratio:g}, batches of "
+                f"{behaviour.dropcopy_batch_size}, replay at {behaviour.dropcopy_replay_rate} /s after "
+                f"{behaviour.dropcopy_replay_delay_s:g} s, {behaviour.dropcopy_resend_on_resume} re-sent on "
+                "resume"
+            )
         lines += [f"  {f.at:7.2f} s  {f.kind.value}" + (f" {f.duration_s:.1f} s" if f.duration_s else "")
                   for f in self.faults]  # fmt: skip
         return "\n".join(lines)
@@ -218,6 +270,11 @@ def scenario(seed: int, *, duration_s: float = 30.0, message_timeout_s: float | 
         for _ in range(transactions.choice([1, 1, 1, 2])):
             freeze = transactions.choice([0.0, transactions.uniform(0.5, ZOMBIE_FREEZE_MAX_S)])
             faults.append(Fault(transactions.uniform(2, duration_s), FaultKind.ZOMBIE, freeze))
+    sources = random.Random(f"{seed}:sources")
+    source = sources.choices(list(SOURCE_WEIGHTS), weights=list(SOURCE_WEIGHTS.values()))[0]
+    if source.dropcopy:
+        setup, dropcopy_faults = _dropcopy(sources, setup, duration_s)
+        faults += dropcopy_faults
     faults.sort(key=lambda fault: fault.at)
     return Scenario(
         seed,
@@ -231,7 +288,31 @@ def scenario(seed: int, *, duration_s: float = 30.0, message_timeout_s: float | 
         exactly_once,
         interval_s,
         max_records,
+        source,
     )
+
+
+def _dropcopy(rng: random.Random, setup: VenueSetup, duration_s: float) -> tuple[VenueSetup, list[Fault]]:
+    """The venue's Drop Copy behaviour, and its faults (venue-api.md §6; every allowed variant)."""
+    behaviour = setup.behaviour.with_changes(
+        {
+            "dropcopy_batch_size": rng.choice([1, 3, 20, 100]),
+            "dropcopy_replay_rate": rng.choice([None, 20.0, 200.0]),  # a slow replay is dropped mid-way
+            "dropcopy_replay_delay_s": rng.choice([0.0, 0.0, 0.5, 2.0]),
+            "dropcopy_resend_on_resume": rng.choice([0, 0, 2, 10]),
+        }
+    )
+    dropcopy = DropCopySetup(firm_users=rng.choice([0, 1, 2]), firm_flow_ratio=rng.choice([0.3, 1.0]))
+    faults = []
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        kind = rng.choice([FaultKind.TOKENS_EXPIRED, FaultKind.TOKENS_UNKNOWN])
+        faults.append(Fault(rng.uniform(2, duration_s), kind))
+    if rng.random() < 0.15:  # rarely: the resume time is refused too (then a gap, and the stream goes live)
+        at = rng.uniform(2, duration_s - TIME_REFUSAL_END_S - 1)
+        faults.append(
+            Fault(at, FaultKind.RESUME_REFUSED, rng.uniform(1, duration_s - TIME_REFUSAL_END_S - at))
+        )
+    return dataclasses.replace(setup, behaviour=behaviour, dropcopy=dropcopy), faults
 
 
 @dataclass(slots=True)
@@ -246,7 +327,7 @@ class Incarnation:
     search: SimSearch
     status: ServiceStatus
     started_at: float
-    streams: list[SimStream] = field(default_factory=list)
+    streams: list[VenueStream] = field(default_factory=list)  # order and Drop Copy streams
     frozen_until: float = 0.0  # a zombie: not stepped before then
     last_frontier: int | None = None
 
@@ -276,6 +357,8 @@ class Outcome:
     zombies_running: list[int] = field(default_factory=list)  # still running (not fenced) at the end
     frontier_claims: list[tuple[int, int]] = field(default_factory=list)  # (cluster serial, F) as F moved
     commits: int = 0
+    sources: Sources = Sources.ORDERS
+    frontier_behind_silent_firm: bool = False  # see World._caught_up (a known limitation)
 
 
 class World:
@@ -289,13 +372,19 @@ class World:
         self.rng = random.Random(f"{plan.seed}:world")
         self.start_from_ns = self.clock.wall_ns(0) - 5 * NANOS_PER_SECOND
         self.outcome = Outcome(
-            self.kafka, self.venue, plan, self.start_from_ns, exactly_once=plan.exactly_once
+            self.kafka,
+            self.venue,
+            plan,
+            self.start_from_ns,
+            exactly_once=plan.exactly_once,
+            sources=plan.sources,
         )
         self.current: Incarnation | None = None
         self.zombies: list[Incarnation] = []
         self.restart_at: float | None = 0.0
         self._pending = list(plan.faults)
         self._last_ns = 0
+        self._last_dropcopy_position = 0  # of the firm's last execution Drop Copy covers, once quiet
 
     # --------------------------------------------------------------------- processes
 
@@ -343,17 +432,23 @@ class World:
         )
         self.outcome.search_answers.append(search.answers)
         status = ServiceStatus(connector=CONNECTOR, subscription=SUBSCRIPTION)
-        streams: list[SimStream] = []
+        streams: list[VenueStream] = []
 
         def open_stream() -> SimStream:
             stream = self.venue.open_stream()
             streams.append(stream)  # the connection goes with this process
             return stream
 
+        def open_dropcopy(resume: DropCopyResume) -> VenueStream:
+            stream = self.venue.open_dropcopy(resume)
+            streams.append(stream)
+            return stream
+
+        dropcopy = DropCopyPorts(open_dropcopy, _NoMetrics()) if plan.sources.dropcopy else None
         service = ConnectorService(
             settings=settings,
             clock=self.clock,
-            open_stream=open_stream,
+            open_stream=open_stream if plan.sources.order_stream else None,
             search=search,
             sink=sink,
             watermark=watermark,
@@ -372,6 +467,7 @@ class World:
             status=status,
             invalidate_token=lambda: None,
             rng=random.Random(self.rng.randrange(2**32)),
+            dropcopy=dropcopy,
         )
         self.current = Incarnation(
             number, service, producer, transactions, sink, search, status, self.clock.monotonic(), streams
@@ -433,6 +529,10 @@ class World:
             self.kafka.leader_outages.append((now, until, topic, self.rng.randrange(PARTITIONS[topic])))
         elif kind is FaultKind.REST_OUTAGE:
             self._rest_outage(now, until)
+        elif kind in DROPCOPY_FAULTS:
+            self.venue.lose_dropcopy_tokens(unknown=kind is FaultKind.TOKENS_UNKNOWN)
+            if kind is FaultKind.RESUME_REFUSED:
+                self.venue.time_refused_until = until
         elif kind is FaultKind.NETWORK_PARTITION:
             self.venue.drop_streams("UNAVAILABLE")
             self.venue.unreachable_until = until
@@ -481,6 +581,14 @@ class World:
                      if self.venue.in_subscription(e.execution)),
                     default=0,
                 )  # fmt: skip
+                self._last_dropcopy_position = max(
+                    (
+                        e.position
+                        for e in self.venue.firm_log().entries()
+                        if self.venue.in_dropcopy(e.execution)
+                    ),
+                    default=0,
+                )
             self.venue.tick()
             if (
                 self.current is None
@@ -580,9 +688,30 @@ class World:
 
     def _caught_up(self) -> bool:
         current = self.current
-        if current is None or current.service.frontier is None:
+        if current is None or current.service.frontier is None or current.sink.in_flight:
             return False
-        return current.service.frontier.venue_time_ns >= self._last_ns and current.sink.in_flight == 0
+        sources = self.plan.sources
+        if current.service.frontier.venue_time_ns < self._last_ns:
+            # KNOWN LIMITATION (reported to the lead; seed 1005): with Drop Copy alone, a stream opened
+            # once the firm is silent sends nothing, so its recovery never completes and F stays at
+            # the checkpoint's F, which may lag the confirmed token. Everything delivered and
+            # confirmed is caught up then; the outcome counts it.
+            if sources.order_stream or not self._dropcopy_caught_up(current):
+                return False
+            self.outcome.frontier_behind_silent_firm = True
+            return True
+        return not sources.dropcopy or self._dropcopy_caught_up(current)
+
+    def _dropcopy_caught_up(self, current: Incarnation) -> bool:
+        """Whether the confirmed Drop Copy token is past the firm's last execution (the order stream's F
+        says nothing about other users' executions)."""
+        if not self._last_dropcopy_position:
+            return True  # nothing to carry
+        feed = current.service._dropcopy  # the harness looks inside
+        if feed is None:
+            return False
+        token, _time_ns = feed.confirmed
+        return bool(token) and ResumeTokens.position_of(token) >= self._last_dropcopy_position
 
 
 def _had_reason_to_stop(process: Incarnation) -> bool:
