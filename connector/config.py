@@ -114,6 +114,12 @@ class VenueSettings(_Section):
     drop_copy_firms: tuple[str, ...] = Field(
         (), description="Drop Copy firm filter; empty means the caller's firm (venue.participant_id's)"
     )
+    drop_copy_resend_s: float = Field(
+        60.0,
+        ge=0,
+        description="how far before a resume token the venue may re-send executions (undocumented): "
+        "a start remembers the execution IDs published that long before the checkpoint's Drop Copy position",
+    )
 
     @field_validator("sources")
     @classmethod

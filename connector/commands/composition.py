@@ -440,6 +440,7 @@ def engine_settings(settings: Settings, subscription: str, topics: dict[str, str
         ),
         requests_per_minute=backfill.requests_per_minute,
         max_record_bytes=max_record_bytes(settings.kafka.properties),
+        dropcopy_resend_s=settings.venue.drop_copy_resend_s,
     )
 
 

@@ -25,10 +25,12 @@ stream or alone:
 
 What F means (DESIGN.md §4). With the order stream as a source, F is the order stream's: Drop Copy
 records carry no proof time, and only add what the order stream does not carry (other users'
-executions) or carries later. With Drop Copy alone, F follows it: each stream is a recovery that
-completes with the stream's first response (the venue accepted the resume) or, after a refused
-time, with the gap record; Drop Copy executions prove their ``transact_time`` (the venue sends the
-firm's executions in its order).
+executions) or carries later. With Drop Copy alone, F follows it: the start's recovery completes
+with the first response (the venue accepted the resume) or, after a refused time, with the gap
+record; from then on F is the watermark, because Drop Copy executions prove their
+``transact_time`` (the venue sends the firm's executions in its order) and every reconnect
+continues the same sequence (from a position at or before the newest published, or after a
+declared gap), so no reconnect has to hold F back.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from connector.core.mapping import Source
 from connector.core.records import OutRecord
 from connector.core.transcoder import TranscodeError
 from connector.core.venue_time import iso_from_ns, seconds_to_ns
-from connector.core.watermark import Watermark
+from connector.core.watermark import Position, Watermark
 from connector.engine.pipeline import VenueDecoder
 from connector.engine.ports import (
     Checkpoint,
@@ -86,6 +88,10 @@ class DropCopyHost(Protocol):
 
     def recovered(self, barrier: int, proven_ns: int | None) -> None:
         """The recovery is published through arrival ``barrier`` (F moves once it is acknowledged)."""
+
+    @property
+    def frontier(self) -> Position | None:
+        """F now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +151,14 @@ class DropCopyFeed:
         self._stream: VenueStream | None = None
         self._resume = DropCopyResume()
         self._answered = False  # the current stream sent its first response
+        self._recovered = False  # Drop Copy alone: the start's recovery is complete (F follows W)
         self._reconnect_at = clock.monotonic()
         self._opened_at = self._reconnect_at
         self._last_item_at = self._reconnect_at
         self._gap_end_ns: int | None = None  # a refused resume's gap: F may pass it once live
+        # Beside the order stream, after a gap: until F (the order stream's) passes the gap's end,
+        # its backfill may still publish older executions of an order Drop Copy publishes live now.
+        self._relaxed_until_ns: int | None = None
         self._refused: set[str] = set()  # what the venue refused since the last answered stream
         self._status.confirmed_token = bool(self._confirmed_token)
         self._status.position = iso_from_ns(self._confirmed_time_ns)
@@ -230,7 +240,7 @@ class DropCopyFeed:
         self._answered = False
         self._opened_at = self._last_item_at = now
         self._set_connected(True)
-        if self._owns_frontier:
+        if self._owns_frontier and not self._recovered:
             self._host.begin_recovery()
         _LOG.info("drop copy stream opened (%s)", self._describe(resume))
 
@@ -268,21 +278,34 @@ class DropCopyFeed:
             self._answered = True
             self._refused.clear()
             self._reconnects.answered()
-            if self._owns_frontier:  # everything before this stream's first batch must be acknowledged
+            if self._owns_frontier and not self._recovered:  # once all before this batch is acknowledged
                 self._host.recovered(self._watermark.last_sequence, self._gap_end_ns)
+                self._recovered = True
             self._gap_end_ns = None
         self._observer.executions(batch.executions)
         self._status.batches += 1
         emit = self._host.emit
         newest = self._newest_time_ns
+        relaxed = self._relaxed()
         for record in batch.records:
             time_ns = record.timestamp_ns
             if record.topic == self._decoder.executions_topic and time_ns is not None:
                 newest = time_ns if newest is None or time_ns > newest else newest
-            emit(record if self._owns_frontier else record._replace(proof_ns=None))
+            emit(record if self._owns_frontier else record._replace(proof_ns=None), relaxed=relaxed)
         self._newest_time_ns = newest
         if batch.resume_token:
             self._pending.append((self._watermark.last_sequence, batch.resume_token, newest))
+
+    def _relaxed(self) -> bool:
+        """Whether this batch's records may overtake the order stream's backfill (``ordering: relaxed``)."""
+        until = self._relaxed_until_ns
+        if until is None:
+            return False
+        frontier = self._host.frontier
+        if frontier is not None and frontier.venue_time_ns >= until:
+            self._relaxed_until_ns = None
+            return False
+        return True
 
     def _confirm(self) -> None:
         """Confirm the tokens whose batches Kafka has acknowledged."""
@@ -356,6 +379,8 @@ class DropCopyFeed:
             )
         )
         self._gap_end_ns = end_ns
+        if not self._owns_frontier:
+            self._relaxed_until_ns = end_ns
         self._newest_time_ns = end_ns
         self._pending.append((self._watermark.last_sequence, b"", end_ns))  # the gap record's barrier
 

@@ -121,6 +121,7 @@ class EngineSettings:
     requests_per_minute: int
     max_record_bytes: int
     ack_poll_s: float = ACK_POLL_S  # while records are in flight, serve acknowledgements this often
+    dropcopy_resend_s: float = 0.0  # how far before a resume token Drop Copy may re-send (dedup seed)
 
 
 class _Lifecycle(Enum):
@@ -326,7 +327,7 @@ class ConnectorService:
             self._decoder = self._decoder or self._make_decoder()
             self._status.phase = Phase.WAITING_FOR_KAFKA.value
             checkpoint = self._checkpoints.read()
-            resume = (checkpoint.frontier if checkpoint is not None else None) or self._start_from()
+            resume = self._resume_point(checkpoint)
             self._seeder.seed(self._recent_ids, self._seed_since(resume, checkpoint))
         except TransientFailure as exc:
             delay = self._backoff.next_delay()
@@ -355,15 +356,33 @@ class ConnectorService:
         self._report(now)
         return 0.0
 
+    def _resume_point(self, checkpoint: Checkpoint | None) -> Position | None:
+        """R: the checkpoint's F (else ``start_from``); with Drop Copy alone, at least its position.
+
+        With Drop Copy the only source, every execution before the confirmed token is in Kafka (or
+        in a declared gap), and F may lag that position (F moves with acknowledged proofs, the
+        position with confirmed batches): a silent firm would otherwise keep F behind for good.
+        (As for the watermark, an execution after the token sharing its ``transact_time`` would be
+        claimed too: the venue's order is taken to be its time order.)
+        """
+        resume = (checkpoint.frontier if checkpoint is not None else None) or self._start_from()
+        position_ns = checkpoint.dropcopy_time_ns if checkpoint is not None else None
+        if self._open_stream is not None or position_ns is None:
+            return resume
+        if resume is None or position_ns > resume.venue_time_ns:
+            resume = Position(position_ns, resume.last_execution_id if resume else "", "")
+        return resume
+
     def _seed_since(self, resume: Position | None, checkpoint: Checkpoint | None) -> int | None:
         """From where the recent-ID set must cover what may come again (None: the newest records).
 
         A resume re-reads from its point less the backfill margin; Drop Copy replays from its
-        confirmed token, which may be older than F when the order stream leads F.
+        confirmed token, which may be older than F when the order stream leads F, and the venue may
+        re-send executions from before the token (``dropcopy_resend_s``).
         """
         times = [resume.venue_time_ns] if resume is not None else []
         if checkpoint is not None and checkpoint.dropcopy_time_ns is not None and self._dropcopy_ports:
-            times.append(checkpoint.dropcopy_time_ns)
+            times.append(checkpoint.dropcopy_time_ns - seconds_to_ns(self._settings.dropcopy_resend_s))
         if not times:
             return None
         return min(times) - seconds_to_ns(self._settings.margins.before_s + SEED_SLACK_S)
@@ -740,7 +759,7 @@ class ConnectorService:
         self._status.holdback_overflows += 1
 
     def begin_recovery(self) -> None:
-        """A Drop Copy stream opened and Drop Copy is the only source: F waits for its first batch."""
+        """Drop Copy alone, its start's stream opened: F waits for the stream's first batch."""
         self._frontier.begin_recovery()
         self._status.phase = Phase.RECOVERING.value
 

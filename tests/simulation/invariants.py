@@ -13,14 +13,12 @@ aborted transaction, which a ``read_uncommitted`` consumer reads).
 (b) once the faults stop, everything arrives: the connector catches up within bounded virtual time,
     and every execution the venue produced is in Kafka or in a declared gap;
 (c) per order, first occurrences keep venue order, unless one of the two records says the hold-back
-    bound was passed (``ordering: relaxed``), in both views; KNOWN ISSUE, counted and not failed
-    (``Figures.overtaken_after_dropcopy_gap``; reported to the lead, see ``OVERTAKEN_AFTER_DROPCOPY_GAP``):
-    with both sources, a Drop Copy record published live after a ``dropcopy_resume_refused`` gap
-    can overtake the order stream's backfill of an earlier execution of its order (inside the gap),
-    unmarked;
-(d) duplicates only where a crash left records in flight, or where the venue itself re-sent one;
-    KNOWN ISSUE, counted and not failed (``Figures.resent_before_token``, also in (h); see
-    ``RESENT_BEFORE_TOKEN``): a Drop Copy execution re-sent before a resumed token's position;
+    bound was passed (``ordering: relaxed``), in both views (with both sources, Drop Copy's records
+    after a ``dropcopy_resume_refused`` gap are marked until F passes the gap: the order stream's
+    backfill may still bring what the gap lost);
+(d) duplicates only where a crash left records in flight, or where the venue itself re-sent one
+    (a Drop Copy execution re-sent before a resumed token is not one: the start's dedup seed reaches
+    ``dropcopy_resend_s`` before the token's time);
 (e) F never moves backwards: the checkpoints, in the order written, never decrease;
 (f) a ``rest_exhausted`` gap only when the searches failed, without a break, for the retry budget
     (``GapDetected`` exactly when REST cannot prove completeness);
@@ -78,17 +76,6 @@ GAP_DECODER = SingleObjectDecoder(
 CHECKPOINT_DECODER = SingleObjectDecoder([schema_dict(RecordType.CHECKPOINT)])
 EXECUTION_GAPS = frozenset({"rest_exhausted", "beyond_retention"})
 DROPCOPY_GAPS = frozenset({GapReason.DROPCOPY_RESUME_REFUSED.value})
-RESENT_BEFORE_TOKEN = (
-    "Drop Copy's at-least-once resume re-sends executions before the token (venue-api.md §6; how far "
-    "back is not documented); after a restart the recent-ID seed reaches back only to the confirmed "
-    "time less venue.margins.before_s + 1 s, so older re-sends are published again: duplicates in "
-    "read_committed in exactly_once mode (seed 545, 10 re-sent on resume at 4 updates/s)"
-)
-OVERTAKEN_AFTER_DROPCOPY_GAP = (
-    "with both sources, Drop Copy's records bypass the order stream's hold-back: after a refused "
-    "resume (a gap, then live), a live Drop Copy record of an order lands before the order stream's "
-    "backfill of an earlier execution of that order, without ordering=relaxed (seed 165)"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +101,6 @@ class Figures:
     firm_executions: int = 0  # that Drop Copy covers (0 without Drop Copy)
     dropcopy_gaps: int = 0
     token_refusals: int = 0  # resume tokens the venue refused (then a time, or live)
-    overtaken_after_dropcopy_gap: int = 0  # the known issue of (c), read_committed
-    resent_before_token: int = 0  # the known issue of (d) and (h), read_committed
-    frontier_behind_silent_firm: bool = False  # the known limitation of World._caught_up
 
 
 @dataclass(slots=True)
@@ -139,9 +123,6 @@ class _View:
     token_claims: list[tuple[int, int]] = field(
         default_factory=list
     )  # per checkpoint token: (position, serial)
-    overtaken: set[str] = field(
-        default_factory=set
-    )  # the known issue of (c): see OVERTAKEN_AFTER_DROPCOPY_GAP
 
     def covered(self, execution_id: str, transact_ns: int, reasons: frozenset[str] | None = None) -> bool:
         """In Kafka, in the DLQ, or inside a declared gap of executions (of ``reasons``: the journal's)."""
@@ -236,31 +217,22 @@ def _everything_arrives(view: _View, outcome: Outcome) -> list[str]:  # (b)
 
 
 def _orders_keep_venue_order(view: _View, seen_by: str = "") -> list[str]:  # (c)
-    dropcopy_gaps = [(start, end) for reason, start, end, _ in view.gaps if reason in DROPCOPY_GAPS]
     for order_id, occurrences in view.first.items():
         for position, earlier in enumerate(occurrences):
             for later in occurrences[position + 1 :]:
                 if later[0] < earlier[0] and not (later[1] or earlier[1]):
-                    first_id, _, transact_ns = view.journal[later[0]]
-                    if earlier[2] and any(start <= transact_ns <= end for start, end in dropcopy_gaps):
-                        view.overtaken.add(first_id)  # the known issue (see the module docstring)
-                        continue
+                    first_id = view.journal[later[0]][0]
                     second_id = view.journal[earlier[0]][0]
                     return [f"(c) order {order_id}: {first_id} landed after {second_id}{seen_by}"]
     return []
 
 
 def _duplicates_are_explained(view: _View, outcome: Outcome) -> list[str]:  # (d)
-    allowed = outcome.in_flight_at_crash | outcome.venue.resent_ids | _resent_before_token(view, outcome)
+    allowed = outcome.in_flight_at_crash | outcome.venue.resent_ids
     unexplained = sorted(e for e, n in view.counts.items() if n > 1 and e not in allowed)
     if unexplained:
         return [f"(d) {len(unexplained)} duplicates no crash or venue re-send explains: {unexplained[:5]}"]
     return []
-
-
-def _resent_before_token(view: _View, outcome: Outcome) -> set[str]:
-    """KNOWN ISSUE (see RESENT_BEFORE_TOKEN): the duplicates of what a resume by token re-sent."""
-    return {e for e, n in view.counts.items() if n > 1 and e in outcome.venue.resent_on_resume_ids}
 
 
 def _frontier_never_goes_back(view: _View) -> list[str]:  # (e)
@@ -290,8 +262,7 @@ def _exactly_once(view: _View, outcome: Outcome) -> list[str]:  # (h)
     if not outcome.exactly_once:
         return []
     violations = []
-    known = _resent_before_token(view, outcome)
-    repeated = sorted(e for e, n in view.counts.items() if n > 1 and e not in known)
+    repeated = sorted(e for e, n in view.counts.items() if n > 1)
     if repeated:
         violations.append(
             f"(h) exactly_once: {len(repeated)} executions more than once in the read_committed view: "
@@ -454,9 +425,6 @@ def check(outcome: Outcome) -> tuple[list[str], Figures]:
         firm_executions=len(view.firm),
         dropcopy_gaps=sum(1 for reason, *_ in view.gaps if reason in DROPCOPY_GAPS),
         token_refusals=outcome.venue.token_refusals,
-        overtaken_after_dropcopy_gap=len(view.overtaken),
-        resent_before_token=len(_resent_before_token(view, outcome)),
-        frontier_behind_silent_firm=outcome.frontier_behind_silent_firm,
     )
     return violations, figures
 

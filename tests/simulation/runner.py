@@ -88,10 +88,6 @@ class Summary:
     firm_executions: int = 0
     dropcopy_gaps: int = 0
     token_refusals: int = 0
-    # the known issues (invariants.OVERTAKEN_AFTER_DROPCOPY_GAP, RESENT_BEFORE_TOKEN, World._caught_up)
-    overtaken_after_dropcopy_gap: int = 0
-    resent_before_token: int = 0
-    frontier_behind_silent_firm: int = 0  # schedules
     message_timeout_s: float | None = None
     mutation: str | None = None
 
@@ -124,9 +120,6 @@ class Summary:
             self.firm_executions += figures.firm_executions
             self.dropcopy_gaps += figures.dropcopy_gaps
             self.token_refusals += figures.token_refusals
-            self.overtaken_after_dropcopy_gap += figures.overtaken_after_dropcopy_gap
-            self.resent_before_token += figures.resent_before_token
-            self.frontier_behind_silent_firm += figures.frontier_behind_silent_firm
 
     def report(self, seconds: float) -> str:
         """The batch in a few lines; each failure with its first violation and its replay command."""
@@ -149,10 +142,7 @@ class Summary:
         )
         lines.append(
             f"sources: {per_sources}; drop copy: {self.firm_executions} firm executions covered, "
-            f"{self.token_refusals} resume tokens refused, {self.dropcopy_gaps} dropcopy_resume_refused "
-            f"gaps; known issues: {self.overtaken_after_dropcopy_gap} executions overtaken by Drop Copy "
-            f"after its gap, {self.resent_before_token} duplicates of re-sends before a token, "
-            f"{self.frontier_behind_silent_firm} schedules ending with F behind on a silent firm"
+            f"{self.token_refusals} resume tokens refused, {self.dropcopy_gaps} dropcopy_resume_refused gaps"
         )
         for failure in self.failures[:10]:
             lines.append(f"seed {failure.seed}: {failure.violations[0].splitlines()[0]}")

@@ -130,7 +130,6 @@ class SimVenue:
         self.time_refused_until = 0.0  # a resume time opened before then is refused
         self.token_refusals = 0
         self.time_refusals = 0
-        self.resent_on_resume_ids: set[str] = set()  # re-sent before a resumed token's position
 
     # --------------------------------------------------------------------- the flow
 
@@ -357,8 +356,6 @@ class SimDropCopyStream:
             return translate(_RpcError(status, ended.details))  # type: ignore[arg-type]
         if sent.kind == "duplicate":
             venue.resent_ids.update(sent.execution_ids)
-        elif sent.resent:
-            venue.resent_on_resume_ids.update(sent.execution_ids[: sent.resent])
         return sent.response.SerializeToString()
 
     def cancel(self) -> None:

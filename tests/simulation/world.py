@@ -240,6 +240,7 @@ def scenario(seed: int, *, duration_s: float = 30.0, message_timeout_s: float | 
         requests_per_minute=12,
         max_record_bytes=1_000_000,
         ack_poll_s=1.0,  # the world steps the engine whenever an acknowledgement is due
+        dropcopy_resend_s=30.0,  # the fake venue re-sends at most 10 executions before a token
     )
     faults = []
     for _ in range(rng.randint(2, 10)):
@@ -358,7 +359,6 @@ class Outcome:
     frontier_claims: list[tuple[int, int]] = field(default_factory=list)  # (cluster serial, F) as F moved
     commits: int = 0
     sources: Sources = Sources.ORDERS
-    frontier_behind_silent_firm: bool = False  # see World._caught_up (a known limitation)
 
 
 class World:
@@ -692,14 +692,7 @@ class World:
             return False
         sources = self.plan.sources
         if current.service.frontier.venue_time_ns < self._last_ns:
-            # KNOWN LIMITATION (reported to the lead; seed 1005): with Drop Copy alone, a stream opened
-            # once the firm is silent sends nothing, so its recovery never completes and F stays at
-            # the checkpoint's F, which may lag the confirmed token. Everything delivered and
-            # confirmed is caught up then; the outcome counts it.
-            if sources.order_stream or not self._dropcopy_caught_up(current):
-                return False
-            self.outcome.frontier_behind_silent_firm = True
-            return True
+            return False
         return not sources.dropcopy or self._dropcopy_caught_up(current)
 
     def _dropcopy_caught_up(self, current: Incarnation) -> bool:

@@ -36,6 +36,8 @@ class Host:
 
     watermark: Watermark
     records: list[tuple[int, OutRecord]] = field(default_factory=list)
+    relaxed: list[bool] = field(default_factory=list)  # each record's ordering: relaxed mark
+    frontier: Position | None = None  # F, as the test sets it
     gaps: list[Gap] = field(default_factory=list)
     recoveries: list[tuple[int, int | None]] = field(default_factory=list)
     begun: int = 0
@@ -43,12 +45,12 @@ class Host:
     seen: set[str] = field(default_factory=set)
 
     def emit(self, record: OutRecord, *, relaxed: bool = False) -> None:
-        del relaxed
         if record.execution_id and record.topic == DECODER.executions_topic:
             if record.execution_id in self.seen:
                 return  # the recent-ID set
             self.seen.add(record.execution_id)
         self.records.append((self.watermark.arrive(record.proof_ns, record.execution_id), record))
+        self.relaxed.append(relaxed)
 
     def declare_gap(self, gap: Gap) -> None:
         self.gaps.append(gap)
@@ -349,3 +351,18 @@ def test_a_first_live_start_is_a_position_so_a_token_always_comes_with_a_time() 
     r.step()
     r.host.acknowledge_all()
     assert r.feed.confirmed == (b"T1", opened_ns)
+
+
+def test_beside_the_order_stream_after_a_gap_records_are_relaxed_until_f_passes_the_gaps_end() -> None:
+    r = rig(Checkpoint(None, b"", transact_ns(EXECUTIONS[3])))
+    r.step()
+    r.stream.push(StreamEnd("OUT_OF_RANGE", "too old", Disposition.RECONNECT))
+    r.step()
+    r.step()
+    (gap,) = r.host.gaps
+    r.stream.push(batch(b"T1", EXECUTIONS[6]))
+    r.step()
+    r.host.frontier = Position(gap.window.end_ns, "", "")  # the order stream's backfill is through it
+    r.stream.push(batch(b"T2", EXECUTIONS[7]))
+    r.step()
+    assert r.host.relaxed == [True, False], "its backfill may still publish what the gap lost"
