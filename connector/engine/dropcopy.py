@@ -332,7 +332,7 @@ class DropCopyFeed:
         self._set_connected(False)
         self._status.reconnects += 1
         self._status.last_error = f"drop copy stream ended: {ended.status}: {ended.details}"
-        _LOG.warning("%s", self._status.last_error)
+        (_LOG.info if ended.status == "STALL" else _LOG.warning)("%s", self._status.last_error)  # quiet firm
         mode = self._resume.mode
         if not answered and ended.status in RESUME_REFUSALS and mode != "live":
             self._resume_refused(mode, ended, now)
