@@ -64,7 +64,7 @@ bench: venv tools
 	$(BIN)/python -m tests.perf.transcoder_bench
 	$(BIN)/python -m tests.perf.bench
 	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m tests.perf.failover --trials 10
-	$(BIN)/python -m tests.perf.outage
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" $(BIN)/python -m tests.perf.outage
 
 soak: venv
 	$(BIN)/python -m tests.simulation --schedules $(SOAK_SCHEDULES)

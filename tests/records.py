@@ -13,13 +13,15 @@ from connector.core.record_schemas import RecordType, schema_dict
 
 
 def read_topic(
-    bootstrap: str, topic: str, timeout_s: float = 30.0, isolation: str = "read_committed"
+    bootstrap: str, topic: str, timeout_s: float = 120.0, isolation: str = "read_committed"
 ) -> list[Message]:
     """Every record of a topic, partition by partition in offset order (no consumer group).
 
     Reads until every partition's position reaches its end offset, so a compacted topic (whose
     offsets have holes) or one with transaction markers is read to its end without waiting.
     ``isolation``: ``read_committed`` (librdkafka's default) skips aborted and open transactions.
+    A topic not read to its end within ``timeout_s`` fails the test (a short read would look like
+    missing records).
     """
     consumer = Consumer(
         {
@@ -38,7 +40,12 @@ def read_topic(
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in ends])
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
-        while ends and time.monotonic() < deadline:
+        while ends:
+            if time.monotonic() >= deadline:
+                msg = (
+                    f"{topic} was not read to its end within {timeout_s:.0f} s ({len(messages)} records read)"
+                )
+                raise AssertionError(msg)
             message = consumer.poll(0.5)
             if message is not None and not message.error():
                 messages.append(message)

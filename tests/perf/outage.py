@@ -1,7 +1,8 @@
 """Recovery after a connector outage, per venue.sources: seconds to caught up, REST searches used (#16).
 
-``python -m tests.perf.outage`` (``make bench`` runs it) starts, per configuration (order stream
-alone, Drop Copy alone, both), the processes of :class:`tests.chaos.Stack`: dev-kafka, the venue
+``python -m tests.perf.outage`` (``make bench`` runs it) starts a three-node Apache Kafka
+(:mod:`tests.kafka_cluster`; ``--dev-kafka``: the embedded mock instead) and, per configuration
+(order stream alone, Drop Copy alone, both), the processes of :class:`tests.chaos.Stack`: the venue
 simulator (``--rate`` updates/s of the connector's user, about one execution each; ``--firm-users
 0``, so Drop Copy carries exactly the order stream's executions and the two are compared on the
 same flow) and the connector (``connector.delivery`` at_least_once). The default rate is 300/s:
@@ -31,6 +32,7 @@ import signal
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -38,6 +40,7 @@ from typing import Any, Final
 import requests
 
 from tests.chaos import Figures, Stack, stack, streaming, verify, wait_until
+from tests.kafka_cluster import KafkaCluster, running_cluster
 from tests.perf.bench import load_average
 from tests.perf.stack import log
 from tests.process_stack import nanos, stop
@@ -64,14 +67,18 @@ def past(iso: str | None, moment_ns: int) -> bool:
     return iso is not None and nanos(iso) >= moment_ns
 
 
-def measure(tmp: Path, sources: tuple[str, ...], args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    tmp: Path, sources: tuple[str, ...], args: argparse.Namespace, cluster: KafkaCluster | None
+) -> dict[str, Any]:
     """One configuration: steady flow, SIGKILL, the outage, the restart, and the recovery's figures."""
     settings = {
         "venue": {"sources": list(sources), "heartbeat_timeout_s": 30},
         "connector": {"checkpoint_interval_s": 1.0},  # start_from: the venue's start (everything checked)
     }
     simulator_args = ("--firm-users", "0", "--journal-dropcopy")
-    with stack(tmp, rate=args.rate, settings=settings, simulator_args=simulator_args) as running:
+    with stack(
+        tmp, rate=args.rate, settings=settings, simulator_args=simulator_args, cluster=cluster
+    ) as running:
         running.start_connector()
         wait_until(lambda: streaming(running), RECOVERY_TIMEOUT_S, "the first start to stream")
         time.sleep(args.steady_s)
@@ -132,11 +139,24 @@ def main() -> int:
         default=",".join(CONFIGURATIONS),
         help=f"comma-separated, of {', '.join(CONFIGURATIONS)} (default all)",
     )
+    parser.add_argument("--keep", action="store_true", help="keep each run's directory (logs, journal)")
+    parser.add_argument(
+        "--dev-kafka",
+        action="store_true",
+        help="on dev-kafka (librdkafka's mock, which ignores isolation.level), not a three-node Apache Kafka",
+    )
     args = parser.parse_args()
     results = []
-    for name in args.configurations.split(","):
-        with tempfile.TemporaryDirectory(prefix=f"pmx-outage-{name}-") as tmp:
-            results.append(measure(Path(tmp), CONFIGURATIONS[name], args))
+    with tempfile.TemporaryDirectory(prefix="pmx-outage-kafka-") as kafka_root, ExitStack() as scope:
+        cluster = None if args.dev_kafka else scope.enter_context(running_cluster(Path(kafka_root)))
+        for name in args.configurations.split(","):
+            if args.keep:
+                kept = Path(tempfile.mkdtemp(prefix=f"pmx-outage-{name}-"))
+                log(f"[{name}] in {kept}")
+                results.append(measure(kept, CONFIGURATIONS[name], args, cluster))
+                continue
+            with tempfile.TemporaryDirectory(prefix=f"pmx-outage-{name}-") as tmp:
+                results.append(measure(Path(tmp), CONFIGURATIONS[name], args, cluster))
     document = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "rate": args.rate,
