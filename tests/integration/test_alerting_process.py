@@ -26,7 +26,6 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy_fixtures import (
-    DROP_COPY_SETTINGS,
     alert_rules,
     alerts_of,
     dashboard,
@@ -63,9 +62,11 @@ def prometheus_config(tmp: Path, connector_port: int) -> Path:
 
 
 def connector_config(venue: dict[str, Any], kafka: dict[str, Any], tmp: Path, port: int) -> Path:
-    sections: dict[str, dict[str, Any]] = {"connector": {"name": "alerting-it", "heartbeat_interval_s": 0.5}}
-    if DROP_COPY_SETTINGS:  # the simulator serves Drop Copy; the connector registers its metrics only then
-        sections["venue"] = {"sources": ["order_stream", "drop_copy"]}
+    sections: dict[str, dict[str, Any]] = {
+        "connector": {"name": "alerting-it", "heartbeat_interval_s": 0.5},
+        # the simulator serves Drop Copy; the connector registers its metrics only then
+        "venue": {"sources": ["order_stream", "drop_copy"]},
+    }
     return write_connector_config(
         tmp / "config.yaml",
         venue,
