@@ -156,8 +156,9 @@ class DropCopyFeed:
         self._opened_at = self._reconnect_at
         self._last_item_at = self._reconnect_at
         self._gap_end_ns: int | None = None  # a refused resume's gap: F may pass it once live
-        # Beside the order stream, after a gap: until F (the order stream's) passes the gap's end,
-        # its backfill may still publish older executions of an order Drop Copy publishes live now.
+        # After a gap, what is published live may be followed by older executions of its orders: the
+        # order stream's backfill (beside it, until F passes the gap's end), or a later resume from
+        # before the gap (a restart from an older checkpoint, once the venue replays again).
         self._relaxed_until_ns: int | None = None
         self._refused: set[str] = set()  # what the venue refused since the last answered stream
         self._status.confirmed_token = bool(self._confirmed_token)
@@ -302,7 +303,11 @@ class DropCopyFeed:
         if until is None:
             return False
         frontier = self._host.frontier
-        if frontier is not None and frontier.venue_time_ns >= until:
+        if self._owns_frontier:
+            passed = self._confirmed_time_ns
+        else:
+            passed = frontier.venue_time_ns if frontier is not None else None
+        if passed is not None and passed >= until:
             self._relaxed_until_ns = None
             return False
         return True
@@ -379,8 +384,7 @@ class DropCopyFeed:
             )
         )
         self._gap_end_ns = end_ns
-        if not self._owns_frontier:
-            self._relaxed_until_ns = end_ns
+        self._relaxed_until_ns = end_ns
         self._newest_time_ns = end_ns
         self._pending.append((self._watermark.last_sequence, b"", end_ns))  # the gap record's barrier
 

@@ -13,9 +13,9 @@ aborted transaction, which a ``read_uncommitted`` consumer reads).
 (b) once the faults stop, everything arrives: the connector catches up within bounded virtual time,
     and every execution the venue produced is in Kafka or in a declared gap;
 (c) per order, first occurrences keep venue order, unless one of the two records says the hold-back
-    bound was passed (``ordering: relaxed``), in both views (with both sources, Drop Copy's records
-    after a ``dropcopy_resume_refused`` gap are marked until F passes the gap: the order stream's
-    backfill may still bring what the gap lost);
+    bound was passed (``ordering: relaxed``), in both views; an execution inside a declared
+    ``dropcopy_resume_refused`` gap may come later than newer ones of its order (the gap record said
+    its window is unproven; Drop Copy's records after such a gap are marked while they know it);
 (d) duplicates only where a crash left records in flight, or where the venue itself re-sent one
     (a Drop Copy execution re-sent before a resumed token is not one: the start's dedup seed reaches
     ``dropcopy_resend_s`` before the token's time);
@@ -217,11 +217,16 @@ def _everything_arrives(view: _View, outcome: Outcome) -> list[str]:  # (b)
 
 
 def _orders_keep_venue_order(view: _View, seen_by: str = "") -> list[str]:  # (c)
+    # An execution inside a declared Drop Copy gap may come later (the order stream's backfill, or a
+    # replay once the venue replays again) after newer ones of its order: the gap record said so.
+    dropcopy_gaps = [(start, end) for reason, start, end, _ in view.gaps if reason in DROPCOPY_GAPS]
     for order_id, occurrences in view.first.items():
         for position, earlier in enumerate(occurrences):
             for later in occurrences[position + 1 :]:
                 if later[0] < earlier[0] and not (later[1] or earlier[1]):
-                    first_id = view.journal[later[0]][0]
+                    first_id, _, transact_ns = view.journal[later[0]]
+                    if any(start <= transact_ns <= end for start, end in dropcopy_gaps):
+                        continue
                     second_id = view.journal[earlier[0]][0]
                     return [f"(c) order {order_id}: {first_id} landed after {second_id}{seen_by}"]
     return []
