@@ -24,6 +24,7 @@ import bisect
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from connector._pb.polymarket.v1 import trading_pb2
@@ -289,15 +290,11 @@ class SimVenue:
         return any(start <= now < end for start, end in self.rest_outages)
 
 
-class SimStream:
-    """One stream, as the engine's ``VenueStream`` port sees it."""
+class _SimCall:
+    """What the fake order stream and Drop Copy stream share: stalls, the end, re-sends, cancel."""
 
-    def __init__(self, venue: SimVenue, subscription: Subscription) -> None:
+    def __init__(self, venue: SimVenue) -> None:
         self.venue = venue
-        self.subscription = subscription
-        behaviour = subscription.sink
-        assert isinstance(behaviour, VenueStream)
-        self.behaviour = behaviour
         self._done = False
 
     def take(self) -> Any | StreamEnd | None:
@@ -305,17 +302,16 @@ class SimStream:
         if self._done:
             return None
         now = venue.clock()
-        if self.behaviour.snapshot_due(now):
-            venue.exchange.insert_snapshot(self.subscription)
-        if venue.clock.monotonic() < venue.stalled_until and self.behaviour.ended is None:
+        self._before(now)
+        if venue.clock.monotonic() < venue.stalled_until and self._ended() is None:
             return None  # a stall: the venue sends nothing, heartbeats included
-        sent = self.behaviour.next_message(now)
+        sent = self._next(now)
         if sent is None:
-            ended = self.behaviour.ended
+            ended = self._ended()
             if ended is None:
                 return None
             self._done = True
-            venue.close(self)
+            self._close()
             status = ended.status if ended.status != "OK" else "UNAVAILABLE"
             return translate(_RpcError(status, ended.details))  # type: ignore[arg-type]
         if sent.kind == "duplicate":
@@ -325,43 +321,63 @@ class SimStream:
     def cancel(self) -> None:
         if not self._done:
             self._done = True
-            self.venue.close(self)
+            self._close()
+
+    def _before(self, now: datetime) -> None:
+        """What happens before each take (nothing by default)."""
+
+    def _next(self, now: datetime) -> Any:
+        raise NotImplementedError
+
+    def _ended(self) -> Any:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
 
 
-class SimDropCopyStream:
+class SimStream(_SimCall):
+    """One stream, as the engine's ``VenueStream`` port sees it."""
+
+    def __init__(self, venue: SimVenue, subscription: Subscription) -> None:
+        super().__init__(venue)
+        self.subscription = subscription
+        behaviour = subscription.sink
+        assert isinstance(behaviour, VenueStream)
+        self.behaviour = behaviour
+
+    def _before(self, now: datetime) -> None:
+        if self.behaviour.snapshot_due(now):
+            self.venue.exchange.insert_snapshot(self.subscription)
+
+    def _next(self, now: datetime) -> Any:
+        return self.behaviour.next_message(now)
+
+    def _ended(self) -> Any:
+        return self.behaviour.ended
+
+    def _close(self) -> None:
+        self.venue.close(self)
+
+
+class SimDropCopyStream(_SimCall):
     """One Drop Copy stream, as the engine's ``VenueStream`` port sees it (responses as wire bytes)."""
 
     def __init__(self, venue: SimVenue, subscription: FirmSubscription) -> None:
-        self.venue = venue
+        super().__init__(venue)
         self.subscription = subscription
         stream = subscription.sink
         assert isinstance(stream, DropCopyStream)
         self.stream = stream
-        self._done = False
 
-    def take(self) -> Any | StreamEnd | None:
-        venue = self.venue
-        if self._done:
-            return None
-        if venue.clock.monotonic() < venue.stalled_until and self.stream.ended is None:
-            return None  # a stall: nothing is sent
-        sent = self.stream.next_message(venue.clock())
-        if sent is None:
-            ended = self.stream.ended
-            if ended is None:
-                return None
-            self._done = True
-            venue.close_dropcopy(self)
-            status = ended.status if ended.status != "OK" else "UNAVAILABLE"
-            return translate(_RpcError(status, ended.details))  # type: ignore[arg-type]
-        if sent.kind == "duplicate":
-            venue.resent_ids.update(sent.execution_ids)
-        return sent.response.SerializeToString()
+    def _next(self, now: datetime) -> Any:
+        return self.stream.next_message(now)
 
-    def cancel(self) -> None:
-        if not self._done:
-            self._done = True
-            self.venue.close_dropcopy(self)
+    def _ended(self) -> Any:
+        return self.stream.ended
+
+    def _close(self) -> None:
+        self.venue.close_dropcopy(self)
 
 
 def _transact_times(log: FirmLog) -> list[int]:
