@@ -13,16 +13,28 @@ from connector.core.record_schemas import RecordType, schema_dict
 
 
 def read_topic(
-    bootstrap: str, topic: str, timeout_s: float = 120.0, isolation: str = "read_committed"
+    bootstrap: str,
+    topic: str,
+    timeout_s: float = 120.0,
+    isolation: str = "read_committed",
+    *,
+    open_transactions: bool = False,
 ) -> list[Message]:
     """Every record of a topic, partition by partition in offset order (no consumer group).
 
     Reads until every partition's position reaches its end offset, so a compacted topic (whose
     offsets have holes) or one with transaction markers is read to its end without waiting.
     ``isolation``: ``read_committed`` (librdkafka's default) skips aborted and open transactions.
+    A ``read_committed`` read first waits for every transaction to end (see
+    :func:`wait_for_transaction_markers`): ``commit_transaction`` returns before the coordinator has
+    written its markers, and until then a reader's end stops short of the committed records. A test
+    that holds a transaction open on purpose says ``open_transactions=True`` and reads up to it.
     A topic not read to its end within ``timeout_s`` fails the test (a short read would look like
     missing records).
     """
+    deadline = time.monotonic() + timeout_s
+    if isolation == "read_committed" and not open_transactions:
+        wait_for_transaction_markers(bootstrap, topic, timeout_s)
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -31,15 +43,9 @@ def read_topic(
         }
     )
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends: dict[int, int] = {}
-        for partition in partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > 0:
-                ends[partition] = high
+        ends = {partition: end for partition, end in _end_offsets(consumer, topic).items() if end > 0}
         consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in ends])
         messages: list[Message] = []
-        deadline = time.monotonic() + timeout_s
         while ends:
             if time.monotonic() >= deadline:
                 msg = (
@@ -55,6 +61,43 @@ def read_topic(
         return messages
     finally:
         consumer.close()
+
+
+def wait_for_transaction_markers(bootstrap: str, topic: str, timeout_s: float = 60.0) -> None:
+    """Wait until no transaction is open in any partition of ``topic`` (its last stable offset, a
+    ``read_committed`` reader's end, is the log's end); fail the test naming the partitions if one
+    stays open for ``timeout_s`` (a producer that died mid-transaction holds it for
+    ``transaction.timeout.ms``)."""
+    readers = {
+        isolation: Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "markers", "isolation.level": isolation}
+        )
+        for isolation in ("read_committed", "read_uncommitted")
+    }
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            stable = _end_offsets(readers["read_committed"], topic)
+            ends = _end_offsets(readers["read_uncommitted"], topic)
+            open_partitions = sorted(p for p in ends if stable.get(p) != ends[p])
+            if not open_partitions:
+                return
+            if time.monotonic() >= deadline:
+                msg = f"a transaction stayed open in {topic} {open_partitions} for {timeout_s:.0f} s"
+                raise AssertionError(msg)
+            time.sleep(0.1)
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+
+def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+    """Each partition's end as ``consumer``'s isolation level sees it."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    return {
+        partition: consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+        for partition in partitions
+    }
 
 
 def decode(value: bytes, record_type: RecordType) -> dict[str, Any]:

@@ -16,6 +16,7 @@ KRaft cluster, fed by scripted venue streams:
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -42,7 +43,7 @@ from tests.engine_fixtures import (
     venue_executions,
 )
 from tests.kafka_cluster import KafkaCluster
-from tests.records import decode, read_topic
+from tests.records import decode, read_topic, wait_for_transaction_markers
 
 TIMEOUT_S = 60.0
 
@@ -65,41 +66,14 @@ def settings_for(cluster: KafkaCluster, tmp_path: Path, delivery: str) -> Settin
     )
 
 
-def execution_ids(settings: Settings, isolation: str = "read_committed") -> list[str]:
+def execution_ids(
+    settings: Settings, isolation: str = "read_committed", *, open_transactions: bool = False
+) -> list[str]:
     topic = topic_names(settings)["executions"]
-    return [
-        decode(message.value(), RecordType.EXECUTION)["execution_id"]
-        for message in read_topic(settings.kafka.bootstrap_servers, topic, isolation=isolation)
-    ]
-
-
-def wait_for_markers(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30) -> None:
-    """Wait until every partition's last stable offset is its end (no transaction markers pending)."""
-    ends = {}
-    for isolation in ("read_committed", "read_uncommitted"):
-        consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": "probe", "isolation.level": isolation}
-        )
-        ends[isolation] = consumer
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            stable = [
-                ends["read_committed"].get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)
-            ]
-            high = [
-                ends["read_uncommitted"].get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(partitions)
-            ]
-            if stable == high:
-                return
-            time.sleep(0.1)
-    finally:
-        for consumer in ends.values():
-            consumer.close()
-    msg = f"the transaction markers of {topic} were not written within {timeout_s:.0f} s"
-    raise AssertionError(msg)
+    messages = read_topic(
+        settings.kafka.bootstrap_servers, topic, isolation=isolation, open_transactions=open_transactions
+    )
+    return [decode(message.value(), RecordType.EXECUTION)["execution_id"] for message in messages]
 
 
 def step_until_fenced(service: ConnectorService, timeout_s: float) -> str:
@@ -119,7 +93,12 @@ def test_a_second_instance_fences_the_first_which_stops_and_publishes_nothing_mo
     first_stream = ScriptedStream(response_of(execution) for execution in executions[:4])
     first, _publisher, _metrics, _status = engine_on_kafka(settings, [first_stream])
     step_until(first, lambda: first.frontier is not None and not first.in_flight, TIMEOUT_S, "delivery")
-    step_until(first, lambda: len(execution_ids(settings)) == 4, TIMEOUT_S, "the first four, committed")
+    step_until(
+        first,
+        lambda: len(execution_ids(settings, open_transactions=True)) == 4,
+        TIMEOUT_S,
+        "the first four, committed",
+    )
 
     second, _publisher, _metrics, second_status = engine_on_kafka(
         settings, [ScriptedStream(response_of(execution) for execution in executions[8:])], EmptySearch()
@@ -163,7 +142,7 @@ def test_exactly_once_an_open_transaction_is_invisible_then_aborted_and_nothing_
     )
     assert first.frontier == frontier, "exactly_once: nothing uncommitted counts as delivered"
     assert sorted(execution_ids(settings, "read_uncommitted")) == sorted(e.id for e in executions)
-    assert sorted(execution_ids(settings)) == sorted(e.id for e in executions[:5])
+    assert sorted(execution_ids(settings, open_transactions=True)) == sorted(e.id for e in executions[:5])
 
     # The next start aborts it (init_transactions) before it reads; it publishes the rest once.
     restarted, _publisher2, _metrics2, restarted_status = engine_on_kafka(
@@ -184,6 +163,31 @@ def test_exactly_once_an_open_transaction_is_invisible_then_aborted_and_nothing_
     finally:
         consumer.close()
     assert sum(ends) > 15, "the aborted transaction's records and the markers are in the log"
+
+
+def test_a_read_committed_read_right_after_a_commit_waits_for_its_markers_and_sees_every_record(
+    real_kafka: KafkaCluster,
+) -> None:
+    # commit_transaction returns before the coordinator has written its markers; a reader that took
+    # the last stable offset as the end then would see fewer records than were committed.
+    bootstrap = real_kafka.bootstrap_servers
+    topic = f"t{uuid.uuid4().hex[:10]}.executions"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for number in range(30):
+        producer.produce(topic, b"v", b"order-%d" % (number % 7))
+    producer.flush(30)
+    assert read_topic(bootstrap, topic, open_transactions=True) == [], "an open transaction is invisible"
+
+    committer = threading.Timer(1.0, producer.commit_transaction, args=(30,))
+    committer.start()  # the commit lands while the reader below is already looking
+    try:
+        assert len(read_topic(bootstrap, topic)) == 30
+    finally:
+        committer.join()
 
 
 def test_a_standbys_warm_seed_holds_every_committed_id_since_it_began_tailing_and_none_aborted(
@@ -218,7 +222,7 @@ def test_a_standbys_warm_seed_holds_every_committed_id_since_it_began_tailing_an
     # commit_transaction returns before the coordinator has written the markers into every partition;
     # until then a read_committed reader's end (the last stable offset) stops short of the last batch.
     # (A takeover does not race so: its init_transactions waits for the old leader's to complete.)
-    wait_for_markers(bootstrap, topic, partitions=3)
+    wait_for_transaction_markers(bootstrap, topic)
     seeded = warm.seed(recent_ids, time.time_ns() - 30 * 10**9)
     assert seeded == 300
     assert warm.seeded_warm, "the tail covered the resume point: no cold read"
@@ -252,7 +256,7 @@ def test_a_standby_that_began_tailing_before_the_topic_existed_still_seeds_every
     for number in range(200):
         producer.produce(topic, b"v", b"order-%d" % (number % 7), headers=[("execution_id", b"E%d" % number)])
     producer.commit_transaction(30)
-    wait_for_markers(bootstrap, topic, partitions=3)
+    wait_for_transaction_markers(bootstrap, topic)
     seeded = warm.seed(recent_ids, time.time_ns() - 30 * 10**9)
     assert seeded == 200, f"the seed holds {seeded} of the 200 committed IDs (warm: {warm.seeded_warm})"
     assert all(f"E{n}" in recent_ids for n in range(200))
