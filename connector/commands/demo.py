@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -34,12 +34,14 @@ from connector.core.record_schemas import RecordType, schema_dict
 from connector.embedded import EmbeddedKafka
 from connector.errors import RuntimeFailure
 from connector.kafka.encoding import SingleObjectDecoder
+from connector.kafka.topic_reader import read_tail
 from connector.kafka.topics import topic_names
 from connector.observability.metrics import Metrics
 from connector.simulator import SimulatedVenue, SimulatorConfig, VenueEndpoints
 
 CONNECT_TIMEOUT_S: Final = 30.0
 DRAIN_TIMEOUT_S: Final = 15.0
+VERIFY_TIMEOUT_S: Final = 60.0
 REFRESH_S: Final = 0.5
 PARTITIONS: Final = 3
 
@@ -275,31 +277,16 @@ def _verify(journal: Path, cut: int, bootstrap: str, topic: str) -> dict[str, in
 
 
 def _read_executions(bootstrap: str, topic: str) -> Iterator[dict[str, Any]]:
+    """Every execution record in the topic, read to its end as the connector reads its own topics.
+
+    Transaction markers hold offsets but are never delivered, so the read ends on each partition's
+    end-of-partition event, not on a count; a read that cannot finish raises instead of stopping short.
+    """
     decoder = SingleObjectDecoder([schema_dict(RecordType.EXECUTION)])
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"pmx-demo-verify-{time.monotonic_ns()}"}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
-        }
-        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-        remaining = sum(ends.values())
-        deadline = time.monotonic() + 60
-        while remaining > 0 and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None and error.code() != KafkaError._PARTITION_EOF:
-                continue
-            value = message.value() if error is None else None
-            if value:
-                remaining -= 1
-                yield decoder(value)
-    finally:
-        consumer.close()
+    for message in read_tail(bootstrap, {}, topic, last=None, timeout_s=VERIFY_TIMEOUT_S):
+        value = message.value()
+        if value:
+            yield decoder(value)
 
 
 def _print_report(console: Console, report: dict[str, int]) -> None:
