@@ -76,6 +76,15 @@ def execution_ids(
     return [decode(message.value(), RecordType.EXECUTION)["execution_id"] for message in messages]
 
 
+def transactional_writer(bootstrap: str, topic: str) -> Producer:
+    """Create ``topic`` (3 partitions, 3 replicas) and return a transactional producer ready for it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
+    producer.init_transactions(30)
+    return producer
+
+
 def step_until_fenced(service: ConnectorService, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     with pytest.raises(FatalProducerError) as raised:
@@ -172,10 +181,7 @@ def test_a_read_committed_read_right_after_a_commit_waits_for_its_markers_and_se
     # the last stable offset as the end then would see fewer records than were committed.
     bootstrap = real_kafka.bootstrap_servers
     topic = f"t{uuid.uuid4().hex[:10]}.executions"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
-    producer.init_transactions(30)
+    producer = transactional_writer(bootstrap, topic)
     producer.begin_transaction()
     for number in range(30):
         producer.produce(topic, b"v", b"order-%d" % (number % 7))
@@ -195,10 +201,7 @@ def test_a_standbys_warm_seed_holds_every_committed_id_since_it_began_tailing_an
 ) -> None:
     bootstrap = real_kafka.bootstrap_servers
     topic = f"t{uuid.uuid4().hex[:10]}.executions"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
-    producer.init_transactions(30)
+    producer = transactional_writer(bootstrap, topic)
 
     def write(ids: range, *, commit: bool) -> None:
         producer.begin_transaction()
@@ -248,10 +251,7 @@ def test_a_standby_that_began_tailing_before_the_topic_existed_still_seeds_every
     warm = WarmRecentIdSeeder(cold, recent_ids, lookback_s=60)
     warm.start_tailing()
     time.sleep(1.0)  # the tail has looked for the topic and not found it
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.writer"})
-    producer.init_transactions(30)
+    producer = transactional_writer(bootstrap, topic)
     producer.begin_transaction()
     for number in range(200):
         producer.produce(topic, b"v", b"order-%d" % (number % 7), headers=[("execution_id", b"E%d" % number)])
