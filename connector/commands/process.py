@@ -12,7 +12,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Final
@@ -22,13 +22,24 @@ _LOG: Final = logging.getLogger(__name__)
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
 
+def from_signal_handler(action: Callable[[], None]) -> None:
+    """Run ``action`` on its own thread: the way for a signal handler to set a ``threading.Event``.
+
+    A handler runs on the main thread between two bytecodes, possibly while that thread is inside
+    ``Event.wait`` holding the event's lock; ``set()`` from the handler then waits for that lock
+    forever (a SIGTERM that never stopped the connector). A thread takes the lock once the main
+    thread has returned to its wait.
+    """
+    threading.Thread(target=action, name="signal", daemon=True).start()
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Set ``stop`` on SIGINT/SIGTERM while inside the block; restore the old handlers after."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         _LOG.info("received %s, shutting down", signal.Signals(signum).name)
-        stop.set()
+        from_signal_handler(stop.set)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:

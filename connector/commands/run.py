@@ -15,6 +15,7 @@ import signal
 from pathlib import Path
 
 from connector.commands.composition import BuiltService, build, tune_garbage_collection
+from connector.commands.process import from_signal_handler
 from connector.config import ConnectorSettings, load_settings
 
 DEFAULT_FLUSH_TIMEOUT_S = ConnectorSettings().flush_timeout_s
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
             faulthandler.dump_traceback_later(dump_after_s, exit=False)
         stopping = True
         for service in built:
-            service.stop()
+            from_signal_handler(service.stop)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
